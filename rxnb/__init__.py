@@ -1,0 +1,61 @@
+"""rxnb: reactive, durable Jupyter notebooks for AI work.
+
+    import rxnb as rx
+    store = rx.open()
+
+    @rx.query
+    def messages(db: rx.Reader, thread_id: str) -> list[Message]: ...
+
+    @rx.mutation
+    def send(db: rx.Writer, thread_id: str, text: str) -> int: ...
+
+    store.subscribe(messages, {"thread_id": "t1"}, print)
+    send(thread_id="t1", text="hi")      # the subscriber sees the new result
+
+Only the names in `__all__` are public.
+"""
+
+from rxnb.errors import (
+    ArgumentError,
+    FunctionError,
+    NoStoreError,
+    ReadOnlyError,
+    ResultError,
+    RxnbError,
+    SchemaMismatchError,
+    StoreBusyError,
+    StoreClosedError,
+    StoreError,
+    StoreOpenError,
+)
+from rxnb.functions import Mutation, Query, mutation, query
+from rxnb.reactive import Store, Subscription, current_store, open
+from rxnb.store import DataProblem, Reader, Writer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArgumentError",
+    "DataProblem",
+    "FunctionError",
+    "Mutation",
+    "NoStoreError",
+    "Query",
+    "ReadOnlyError",
+    "Reader",
+    "ResultError",
+    "RxnbError",
+    "SchemaMismatchError",
+    "Store",
+    "StoreBusyError",
+    "StoreClosedError",
+    "StoreError",
+    "StoreOpenError",
+    "Subscription",
+    "Writer",
+    "__version__",
+    "current_store",
+    "mutation",
+    "open",
+    "query",
+]

@@ -1,0 +1,92 @@
+"""Every error rxnb raises on purpose.
+
+The tree::
+
+    RxnbError
+    ├── StoreError                  the store could not do what was asked
+    │   ├── StoreOpenError          the URL or file cannot be opened as a store
+    │   ├── SchemaMismatchError     tables differ from their SQLModel classes
+    │   ├── NoStoreError            a function was called with no store open
+    │   ├── StoreClosedError        the store was closed
+    │   ├── StoreBusyError          a write could not get the lock after retries
+    │   └── ReadOnlyError           a query tried to write
+    └── FunctionError               a query or mutation was misused
+        ├── ArgumentError           an argument is missing, unexpected or of the wrong type
+        └── ResultError             a result cannot be serialized
+
+Each message says what was wrong, the value seen, and what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ArgumentError",
+    "FunctionError",
+    "NoStoreError",
+    "ReadOnlyError",
+    "ResultError",
+    "RxnbError",
+    "SchemaMismatchError",
+    "StoreBusyError",
+    "StoreClosedError",
+    "StoreError",
+    "StoreOpenError",
+]
+
+
+class RxnbError(Exception):
+    """Root of every error rxnb raises on purpose."""
+
+
+class StoreError(RxnbError):
+    """The store could not do what was asked."""
+
+
+class StoreOpenError(StoreError):
+    """The URL or file cannot be opened as a store."""
+
+
+class SchemaMismatchError(StoreError):
+    """Tables in the database differ from their SQLModel classes.
+
+    ``differences`` lists one human-readable line per difference.
+    """
+
+    def __init__(self, url: str, differences: Sequence[str]) -> None:
+        self.url = url
+        self.differences = list(differences)
+        lines = "\n".join(f"  - {d}" for d in self.differences)
+        super().__init__(
+            f"The store at {url} does not match your SQLModel classes "
+            f"({len(self.differences)} difference(s)); nothing was written:\n{lines}"
+        )
+
+
+class NoStoreError(StoreError):
+    """A query or mutation was called while no store is open."""
+
+
+class StoreClosedError(StoreError):
+    """The store was used after `Store.close()`."""
+
+
+class StoreBusyError(StoreError):
+    """A mutation could not get the write lock within its retries."""
+
+
+class ReadOnlyError(StoreError):
+    """A query (read-only) tried to write."""
+
+
+class FunctionError(RxnbError):
+    """A query or mutation was defined or called wrongly."""
+
+
+class ArgumentError(FunctionError, TypeError):
+    """An argument is missing, unexpected, or does not match its type hint."""
+
+
+class ResultError(FunctionError, TypeError):
+    """A function returned a value rxnb cannot serialize."""

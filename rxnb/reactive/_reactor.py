@@ -1,0 +1,221 @@
+"""`Reactor`: re-runs subscriptions when writes touch what they read.
+
+The rules, cited in the code by number:
+
+1. A new subscription runs at once and delivers its result (or error).
+2. A write re-runs a subscription iff the old or new image of a written row falls in
+   the subscription's last read set; a write to a whole table re-runs every reader of
+   that table, and a write rxnb cannot see into re-runs every subscription.
+3. A subscription whose last run raised is taken to read everything, so that it
+   recovers on the next write, whatever the write.
+4. Re-defining a query (a cell re-run) re-runs every subscription of it.
+5. Work is taken in batches: everything queued while the previous batch ran. Each
+   affected subscription re-runs once per batch, however many writes touched it.
+6. A subscriber is called only when the serialized result (or the error) changed.
+7. Queries run and callbacks are called on the reactor's own thread, never on the
+   thread that committed; per subscription, deliveries keep their order.
+8. A gap in the change log (entries pruned before this process read them) re-runs
+   every subscription.
+
+Soundness: every item is queued after the commit it reports, and a batch is matched
+against read sets recorded by runs that started before it was taken, so a run never
+misses a write that committed after its snapshot.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rxnb.reactive._index import SubscriptionId, SubscriptionIndex
+from rxnb.reactive._results import to_jsonable
+from rxnb.reactive._subscription import Callback, ErrorCallback, Subscribable, Subscription
+from rxnb.store import Database, ReadSet, Write
+
+log = logging.getLogger("rxnb.reactive")
+
+
+@dataclass(frozen=True)
+class _Writes:
+    writes: Sequence[Write]
+
+
+@dataclass(frozen=True)
+class _Start:
+    sub: Subscription
+
+
+@dataclass(frozen=True)
+class _Forget:
+    sub: Subscription
+
+
+@dataclass(frozen=True)
+class _Redefined:
+    name: str
+
+
+@dataclass(frozen=True)
+class _Everything:
+    reason: str
+
+
+class _Stop:
+    pass
+
+
+_Item = _Writes | _Start | _Forget | _Redefined | _Everything | _Stop
+
+
+class Reactor:
+    """Responsibilities: own the subscriptions and their index, take reported writes,
+    and re-run and deliver what they affect, on one thread per store.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._index = SubscriptionIndex()
+        self._subs: dict[SubscriptionId, Subscription] = {}
+        self._by_name: dict[str, set[SubscriptionId]] = defaultdict(set)
+        self._ids = itertools.count(1)
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._idle = threading.Condition()
+        self._pending = 0
+        self.reruns = 0
+        """Query runs made because of writes or re-definitions (not first runs)."""
+        self._thread = threading.Thread(target=self._loop, name="rxnb-reactor", daemon=True)
+        self._thread.start()
+
+    # -- any thread ------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        query: Subscribable,
+        args: Mapping[str, Any],
+        callback: Callback | None,
+        on_error: ErrorCallback | None,
+        *,
+        timeout: float = 60.0,
+    ) -> Subscription:
+        """A new subscription, after its first delivery (rule 1)."""
+        sub = Subscription(
+            SubscriptionId(next(self._ids)), query, args, callback, on_error, self
+        )
+        if threading.current_thread() is self._thread:
+            self._start(sub)  # from a callback: we are the loop, run it now
+        else:
+            self._put(_Start(sub))
+            sub._wait_first(timeout)  # noqa: SLF001 (the reactor drives its subscriptions)
+        return sub
+
+    def notify_writes(self, writes: Sequence[Write]) -> None:
+        """Report writes that committed (commit listener and change feed)."""
+        self._put(_Writes(writes))
+
+    def redefined(self, name: str) -> None:
+        """Rule 4: the query `name` has new code."""
+        self._put(_Redefined(name))
+
+    def rerun_all(self, reason: str) -> None:
+        """Rule 8: re-run every subscription."""
+        self._put(_Everything(reason))
+
+    def forget(self, sub: Subscription) -> None:
+        """Drop a closed subscription; later batches skip it."""
+        self._put(_Forget(sub))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until every queued item has been handled; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def subscriptions(self) -> list[Subscription]:
+        return [s for s in list(self._subs.values()) if not s.closed]
+
+    def stop(self) -> None:
+        self._put(_Stop())
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10)
+
+    def _put(self, item: _Item) -> None:
+        with self._idle:
+            self._pending += 1
+        self._queue.put(item)
+
+    # -- the reactor thread ----------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                stop = self._handle(batch)
+            except Exception:  # a bug here must not end reactivity for the store
+                log.exception("rxnb reactor failed on a batch; continuing")
+                stop = False
+            with self._idle:
+                self._pending -= len(batch)
+                self._idle.notify_all()
+            if stop:
+                return
+
+    def _handle(self, batch: list[_Item]) -> bool:
+        affected: set[SubscriptionId] = set()
+        for item in batch:  # in order: a start sees every write queued before it
+            match item:
+                case _Stop():
+                    return True
+                case _Writes(writes):
+                    if writes:
+                        affected |= self._index.affected(writes)  # rule 2
+                case _Start(sub):
+                    self._start(sub)
+                case _Forget(sub):
+                    self._drop(sub)
+                case _Redefined(name):
+                    affected |= self._by_name.get(name, set())  # rule 4
+                case _Everything():
+                    affected |= set(self._subs)  # rule 8
+        for sub_id in sorted(affected):  # rule 5: once each per batch
+            sub = self._subs.get(sub_id)
+            if sub is not None and not sub.closed:
+                self.reruns += 1
+                self._run(sub)
+        return False
+
+    def _start(self, sub: Subscription) -> None:
+        if sub.closed:
+            sub._first.set()  # noqa: SLF001
+            return
+        self._subs[sub.id] = sub
+        self._by_name[sub.query.name].add(sub.id)
+        self._run(sub)  # rule 1
+
+    def _run(self, sub: Subscription) -> None:
+        sub.runs += 1
+        try:
+            result, reads = self._database.read(lambda reader: sub.query.run(reader, sub.args))
+            payload = to_jsonable(result, where=f"Query `{sub.query.name}`")
+        except Exception as exc:
+            self._index.set(sub.id, ReadSet(everything=True))  # rule 3
+            sub._fail(exc)  # noqa: SLF001
+            return
+        self._index.set(sub.id, reads)
+        sub._deliver(result, payload)  # noqa: SLF001 (rules 6 and 7)
+
+    def _drop(self, sub: Subscription) -> None:
+        self._subs.pop(sub.id, None)
+        self._index.remove(sub.id)
+        names = self._by_name.get(sub.query.name)
+        if names is not None:
+            names.discard(sub.id)

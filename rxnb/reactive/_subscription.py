@@ -1,0 +1,136 @@
+"""`Subscription`: one query with fixed arguments, kept current for a subscriber."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from rxnb.reactive._index import SubscriptionId
+from rxnb.reactive._results import JSONValue
+from rxnb.store import Reader
+
+if TYPE_CHECKING:
+    from rxnb.reactive._reactor import Reactor
+
+log = logging.getLogger("rxnb.reactive")
+
+
+class Subscribable(Protocol):
+    """What a subscription runs: a registered query (see `rxnb.functions.Query`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments checked against the current definition, or ArgumentError."""
+        ...
+
+    def run(self, reader: Reader, args: Mapping[str, Any]) -> Any:
+        """Run the current definition of the query with `reader`."""
+        ...
+
+
+Callback = Callable[[Any], None]
+ErrorCallback = Callable[[BaseException], None]
+
+
+class Subscription:
+    """A live query: its latest result, delivered to a callback whenever it changes.
+
+    Close it (or use it as a context manager) to stop updates. `result` is the last
+    value delivered; `error` is set while the query raises, and cleared when it
+    recovers.
+    """
+
+    def __init__(
+        self,
+        sub_id: SubscriptionId,
+        query: Subscribable,
+        args: Mapping[str, Any],
+        callback: Callback | None,
+        on_error: ErrorCallback | None,
+        reactor: Reactor,
+    ) -> None:
+        self.id = sub_id
+        self.query = query
+        self.args = dict(args)
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.runs = 0
+        """How many times the query ran for this subscription (initial run included)."""
+        self.deliveries = 0
+        self._callback = callback
+        self._on_error = on_error
+        self._reactor = reactor
+        self._payload: JSONValue = _NOTHING
+        self._error_key: tuple[str, str] | None = None
+        self._first = threading.Event()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Stop updates. Idempotent; safe from any thread, callbacks included."""
+        if not self._closed:
+            self._closed = True
+            self._reactor.forget(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "error" if self.error else "live"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
+        return f"<Subscription {self.id} {self.query.name}({args}) {state}>"
+
+    # -- called on the reactor thread ------------------------------------------------
+
+    def _deliver(self, result: Any, payload: JSONValue) -> bool:
+        """Rule 6 of `Reactor`: call back only when the serialized result changed."""
+        changed = payload != self._payload or self.error is not None
+        self.result, self._payload, self.error, self._error_key = result, payload, None, None
+        self._first.set()
+        if changed and not self._closed:
+            self.deliveries += 1
+            _call(self._callback, result, self)
+        return changed
+
+    def _fail(self, error: BaseException) -> bool:
+        key = (type(error).__name__, str(error))
+        changed = key != self._error_key
+        self.error, self._error_key = error, key
+        self._payload = _NOTHING
+        self._first.set()
+        if changed and not self._closed:
+            if self._on_error is None:
+                log.warning("rxnb: query %s failed: %r", self.query.name, error)
+            else:
+                _call(self._on_error, error, self)
+        return changed
+
+    def _wait_first(self, timeout: float) -> bool:
+        return self._first.wait(timeout)
+
+
+class _Nothing:
+    def __repr__(self) -> str:
+        return "<no result yet>"
+
+
+_NOTHING = _Nothing()
+
+
+def _call(fn: Callable[[Any], None] | None, value: Any, sub: Subscription) -> None:
+    if fn is None:
+        return
+    try:
+        fn(value)
+    except Exception:
+        log.exception("rxnb: a callback of %r raised; other subscribers go on", sub)

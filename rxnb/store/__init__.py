@@ -1,0 +1,49 @@
+"""The store layer: engines and dialects, tracked transactions, the change log, schema."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from rxnb.errors import StoreOpenError
+from rxnb.store._changelog import LoggedChange
+from rxnb.store._database import ChangeWatcher, CommitListener, Database
+from rxnb.store._readset import Equals, Range, ReadSet, TableRead
+from rxnb.store._schema import DataProblem
+from rxnb.store._sessions import Reader, Writer
+from rxnb.store._sqlite import SQLiteDatabase
+from rxnb.store._tracking import EVERYTHING, RowWrite, TableWrite, Write
+
+__all__ = [
+    "EVERYTHING",
+    "ChangeWatcher",
+    "CommitListener",
+    "DataProblem",
+    "Database",
+    "Equals",
+    "LoggedChange",
+    "Range",
+    "ReadSet",
+    "Reader",
+    "RowWrite",
+    "SQLiteDatabase",
+    "TableRead",
+    "TableWrite",
+    "Write",
+    "Writer",
+    "open_database",
+]
+
+
+def open_database(url: str, *, migrate: bool = False) -> Database:
+    """The Database for `url`, of the dialect its scheme names."""
+    try:
+        backend = sa.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError as exc:
+        raise StoreOpenError(
+            f"{url!r} is not a database URL; use e.g. 'sqlite:///path/to/file.db'"
+        ) from exc
+    if backend == "sqlite":
+        return SQLiteDatabase(url, migrate=migrate)
+    raise StoreOpenError(
+        f"rxnb does not support {backend!r} URLs yet ({url}); use 'sqlite:///path/to/file.db'"
+    )

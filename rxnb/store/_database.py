@@ -1,0 +1,309 @@
+"""The abstract store: engines, tracked transactions, the change log, commit listeners.
+
+Dialects subclass `Database` (`SQLiteDatabase` now, PostgreSQL later) and supply what
+differs by engine: connection setup, how a write transaction begins, which errors are
+worth retrying, how the change log is appended to and watched.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import sqlalchemy as sa
+from sqlmodel import SQLModel
+
+from rxnb.errors import ReadOnlyError, SchemaMismatchError, StoreBusyError, StoreClosedError
+from rxnb.store._changelog import LoggedChange, encode, internal_metadata
+from rxnb.store._readset import ReadSet
+from rxnb.store._schema import DataProblem, apply_plan, check_rows, plan_schema
+from rxnb.store._sessions import Reader, Writer
+from rxnb.store._tracking import TRACKER, Tracker, Write, install_engine_hooks
+
+log = logging.getLogger("rxnb.store")
+
+T = TypeVar("T")
+CommitListener = Callable[[Sequence[Write]], None]
+
+
+class ChangeWatcher(ABC):
+    """One process's dedicated view of the change log, used by the change feed."""
+
+    @abstractmethod
+    def wait(self, timeout: float, stop: threading.Event) -> bool:
+        """Block until another connection may have committed, `stop` is set, or timeout."""
+
+    @abstractmethod
+    def read_since(self, seq: int, limit: int) -> list[LoggedChange]:
+        """Log entries after `seq`, oldest first."""
+
+    @abstractmethod
+    def last_seq(self) -> int:
+        """The newest sequence number in the log (0 when empty)."""
+
+    @abstractmethod
+    def prune(self, older_than: float) -> int:
+        """Delete entries written before `older_than` (epoch seconds); return how many."""
+
+    @abstractmethod
+    def contiguous(self) -> bool:
+        """Whether sequence numbers are committed without gaps (a gap then means pruned)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the watcher's connection."""
+
+
+class Database(ABC):
+    """An open store's storage.
+
+    Responsibilities: create the engines; run read transactions that record a read
+    set and write transactions (serializable, retried when busy) that record a write
+    set and append it to the change log before committing; tell commit listeners what
+    each commit wrote; check the schema when opened and when new table classes appear.
+    """
+
+    string_ranges: ClassVar[bool] = True
+    """Whether string comparisons in SQL follow Python's order (ranges on strings index)."""
+    serialize_writers: ClassVar[bool] = True
+    """Whether writers in this process take turns before asking the database."""
+    max_write_attempts: ClassVar[int] = 8
+
+    def __init__(self, url: str, *, migrate: bool = False) -> None:
+        self.url = sa.make_url(url).render_as_string(hide_password=True)
+        """The URL for messages and display: never with a password."""
+        self.origin = uuid.uuid4().hex
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._schema_lock = threading.RLock()
+        self._schema_seen: tuple[int, ...] = ()
+        self._listeners: list[CommitListener] = []
+        self._closed = False
+        self._read_engine, self._write_engine = self._create_engines()
+        for engine in (self._read_engine, self._write_engine):
+            install_engine_hooks(engine)
+        try:
+            self.ensure_schema(migrate=migrate)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- what dialects provide -------------------------------------------------------
+
+    @abstractmethod
+    def _create_engines(self) -> tuple[sa.Engine, sa.Engine]:
+        """(read engine, write engine), with tracking-free connection setup done."""
+
+    @abstractmethod
+    def is_retryable(self, exc: sa.exc.DBAPIError) -> bool:
+        """Whether a failed write transaction should be run again."""
+
+    @abstractmethod
+    def append_changes(self, conn: sa.Connection, rows: list[tuple[object, ...]]) -> None:
+        """Insert encoded change-log rows inside the transaction open on `conn`."""
+
+    @abstractmethod
+    def open_watcher(self) -> ChangeWatcher:
+        """A new dedicated watcher of the change log."""
+
+    def _schema_applied(self) -> None:  # noqa: B027 (an optional hook)
+        """Called after a schema check passed; dialects finish setup here."""
+
+    def _translate_open_error(self, exc: sa.exc.DBAPIError) -> BaseException | None:
+        """A clearer error for a failure while opening, or None to keep the original."""
+        return None
+
+    # -- transactions ----------------------------------------------------------------
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call `listener(writes)` after every commit in this process that wrote."""
+        self._listeners.append(listener)
+
+    def read(self, fn: Callable[[Reader], T]) -> tuple[T, ReadSet]:
+        """Run `fn` in a read-only transaction; return its result and what it read."""
+        active = self._active()
+        if active is not None:
+            session, tracker = active
+            return fn(session), tracker.reads
+        self._check_open()
+        self._check_new_tables()
+        with self._read_engine.connect() as conn:
+            tracker = Tracker(writing=False, string_ranges=self.string_ranges)
+            session = Reader(bind=conn, expire_on_commit=False, autoflush=False)
+            with self._tracked(conn, session, tracker):
+                result = fn(session)
+        return result, tracker.reads
+
+    def write(self, fn: Callable[[Writer], T]) -> T:
+        """Run `fn` in a serializable transaction, committed only if it returns.
+
+        Inside another write on this thread it joins that transaction through a
+        savepoint, so an error in it undoes only its own part.
+        """
+        active = self._active()
+        if active is not None:
+            session, tracker = active
+            if not isinstance(session, Writer):
+                raise ReadOnlyError(
+                    "A mutation was called from inside a query; queries are read-only. "
+                    "Call the mutation from a cell, an action, or another mutation"
+                )
+            return self._write_nested(session, tracker, fn)
+        self._check_open()
+        self._check_new_tables()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if self.serialize_writers:
+                    with self._write_lock:
+                        result, writes = self._write_once(fn)
+                else:
+                    result, writes = self._write_once(fn)
+            except sa.exc.DBAPIError as exc:
+                if not self.is_retryable(exc):
+                    raise
+                if attempt >= self.max_write_attempts:
+                    raise StoreBusyError(
+                        f"A mutation on {self.url} could not commit after {attempt} attempts "
+                        f"({exc.orig}); another process keeps the store busy. Keep mutations "
+                        "short (no I/O inside them), or use PostgreSQL for many writers"
+                    ) from exc
+                time.sleep(min(1.0, 0.005 * 2**attempt) * (0.5 + random.random()))
+                continue
+            if writes:
+                self._publish(writes)
+            return result
+
+    def _active(self) -> tuple[Reader, Tracker] | None:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            return None
+        tracker: Tracker = self._local.tracker
+        return session, tracker
+
+    def _tracked(self, conn: sa.Connection, session: Reader, tracker: Tracker) -> _Tracked:
+        return _Tracked(self, conn, session, tracker)
+
+    def _write_once(self, fn: Callable[[Writer], T]) -> tuple[T, list[Write]]:
+        with self._write_engine.connect() as conn:
+            tracker = Tracker(writing=True, string_ranges=self.string_ranges)
+            session = Writer(bind=conn, expire_on_commit=False)
+            session._rx_tracker = tracker
+            with self._tracked(conn, session, tracker):
+                try:
+                    result = fn(session)
+                    session.flush()
+                    writes = tracker.writes()
+                    if writes:
+                        self.append_changes(conn, encode(writes, self.origin))
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+        return result, writes
+
+    def _write_nested(self, session: Writer, tracker: Tracker, fn: Callable[[Writer], T]) -> T:
+        savepoint = session.begin_nested()
+        tracker.push_frame()
+        try:
+            result = fn(session)
+            savepoint.commit()
+        except BaseException:
+            if savepoint.is_active:
+                savepoint.rollback()
+            tracker.pop_frame(keep=False)
+            raise
+        tracker.pop_frame(keep=True)
+        return result
+
+    def _publish(self, writes: Sequence[Write]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(writes)
+            except Exception:
+                log.exception("rxnb commit listener %r failed", listener)
+
+    # -- schema ----------------------------------------------------------------------
+
+    def ensure_schema(self, *, migrate: bool = False) -> None:
+        """Check every table class against the database; create what is missing.
+
+        Raises SchemaMismatchError, having written nothing, when any table differs.
+        """
+        with self._schema_lock:
+            seen = _metadata_fingerprint()
+            tables = [*internal_metadata.sorted_tables, *SQLModel.metadata.sorted_tables]
+            try:
+                with self._write_engine.connect() as conn, conn.begin():
+                    plan = plan_schema(conn, tables, migrate=migrate)
+                    if plan.problems:
+                        raise SchemaMismatchError(self.url, plan.problems)
+                    apply_plan(conn, plan)
+            except sa.exc.DBAPIError as exc:
+                better = self._translate_open_error(exc)
+                if better is not None:
+                    raise better from exc
+                raise
+            self._schema_seen = seen
+            self._schema_applied()
+
+    def _check_new_tables(self) -> None:
+        # Rule of DESIGN.md §11: tables of classes defined after open are created on
+        # first use. A cheap fingerprint tells whether any class appeared since.
+        if _metadata_fingerprint() != self._schema_seen:
+            self.ensure_schema()
+
+    def check_data(self, limit: int | None = None) -> list[DataProblem]:
+        """Every stored row that fails validation against its model (at most `limit`)."""
+        self._check_open()
+        with self._read_engine.connect() as conn:
+            return check_rows(conn, limit)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(
+                f"The store at {self.url} is closed; call rx.open() again to reopen it"
+            )
+
+    def close(self) -> None:
+        """Release every connection. Idempotent."""
+        self._closed = True
+        self._listeners.clear()
+        for engine in (self._read_engine, self._write_engine):
+            engine.dispose()
+
+
+class _Tracked:
+    """Binds a session and its tracker to a connection and this thread for one transaction."""
+
+    def __init__(
+        self, database: Database, conn: sa.Connection, session: Reader, tracker: Tracker
+    ) -> None:
+        self._local = database._local  # noqa: SLF001 (a helper of Database)
+        self._conn, self._session, self._tracker = conn, session, tracker
+
+    def __enter__(self) -> None:
+        self._conn.info[TRACKER] = self._tracker
+        self._local.session, self._local.tracker = self._session, self._tracker
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._local.session = self._local.tracker = None
+        self._conn.info.pop(TRACKER, None)
+        self._session.close()
+
+
+def _metadata_fingerprint() -> tuple[int, ...]:
+    return tuple(id(t) for t in SQLModel.metadata.tables.values())

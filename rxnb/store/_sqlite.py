@@ -1,0 +1,207 @@
+"""The SQLite dialect: WAL, `BEGIN IMMEDIATE` writers, a `PRAGMA data_version` watcher."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from rxnb.errors import StoreOpenError
+from rxnb.store._changelog import INSERT_CHANGE, LoggedChange, decode
+from rxnb.store._database import ChangeWatcher, Database
+
+BUSY_TIMEOUT_MS: Final = int(os.environ.get("RXNB_BUSY_TIMEOUT_MS", "10000"))
+POLL_SECONDS: Final = 0.003
+"""How often the watcher asks SQLite whether another connection committed."""
+
+_HEADER: Final = b"SQLite format 3\x00"
+
+
+def sqlite_path(url: sa.URL) -> Path:
+    """The absolute file path of a SQLite URL; refuses in-memory databases."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        raise StoreOpenError(
+            f"rxnb cannot use an in-memory SQLite database ({url}): its threads and other "
+            "processes could not see it. Use a file, e.g. rx.open('sqlite:///notes.db')"
+        )
+    return Path(database).expanduser().resolve()
+
+
+def prepare_file(path: Path) -> None:
+    """Create the folder; refuse a file that is not SQLite or cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreOpenError(
+            f"Cannot create the folder {path.parent} for the store ({exc.strerror}); "
+            "choose a writable location with rx.open('sqlite:///path/to/file.db') or RXNB_URL"
+        ) from exc
+    if path.is_dir():
+        raise StoreOpenError(f"{path} is a folder, not a database file; name a file inside it")
+    if path.exists():
+        with path.open("rb") as f:
+            header = f.read(len(_HEADER))
+        if header and header != _HEADER:
+            raise StoreOpenError(
+                f"{path} is not a SQLite database (it starts with {header[:8]!r}); point "
+                "rx.open() or RXNB_URL at another file, or move this one away"
+            )
+        if not os.access(path, os.W_OK):
+            raise StoreOpenError(
+                f"{path} is not writable by this user; fix its permissions or choose another file"
+            )
+    elif not os.access(path.parent, os.W_OK | os.X_OK):
+        raise StoreOpenError(
+            f"Cannot create {path}: the folder {path.parent} is not writable by this user; "
+            "choose a writable location with rx.open('sqlite:///path/to/file.db') or RXNB_URL"
+        )
+
+
+class SQLiteDatabase(Database):
+    """SQLite in WAL mode; writers take turns in-process, then `BEGIN IMMEDIATE`."""
+
+    string_ranges = True  # BINARY collation orders strings as Python does
+    serialize_writers = True
+
+    def __init__(self, url: str, *, migrate: bool = False) -> None:
+        self.path = sqlite_path(sa.make_url(url))
+        prepare_file(self.path)
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            _enable_wal(self.path)  # a new file: nothing to compare, WAL from the start
+        super().__init__(url, migrate=migrate)
+
+    def _create_engines(self) -> tuple[sa.Engine, sa.Engine]:
+        return self._engine(read_only=True), self._engine(read_only=False)
+
+    def _engine(self, *, read_only: bool) -> sa.Engine:
+        engine = sa.create_engine(
+            f"sqlite:///{self.path}",
+            connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+            pool_size=8,
+            max_overflow=32,
+        )
+        begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+
+        @event.listens_for(engine, "connect")
+        def _setup(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # rxnb issues BEGIN itself, below
+            dbapi_conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+            dbapi_conn.execute("PRAGMA foreign_keys=ON")
+            if read_only:
+                dbapi_conn.execute("PRAGMA query_only=ON")
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: sa.Connection) -> None:
+            # On the DB-API connection, so that statement tracking does not see it.
+            driver = conn.connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            driver.execute(begin)
+
+        return engine
+
+    def is_retryable(self, exc: sa.exc.DBAPIError) -> bool:
+        message = str(exc.orig).lower()
+        return isinstance(exc.orig, sqlite3.OperationalError) and (
+            "locked" in message or "busy" in message
+        )
+
+    def _translate_open_error(self, exc: sa.exc.DBAPIError) -> BaseException | None:
+        message = str(exc.orig)
+        if "not a database" in message or "malformed" in message:
+            return StoreOpenError(
+                f"{self.path} is not a usable SQLite database ({message}); point rx.open() or "
+                "RXNB_URL at another file, or move this one away"
+            )
+        if "unable to open" in message or "readonly" in message:
+            return StoreOpenError(
+                f"Cannot open {self.path} for writing ({message}); check the permissions of "
+                "the file and its folder, or choose another location"
+            )
+        return None
+
+    def _schema_applied(self) -> None:
+        _enable_wal(self.path)
+
+    def append_changes(self, conn: sa.Connection, rows: list[tuple[object, ...]]) -> None:
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        driver.executemany(INSERT_CHANGE, rows)
+
+    def open_watcher(self) -> ChangeWatcher:
+        return _DataVersionWatcher(self.path)
+
+
+def _enable_wal(path: Path) -> None:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as exc:
+        raise StoreOpenError(
+            f"{path} is not a usable SQLite database ({exc}); point rx.open() or RXNB_URL at "
+            "another file, or move this one away"
+        ) from exc
+    finally:
+        conn.close()
+
+
+class _DataVersionWatcher(ChangeWatcher):
+    """Polls `PRAGMA data_version` on its own connection every few milliseconds.
+
+    The value changes whenever another connection, in any process, commits.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        self._lock = threading.Lock()
+        self._version = self._data_version()
+
+    def _data_version(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def wait(self, timeout: float, stop: threading.Event) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            version = self._data_version()
+            if version != self._version:
+                self._version = version
+                return True
+            if stop.wait(POLL_SECONDS) or time.monotonic() >= deadline:
+                return False
+
+    def read_since(self, seq: int, limit: int) -> list[LoggedChange]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, origin, tbl, key, old, new FROM rx_changes "
+                "WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, limit),
+            ).fetchall()
+        return [decode(*row) for row in rows]
+
+    def last_seq(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT max(seq) FROM rx_changes").fetchone()
+        return int(row[0] or 0)
+
+    def prune(self, older_than: float) -> int:
+        with self._lock:
+            cursor = self._conn.execute("DELETE FROM rx_changes WHERE at < ?", (older_than,))
+            return cursor.rowcount
+
+    def contiguous(self) -> bool:
+        return True  # writers are serialized and AUTOINCREMENT never reuses a number
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
