@@ -21,7 +21,7 @@ def _resolve(annotation: Any, fn: Callable[..., Any]) -> Any:
         return Any
     if isinstance(annotation, str):
         try:
-            return eval(annotation, getattr(fn, "__globals__", {}))  # noqa: S307 (a hint)
+            return eval(annotation, getattr(fn, "__globals__", {}))
         except Exception:
             return Any  # defined later, or not a type: accept anything rather than fail
     return annotation

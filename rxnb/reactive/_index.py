@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping
-from typing import NewType
+from typing import Any, NewType
 
 from rxnb.store import EVERYTHING, Equals, ReadSet, RowWrite, TableRead, Write
 from rxnb.store._values import UNKNOWN
@@ -36,17 +36,17 @@ class SubscriptionIndex:
             lambda: defaultdict(lambda: defaultdict(set))
         )
         self._ranged: dict[str, set[Entry]] = defaultdict(set)
-        self._filed: dict[SubscriptionId, list[tuple[str, ...] | tuple[str, str, Hashable]]] = {}
+        self._filed: dict[SubscriptionId, list[tuple[Any, ...]]] = {}
         self._reads: dict[SubscriptionId, ReadSet] = {}
 
     def __len__(self) -> int:
         return len(self._reads)
 
-    def set(self, sub: SubscriptionId, reads: ReadSet) -> None:
+    def record(self, sub: SubscriptionId, reads: ReadSet) -> None:
         """Replace what `sub` read with `reads`."""
         self.remove(sub)
         self._reads[sub] = reads
-        filed: list[tuple[str, ...] | tuple[str, str, Hashable]] = []
+        filed: list[tuple[Any, ...]] = []
         if reads.everything:
             self._everything.add(sub)
             filed.append(("*",))
@@ -59,10 +59,10 @@ class SubscriptionIndex:
                 by_value = self._equal[read.table][chosen.column]
                 for value in chosen.values:
                     by_value[value].add((sub, read))
-                    filed.append(("equal", read.table, chosen.column, value, read))  # type: ignore[arg-type]
+                    filed.append(("equal", read.table, chosen.column, value, read))
             else:
                 self._ranged[read.table].add((sub, read))
-                filed.append(("ranged", read.table, read))  # type: ignore[arg-type]
+                filed.append(("ranged", read.table, read))
         self._filed[sub] = filed
 
     def remove(self, sub: SubscriptionId) -> None:
@@ -121,14 +121,12 @@ class SubscriptionIndex:
                 found.add(sub)
 
 
-def _candidates(
-    by_value: Mapping[Hashable, set[Entry]], value: object
-) -> Iterable[Entry]:
+def _candidates(by_value: Mapping[Hashable, set[Entry]], value: object) -> Iterable[Entry]:
     if value is None:
         return ()  # NULL equals nothing
     if value is UNKNOWN:
         return [e for entries in by_value.values() for e in entries]
     try:
-        return by_value.get(value, ())  # type: ignore[arg-type]
+        return by_value.get(value, ())
     except TypeError:  # unhashable: cannot look up, so consider all
         return [e for entries in by_value.values() for e in entries]

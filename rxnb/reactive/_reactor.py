@@ -104,14 +104,12 @@ class Reactor:
         timeout: float = 60.0,
     ) -> Subscription:
         """A new subscription, after its first delivery (rule 1)."""
-        sub = Subscription(
-            SubscriptionId(next(self._ids)), query, args, callback, on_error, self
-        )
+        sub = Subscription(SubscriptionId(next(self._ids)), query, args, callback, on_error, self)
         if threading.current_thread() is self._thread:
             self._start(sub)  # from a callback: we are the loop, run it now
         else:
             self._put(_Start(sub))
-            sub._wait_first(timeout)  # noqa: SLF001 (the reactor drives its subscriptions)
+            sub._wait_first(timeout)
         return sub
 
     def notify_writes(self, writes: Sequence[Write]) -> None:
@@ -187,15 +185,15 @@ class Reactor:
                 case _Everything():
                     affected |= set(self._subs)  # rule 8
         for sub_id in sorted(affected):  # rule 5: once each per batch
-            sub = self._subs.get(sub_id)
-            if sub is not None and not sub.closed:
+            rerun = self._subs.get(sub_id)
+            if rerun is not None and not rerun.closed:
                 self.reruns += 1
-                self._run(sub)
+                self._run(rerun)
         return False
 
     def _start(self, sub: Subscription) -> None:
         if sub.closed:
-            sub._first.set()  # noqa: SLF001
+            sub._first.set()
             return
         self._subs[sub.id] = sub
         self._by_name[sub.query.name].add(sub.id)
@@ -207,11 +205,11 @@ class Reactor:
             result, reads = self._database.read(lambda reader: sub.query.run(reader, sub.args))
             payload = to_jsonable(result, where=f"Query `{sub.query.name}`")
         except Exception as exc:
-            self._index.set(sub.id, ReadSet(everything=True))  # rule 3
-            sub._fail(exc)  # noqa: SLF001
+            self._index.record(sub.id, ReadSet(everything=True))  # rule 3
+            sub._fail(exc)
             return
-        self._index.set(sub.id, reads)
-        sub._deliver(result, payload)  # noqa: SLF001 (rules 6 and 7)
+        self._index.record(sub.id, reads)
+        sub._deliver(result, payload)
 
     def _drop(self, sub: Subscription) -> None:
         self._subs.pop(sub.id, None)

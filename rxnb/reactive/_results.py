@@ -17,8 +17,16 @@ from rxnb.errors import ResultError
 JSONValue = Any
 """None, bool, int, float, str, list of JSONValue, or dict of str to JSONValue."""
 
-_SCALARS = (datetime.datetime, datetime.date, datetime.time, datetime.timedelta,
-            decimal.Decimal, uuid.UUID, enum.Enum, bytes)
+_SCALARS = (
+    datetime.datetime,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    decimal.Decimal,
+    uuid.UUID,
+    enum.Enum,
+    bytes,
+)
 
 
 def to_jsonable(value: object, *, where: str) -> JSONValue:
@@ -34,8 +42,7 @@ def to_jsonable(value: object, *, where: str) -> JSONValue:
         for k, v in value.items():
             if not isinstance(k, str | int | float | bool):
                 raise ResultError(
-                    f"{where} returned a dict with a {type(k).__name__} key ({k!r}); "
-                    "use str keys"
+                    f"{where} returned a dict with a {type(k).__name__} key ({k!r}); use str keys"
                 )
             out[str(k)] = to_jsonable(v, where=where)
         return out

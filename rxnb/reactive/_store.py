@@ -15,7 +15,7 @@ from rxnb.errors import NoStoreError, StoreOpenError
 from rxnb.reactive._feed import ChangeFeed
 from rxnb.reactive._reactor import Reactor
 from rxnb.reactive._subscription import Callback, ErrorCallback, Subscribable, Subscription
-from rxnb.store import DataProblem, Database, open_database
+from rxnb.store import Database, DataProblem, open_database
 
 DEFAULT_PATH = Path(".rxnb") / "rxnb.db"
 
@@ -60,7 +60,7 @@ class Store:
         logged) and the subscription stays; it recovers when data or code changes.
         Arguments are checked before anything runs (ArgumentError).
         """
-        self.database._check_open()  # noqa: SLF001 (the store's own database)
+        self.database._check_open()
         checked = query.validate(args or {})
         return self._reactor.subscribe(query, checked, callback, on_error)
 
@@ -129,7 +129,7 @@ def _canonical(url: str | None) -> str:
     return url
 
 
-def open(url: str | None = None, *, migrate: bool = False) -> Store:  # noqa: A001
+def open(url: str | None = None, *, migrate: bool = False) -> Store:
     """Open (or return the already open) store at `url` and make it current.
 
     `url` defaults to `RXNB_URL`, else `sqlite:///.rxnb/rxnb.db` under the current
@@ -170,7 +170,7 @@ def open_stores() -> list[Store]:
 def redefined(name: str) -> None:
     """Rule 4 of the reactor, for every open store: query `name` has new code."""
     for store in open_stores():
-        store._reactor.redefined(name)  # noqa: SLF001
+        store._reactor.redefined(name)
 
 
 def _forget(store: Store) -> None:

@@ -292,7 +292,7 @@ class _Tracked:
     def __init__(
         self, database: Database, conn: sa.Connection, session: Reader, tracker: Tracker
     ) -> None:
-        self._local = database._local  # noqa: SLF001 (a helper of Database)
+        self._local = database._local
         self._conn, self._session, self._tracker = conn, session, tracker
 
     def __enter__(self) -> None:

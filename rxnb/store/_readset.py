@@ -148,7 +148,7 @@ _FLIPPED = {
 }
 
 
-def _conjuncts(clause: sa.ColumnElement[Any]) -> Iterable[sa.ColumnElement[Any]]:
+def _conjuncts(clause: Any) -> Iterable[Any]:
     while isinstance(clause, elements.Grouping):
         clause = clause.element
     if isinstance(clause, elements.BooleanClauseList) and clause.operator is operators.and_:
@@ -251,4 +251,3 @@ def _bind_value(bind: elements.BindParameter[Any], params: Mapping[str, Any]) ->
     if bind.value is None and bind.required:
         return False, None
     return True, bind.value
-

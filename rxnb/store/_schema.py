@@ -56,6 +56,8 @@ _FAMILIES: Sequence[tuple[type[sa.types.TypeEngine[Any]], str]] = (
 
 def type_family(type_: sa.types.TypeEngine[Any]) -> str:
     """A dialect-independent name for a column type, for comparison."""
+    while isinstance(type_, sa.types.TypeDecorator):
+        type_ = type_.impl_instance
     for cls, family in _FAMILIES:
         if isinstance(type_, cls):
             return family
@@ -124,9 +126,7 @@ def _addable_problem(table: sa.Table, column: sa.Column[Any], dialect: sa.Dialec
     )
 
 
-def plan_schema(
-    conn: sa.Connection, tables: Sequence[sa.Table], *, migrate: bool
-) -> SchemaPlan:
+def plan_schema(conn: sa.Connection, tables: Sequence[sa.Table], *, migrate: bool) -> SchemaPlan:
     """Compare `tables` with the database on `conn`; write nothing."""
     inspector = sa.inspect(conn)
     existing = set(inspector.get_table_names())
@@ -146,9 +146,7 @@ def plan_schema(
                 plan.create.append(table)
             continue
         pk = inspector.get_pk_constraint(table.name).get("constrained_columns", [])
-        problems, addable = _diff_table(
-            table, inspector.get_columns(table.name), pk, conn.dialect
-        )
+        problems, addable = _diff_table(table, inspector.get_columns(table.name), pk, conn.dialect)
         plan.problems.extend(problems)
         for column in addable:
             if not migrate:
@@ -174,9 +172,7 @@ def apply_plan(conn: sa.Connection, plan: SchemaPlan) -> None:
         now = time.time()
         for table in plan.create:
             if table.name != tables_table.name:
-                conn.execute(
-                    sa.delete(tables_table).where(tables_table.c.name == table.name)
-                )
+                conn.execute(sa.delete(tables_table).where(tables_table.c.name == table.name))
                 conn.execute(sa.insert(tables_table).values(name=table.name, created_at=now))
     preparer = conn.dialect.identifier_preparer
     for table, column in plan.add_columns:
@@ -199,7 +195,7 @@ def apply_plan(conn: sa.Connection, plan: SchemaPlan) -> None:
 def models_by_table() -> dict[str, type[SQLModel]]:
     """The SQLModel table classes defined so far, by table name (the latest wins)."""
     found: dict[str, type[SQLModel]] = {}
-    for mapper in SQLModel._sa_registry.mappers:  # noqa: SLF001 (SQLModel's one registry)
+    for mapper in SQLModel._sa_registry.mappers:
         cls = mapper.class_
         table = getattr(cls, "__table__", None)
         if isinstance(table, sa.Table) and issubclass(cls, SQLModel):
@@ -214,7 +210,7 @@ def check_rows(conn: sa.Connection, limit: int | None = None) -> list[DataProble
     for name, model in sorted(models_by_table().items()):
         if name not in existing:
             continue
-        table = model.__table__
+        table = getattr(model, "__table__", None)
         assert isinstance(table, sa.Table)
         pk = [c.name for c in table.primary_key.columns]
         for row in conn.execute(sa.select(table)).mappings():

@@ -1,0 +1,68 @@
+"""The public surface is exactly `rxnb.__all__`: adding or removing a name is a decision."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import tomllib
+
+import rxnb
+
+PUBLIC = [
+    "ArgumentError",
+    "DataProblem",
+    "FunctionError",
+    "Mutation",
+    "NoStoreError",
+    "Query",
+    "ReadOnlyError",
+    "Reader",
+    "ResultError",
+    "RxnbError",
+    "SchemaMismatchError",
+    "Store",
+    "StoreBusyError",
+    "StoreClosedError",
+    "StoreError",
+    "StoreOpenError",
+    "Subscription",
+    "Writer",
+    "__version__",
+    "current_store",
+    "mutation",
+    "open",
+    "query",
+]
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert rxnb.__all__ == PUBLIC
+    assert rxnb.__all__ == sorted(rxnb.__all__)
+    for name in rxnb.__all__:
+        assert hasattr(rxnb, name), name
+
+
+def test_public_names_not_in_all_are_modules() -> None:
+    extra = {n for n in dir(rxnb) if not n.startswith("_") and n not in rxnb.__all__}
+    assert extra <= {"errors", "functions", "reactive", "store"}
+
+
+def test_errors_share_one_root() -> None:
+    for name in rxnb.errors.__all__:
+        assert issubclass(getattr(rxnb.errors, name), rxnb.RxnbError)
+
+
+def test_version_matches_pyproject() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert pyproject["project"]["version"] == rxnb.__version__
+    assert re.fullmatch(r"\d+\.\d+\.\d+", rxnb.__version__)
+
+
+def test_import_is_light() -> None:
+    """`import rxnb` must not pull litellm (seconds of CPU) or IPython."""
+    code = "import sys, rxnb; print(sorted(m for m in ('litellm', 'IPython', 'anywidget') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
