@@ -101,8 +101,8 @@ class Database(ABC):
         """(read engine, write engine), with tracking-free connection setup done."""
 
     @abstractmethod
-    def is_retryable(self, exc: sa.exc.DBAPIError) -> bool:
-        """Whether a failed write transaction should be run again."""
+    def is_retryable(self, exc: BaseException) -> bool:
+        """Whether a write transaction that raised `exc` should be run again."""
 
     @abstractmethod
     def append_changes(self, conn: sa.Connection, rows: list[tuple[object, ...]]) -> None:
@@ -157,29 +157,35 @@ class Database(ABC):
             return self._write_nested(session, tracker, fn)
         self._check_open()
         self._check_new_tables()
+        result, writes = self._retrying("A mutation", lambda: self._serialized(fn))
+        if writes:
+            self._publish(writes)
+        return result
+
+    def _serialized(self, fn: Callable[[Writer], T]) -> tuple[T, list[Write]]:
+        if not self.serialize_writers:
+            return self._write_once(fn)
+        with self._write_lock:
+            return self._write_once(fn)
+
+    def _retrying(self, what: str, attempt_once: Callable[[], T]) -> T:
+        """Run `attempt_once` again, with backoff, while the database is busy."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                if self.serialize_writers:
-                    with self._write_lock:
-                        result, writes = self._write_once(fn)
-                else:
-                    result, writes = self._write_once(fn)
-            except sa.exc.DBAPIError as exc:
+                return attempt_once()
+            except Exception as exc:
                 if not self.is_retryable(exc):
                     raise
                 if attempt >= self.max_write_attempts:
+                    cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
                     raise StoreBusyError(
-                        f"A mutation on {self.url} could not commit after {attempt} attempts "
-                        f"({exc.orig}); another process keeps the store busy. Keep mutations "
+                        f"{what} on {self.url} could not commit after {attempt} attempts "
+                        f"({cause}); another process keeps the store busy. Keep mutations "
                         "short (no I/O inside them), or use PostgreSQL for many writers"
                     ) from exc
                 time.sleep(min(1.0, 0.005 * 2**attempt) * (0.5 + random.random()))
-                continue
-            if writes:
-                self._publish(writes)
-            return result
 
     def _active(self) -> tuple[Reader, Tracker] | None:
         session = getattr(self._local, "session", None)
@@ -240,12 +246,16 @@ class Database(ABC):
         with self._schema_lock:
             seen = _metadata_fingerprint()
             tables = [*internal_metadata.sorted_tables, *SQLModel.metadata.sorted_tables]
-            try:
+
+            def check_and_apply() -> None:
                 with self._write_engine.connect() as conn, conn.begin():
                     plan = plan_schema(conn, tables, migrate=migrate)
                     if plan.problems:
                         raise SchemaMismatchError(self.url, plan.problems)
                     apply_plan(conn, plan)
+
+            try:
+                self._retrying("Checking the schema", check_and_apply)
             except sa.exc.DBAPIError as exc:
                 better = self._translate_open_error(exc)
                 if better is not None:

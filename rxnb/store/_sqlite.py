@@ -107,9 +107,11 @@ class SQLiteDatabase(Database):
 
         return engine
 
-    def is_retryable(self, exc: sa.exc.DBAPIError) -> bool:
-        message = str(exc.orig).lower()
-        return isinstance(exc.orig, sqlite3.OperationalError) and (
+    def is_retryable(self, exc: BaseException) -> bool:
+        # The BEGIN that rxnb issues itself raises sqlite3's error unwrapped.
+        cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        message = str(cause).lower()
+        return isinstance(cause, sqlite3.OperationalError) and (
             "locked" in message or "busy" in message
         )
 
