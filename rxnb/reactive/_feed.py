@@ -71,13 +71,13 @@ class ChangeFeed:
 
     def _catch_up(self) -> None:
         while True:
-            changes = self._watcher.read_since(self._last, BATCH)
+            changes = self._watcher.read_since(self._last, BATCH, self._origin)
             if not changes:
                 return
             if self._watcher.contiguous() and changes[0].seq != self._last + 1:
                 self._on_gap(f"change log entries {self._last + 1}..{changes[0].seq - 1} pruned")
             self._last = changes[-1].seq
-            writes = [c.write for c in changes if c.origin != self._origin]
+            writes = [c.write for c in changes if c.write is not None]
             if writes:
                 self._on_writes(writes)
             if len(changes) < BATCH:

@@ -51,7 +51,8 @@ class LoggedChange:
 
     seq: int
     origin: str
-    write: Write
+    write: Write | None
+    """None for the reader's own entries, which it does not decode."""
 
 
 def _image(image: Mapping[str, object] | None) -> str | None:

@@ -40,8 +40,8 @@ class ChangeWatcher(ABC):
         """Block until another connection may have committed, `stop` is set, or timeout."""
 
     @abstractmethod
-    def read_since(self, seq: int, limit: int) -> list[LoggedChange]:
-        """Log entries after `seq`, oldest first."""
+    def read_since(self, seq: int, limit: int, own_origin: str) -> list[LoggedChange]:
+        """Log entries after `seq`, oldest first; those of `own_origin` left undecoded."""
 
     @abstractmethod
     def last_seq(self) -> int:

@@ -17,7 +17,7 @@ from rxnb.store._changelog import INSERT_CHANGE, LoggedChange, decode
 from rxnb.store._database import ChangeWatcher, Database
 
 BUSY_TIMEOUT_MS: Final = int(os.environ.get("RXNB_BUSY_TIMEOUT_MS", "10000"))
-POLL_SECONDS: Final = 0.003
+POLL_SECONDS: Final = 0.004
 """How often the watcher asks SQLite whether another connection committed."""
 
 _HEADER: Final = b"SQLite format 3\x00"
@@ -182,14 +182,17 @@ class _DataVersionWatcher(ChangeWatcher):
             if stop.wait(POLL_SECONDS) or time.monotonic() >= deadline:
                 return False
 
-    def read_since(self, seq: int, limit: int) -> list[LoggedChange]:
+    def read_since(self, seq: int, limit: int, own_origin: str) -> list[LoggedChange]:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT seq, origin, tbl, key, old, new FROM rx_changes "
                 "WHERE seq > ? ORDER BY seq LIMIT ?",
                 (seq, limit),
             ).fetchall()
-        return [decode(*row) for row in rows]
+        return [
+            LoggedChange(row[0], row[1], None) if row[1] == own_origin else decode(*row)
+            for row in rows
+        ]
 
     def last_seq(self) -> int:
         with self._lock:

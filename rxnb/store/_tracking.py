@@ -8,7 +8,6 @@ user's own engines) are ignored.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -157,15 +156,18 @@ def install_engine_hooks(engine: sa.Engine) -> None:
     event.listen(engine, "before_cursor_execute", _before_driver_sql)
 
 
-_kinds: weakref.WeakKeyDictionary[sa.Column[Any], str | None] = weakref.WeakKeyDictionary()
+_KIND: Final = "rxnb.kind"
 
 
 def _kind(column: sa.Column[Any]) -> str | None:
+    # Cached on the column itself: a dict keyed by Column is slow (Column.__eq__
+    # builds SQL), and one keyed by id() could outlive a redefined table's columns.
+    info = column.info
     try:
-        return _kinds[column]
+        kind: str | None = info[_KIND]
     except KeyError:
-        kind = _kinds[column] = column_kind(column)
-        return kind
+        kind = info[_KIND] = column_kind(column)
+    return kind
 
 
 def _old_value(state: Any, key: str) -> object:
