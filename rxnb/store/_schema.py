@@ -64,6 +64,17 @@ def type_family(type_: sa.types.TypeEngine[Any]) -> str:
     return type(type_).__name__.upper()
 
 
+def _stored_family(column: sa.Column[Any], dialect: sa.Dialect) -> str | None:
+    """The family the database reports for `column`'s type as this dialect stores it.
+
+    Some types have no native form (SQLite keeps a UUID as CHAR(32)); reflection then
+    reports the stored type, which is no drift.
+    """
+    rendered = _sql_type(column, dialect).split("(")[0].strip().upper()
+    stored = getattr(dialect, "ischema_names", {}).get(rendered)
+    return type_family(stored()) if isinstance(stored, type) else None
+
+
 def _sql_type(column: sa.Column[Any], dialect: sa.Dialect) -> str:
     try:
         return str(column.type.compile(dialect=dialect))
@@ -85,7 +96,7 @@ def _diff_table(
             addable.append(column)
             continue
         want, have = type_family(column.type), type_family(found["type"])
-        if want != have:
+        if have not in (want, _stored_family(column, dialect)):
             problems.append(
                 f"Table `{cls}` column `{column.name}` is {have} in the database but "
                 f"{want} in the class; change the field's type back, or copy the data to a "

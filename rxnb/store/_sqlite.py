@@ -142,17 +142,41 @@ class SQLiteDatabase(Database):
 
 
 def _enable_wal(path: Path) -> None:
-    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-    try:
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            conn.execute("PRAGMA journal_mode=WAL")
-    except sqlite3.DatabaseError as exc:
-        raise StoreOpenError(
-            f"{path} is not a usable SQLite database ({exc}); point rx.open() or RXNB_URL at "
-            "another file, or move this one away"
-        ) from exc
-    finally:
-        conn.close()
+    """Switch the file to WAL (persistent), waiting out other processes doing the same.
+
+    Changing the journal mode needs an exclusive lock, and SQLite may refuse it at
+    once (SQLITE_BUSY, no busy handler) while another process opens the same new file.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise _unusable(path, exc) from exc
+            if time.monotonic() >= deadline:
+                raise StoreOpenError(
+                    f"{path} stayed locked by another process for "
+                    f"{BUSY_TIMEOUT_MS / 1000:.0f} s while rxnb tried to open it ({exc}); "
+                    "close what holds it, or raise RXNB_BUSY_TIMEOUT_MS"
+                ) from exc
+        except sqlite3.DatabaseError as exc:
+            raise _unusable(path, exc) from exc
+        finally:
+            conn.close()
+        time.sleep(delay)
+        delay = min(0.2, delay * 2)
+
+
+def _unusable(path: Path, exc: BaseException) -> StoreOpenError:
+    return StoreOpenError(
+        f"{path} is not a usable SQLite database ({exc}); point rx.open() or RXNB_URL at "
+        "another file, or move this one away"
+    )
 
 
 class _DataVersionWatcher(ChangeWatcher):
