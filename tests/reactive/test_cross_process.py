@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import finish, python
 from models import Counter, counter, messages
+from procs import finish, python
 
 import rxnb as rx
 

@@ -10,7 +10,7 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,26 +25,6 @@ NOBODY = 65534
 
 
 # -- fixtures and helpers ------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _close_leftover_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test starts without RXNB_URL; stores a failing test left open are closed."""
-    monkeypatch.delenv("RXNB_URL", raising=False)
-    before = {id(s) for s in open_stores()}
-    yield
-    for store in open_stores():
-        if id(store) not in before:
-            store.close()
-
-
-@pytest.fixture
-def forget_table() -> Iterator[Callable[[sa.Table], None]]:
-    """Register a table class's table to be removed from SQLModel.metadata afterwards."""
-    tables: list[sa.Table] = []
-    yield tables.append
-    for table in tables:
-        SQLModel.metadata.remove(table)
 
 
 def url_of(path: Path) -> str:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel, select
 
 import rxnb as rx
-from rxnb.reactive import open_stores
 
 # -- running scenarios in other processes --------------------------------------------
 
@@ -482,25 +481,6 @@ def test_migrate_recreates_a_dropped_table_empty(db: Path) -> None:
 
 
 # -- classes defined after rx.open() -------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _close_leftover_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("RXNB_URL", raising=False)
-    before = {id(s) for s in open_stores()}
-    yield
-    for store in open_stores():
-        if id(store) not in before:
-            store.close()
-
-
-@pytest.fixture
-def forget_table() -> Iterator[Callable[[sa.Table], None]]:
-    """Register a table class's table to be removed from SQLModel.metadata afterwards."""
-    tables: list[sa.Table] = []
-    yield tables.append
-    for table in tables:
-        SQLModel.metadata.remove(table)
 
 
 def table_names(db: Path) -> set[str]:
