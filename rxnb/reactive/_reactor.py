@@ -113,8 +113,14 @@ class Reactor:
         return sub
 
     def notify_writes(self, writes: Sequence[Write]) -> None:
-        """Report writes that committed (commit listener and change feed)."""
-        self._put(_Writes(writes))
+        """Report writes that committed (commit listener and change feed).
+
+        With no subscription registered the writes are dropped: a subscription whose
+        first run has not started yet will read them anyway, and `_start` registers a
+        subscription before its first run reads.
+        """
+        if self._subs:
+            self._put(_Writes(writes))
 
     def redefined(self, name: str) -> None:
         """Rule 4: the query `name` has new code."""

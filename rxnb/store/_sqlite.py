@@ -135,7 +135,10 @@ class SQLiteDatabase(Database):
     def append_changes(self, conn: sa.Connection, rows: list[tuple[object, ...]]) -> None:
         driver = conn.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)
-        driver.executemany(INSERT_CHANGE, rows)
+        if len(rows) == 1:
+            driver.execute(INSERT_CHANGE, rows[0])  # the common case; cheaper than executemany
+        else:
+            driver.executemany(INSERT_CHANGE, rows)
 
     def open_watcher(self) -> ChangeWatcher:
         return _DataVersionWatcher(self.path)
