@@ -42,10 +42,6 @@ class ChangeFeed:
         self._thread = threading.Thread(target=self._loop, name="rxnb-change-feed", daemon=True)
         self._thread.start()
 
-    @property
-    def last_seq(self) -> int:
-        return self._last
-
     def stop(self) -> None:
         self._stop.set()
         if threading.current_thread() is not self._thread:

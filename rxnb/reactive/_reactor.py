@@ -87,8 +87,6 @@ class Reactor:
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._idle = threading.Condition()
         self._pending = 0
-        self.reruns = 0
-        """Query runs made because of writes or re-definitions (not first runs)."""
         self._thread = threading.Thread(target=self._loop, name="rxnb-reactor", daemon=True)
         self._thread.start()
 
@@ -193,7 +191,6 @@ class Reactor:
         for sub_id in sorted(affected):  # rule 5: once each per batch
             rerun = self._subs.get(sub_id)
             if rerun is not None and not rerun.closed:
-                self.reruns += 1
                 self._run(rerun)
         return False
 

@@ -112,9 +112,6 @@ class Database(ABC):
     def open_watcher(self) -> ChangeWatcher:
         """A new dedicated watcher of the change log."""
 
-    def _schema_applied(self) -> None:  # noqa: B027 (an optional hook)
-        """Called after a schema check passed; dialects finish setup here."""
-
     def _translate_open_error(self, exc: sa.exc.DBAPIError) -> BaseException | None:
         """A clearer error for a failure while opening, or None to keep the original."""
         return None
@@ -136,7 +133,7 @@ class Database(ABC):
         with self._read_engine.connect() as conn:
             tracker = Tracker(writing=False, string_ranges=self.string_ranges)
             session = Reader(bind=conn, expire_on_commit=False, autoflush=False)
-            with self._tracked(conn, session, tracker):
+            with _Tracked(self, conn, session, tracker):
                 result = fn(session)
         return result, tracker.reads
 
@@ -194,15 +191,12 @@ class Database(ABC):
         tracker: Tracker = self._local.tracker
         return session, tracker
 
-    def _tracked(self, conn: sa.Connection, session: Reader, tracker: Tracker) -> _Tracked:
-        return _Tracked(self, conn, session, tracker)
-
     def _write_once(self, fn: Callable[[Writer], T]) -> tuple[T, list[Write]]:
         with self._write_engine.connect() as conn:
             tracker = Tracker(writing=True, string_ranges=self.string_ranges)
             session = Writer(bind=conn, expire_on_commit=False)
             session._rx_tracker = tracker
-            with self._tracked(conn, session, tracker):
+            with _Tracked(self, conn, session, tracker):
                 try:
                     result = fn(session)
                     session.flush()
@@ -262,7 +256,6 @@ class Database(ABC):
                     raise better from exc
                 raise
             self._schema_seen = seen
-            self._schema_applied()
 
     def _check_new_tables(self) -> None:
         # Rule of DESIGN.md §11: tables of classes defined after open are created on

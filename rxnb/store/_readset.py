@@ -103,9 +103,6 @@ class ReadSet:
     def add(self, reads: Iterable[TableRead]) -> None:
         self.reads.update(reads)
 
-    def tables(self) -> set[str]:
-        return {r.table for r in self.reads}
-
 
 def analyze_statement(
     statement: object,

@@ -76,6 +76,11 @@ class SQLiteDatabase(Database):
         if not self.path.exists() or self.path.stat().st_size == 0:
             _enable_wal(self.path)  # a new file: nothing to compare, WAL from the start
         super().__init__(url, migrate=migrate)
+        try:
+            _enable_wal(self.path)  # an existing file passed the schema check: now it may change
+        except BaseException:
+            self.close()
+            raise
 
     def _create_engines(self) -> tuple[sa.Engine, sa.Engine]:
         return self._engine(read_only=True), self._engine(read_only=False)
@@ -118,19 +123,13 @@ class SQLiteDatabase(Database):
     def _translate_open_error(self, exc: sa.exc.DBAPIError) -> BaseException | None:
         message = str(exc.orig)
         if "not a database" in message or "malformed" in message:
-            return StoreOpenError(
-                f"{self.path} is not a usable SQLite database ({message}); point rx.open() or "
-                "RXNB_URL at another file, or move this one away"
-            )
+            return _unusable(self.path, exc.orig or exc)
         if "unable to open" in message or "readonly" in message:
             return StoreOpenError(
                 f"Cannot open {self.path} for writing ({message}); check the permissions of "
                 "the file and its folder, or choose another location"
             )
         return None
-
-    def _schema_applied(self) -> None:
-        _enable_wal(self.path)
 
     def append_changes(self, conn: sa.Connection, rows: list[tuple[object, ...]]) -> None:
         driver = conn.connection.driver_connection
