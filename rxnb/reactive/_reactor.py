@@ -99,10 +99,19 @@ class Reactor:
         callback: Callback | None,
         on_error: ErrorCallback | None,
         *,
+        with_payload: bool = False,
         timeout: float = 60.0,
     ) -> Subscription:
         """A new subscription, after its first delivery (rule 1)."""
-        sub = Subscription(SubscriptionId(next(self._ids)), query, args, callback, on_error, self)
+        sub = Subscription(
+            SubscriptionId(next(self._ids)),
+            query,
+            args,
+            callback,
+            on_error,
+            self,
+            with_payload=with_payload,
+        )
         if threading.current_thread() is self._thread:
             self._start(sub)  # from a callback: we are the loop, run it now
         else:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from rxnb.reactive._subscription import Callback, ErrorCallback, Subscribable, S
 from rxnb.store import Database, DataProblem, open_database
 
 DEFAULT_PATH = Path(".rxnb") / "rxnb.db"
+
+log = logging.getLogger("rxnb.reactive")
 
 
 class Store:
@@ -35,6 +38,7 @@ class Store:
         database.add_commit_listener(self._reactor.notify_writes)
         self._feed = ChangeFeed(database, self._reactor.notify_writes, self._reactor.rerun_all)
         self._close_lock = threading.Lock()
+        self._close_callbacks: list[Callable[[], None]] = []
 
     @property
     def url(self) -> str:
@@ -52,17 +56,22 @@ class Store:
         callback: Callback | None = None,
         *,
         on_error: ErrorCallback | None = None,
+        with_payload: bool = False,
     ) -> Subscription:
         """Follow `query(**args)`: `callback(result)` now and after every change.
 
         Callbacks run on the store's reactor thread, one at a time: keep them short.
         While the query raises, `on_error(exc)` is called instead (or the error is
         logged) and the subscription stays; it recovers when data or code changes.
-        Arguments are checked before anything runs (ArgumentError).
+        Arguments are checked before anything runs (ArgumentError). With
+        `with_payload=True` the callback is `callback(result, payload)`, `payload`
+        being the result as JSON values.
         """
         self.database._check_open()
         checked = query.validate(args or {})
-        return self._reactor.subscribe(query, checked, callback, on_error)
+        return self._reactor.subscribe(
+            query, checked, callback, on_error, with_payload=with_payload
+        )
 
     def call(self, function: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Run a query or mutation against this store rather than the current one."""
@@ -85,12 +94,21 @@ class Store:
         """The open subscriptions of this store."""
         return self._reactor.subscriptions()
 
+    def add_close_callback(self, fn: Callable[[], None]) -> None:
+        """Call `fn()` when the store closes, before its subscriptions close."""
+        self._close_callbacks.append(fn)
+
     def close(self) -> None:
         """Stop the feed and the reactor, close subscriptions, release connections."""
         with self._close_lock:
             if self.database.closed:
                 return
             _forget(self)
+            for fn in self._close_callbacks:
+                try:
+                    fn()
+                except Exception:
+                    log.exception("rxnb: a close callback of %r raised", self)
             for sub in self._reactor.subscriptions():
                 sub.close()
             self._feed.stop()

@@ -32,7 +32,8 @@ class Subscribable(Protocol):
         ...
 
 
-Callback = Callable[[Any], None]
+Callback = Callable[..., None]
+"""`callback(result)`, or `callback(result, payload)` for a `with_payload` subscription."""
 ErrorCallback = Callable[[BaseException], None]
 
 
@@ -52,6 +53,8 @@ class Subscription:
         callback: Callback | None,
         on_error: ErrorCallback | None,
         reactor: Reactor,
+        *,
+        with_payload: bool = False,
     ) -> None:
         self.id = sub_id
         self.query = query
@@ -62,12 +65,18 @@ class Subscription:
         """How many times the query ran for this subscription (initial run included)."""
         self.deliveries = 0
         self._callback = callback
+        self._with_payload = with_payload
         self._on_error = on_error
         self._reactor = reactor
         self._payload: JSONValue = _NOTHING
         self._error_key: tuple[str, str] | None = None
         self._first = threading.Event()
         self._closed = False
+
+    @property
+    def payload(self) -> JSONValue:
+        """The last delivered result as JSON values (what widgets render)."""
+        return None if isinstance(self._payload, _Nothing) else self._payload
 
     @property
     def closed(self) -> bool:
@@ -99,7 +108,10 @@ class Subscription:
         self._first.set()
         if changed and not self._closed:
             self.deliveries += 1
-            _call(self._callback, result, self)
+            if self._with_payload and self._callback is not None:
+                _call(lambda r: self._callback(r, payload), result, self)  # type: ignore[misc]
+            else:
+                _call(self._callback, result, self)
         return changed
 
     def _fail(self, error: BaseException) -> bool:
