@@ -109,6 +109,16 @@ class Query(StoreFunction[P, R]):
         checked = latest.arguments.check(args)
         return _materialize(latest.fn(reader, **checked))
 
+    def live(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """A live widget of this query's result: shown now, updated after every change.
+
+        Re-running the cell replaces it (its subscription is closed); closing the
+        widget closes the subscription too. Needs a notebook front end to display.
+        """
+        from rxnb.widgets import live
+
+        return live(self, self.arguments.bind(args, kwargs))
+
     def call_on(self, store: Store, /, *args: Any, **kwargs: Any) -> R:
         checked = self.arguments.bind(args, kwargs)
         result, _ = store.database.read(lambda reader: self.run(reader, checked))

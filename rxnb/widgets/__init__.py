@@ -1,0 +1,27 @@
+"""The widgets layer: live views of queries (anywidget), their static snapshots, and
+the dispatcher that sends their updates from one thread per store.
+
+The browser side lives in `js/` and is bundled into `rxnb/static/`; the messages
+between the two are described in `docs/widget-protocol.md`.
+"""
+
+from rxnb.widgets._cells import CellOwners, CellRun, current_cell, owners
+from rxnb.widgets._dispatcher import Dispatcher
+from rxnb.widgets._live import LiveWidget, dispatcher_for, live, live_widgets, settle
+from rxnb.widgets._payload import Payload, encode, message
+
+__all__ = [
+    "CellOwners",
+    "CellRun",
+    "Dispatcher",
+    "LiveWidget",
+    "Payload",
+    "current_cell",
+    "dispatcher_for",
+    "encode",
+    "live",
+    "live_widgets",
+    "message",
+    "owners",
+    "settle",
+]
