@@ -1,0 +1,204 @@
+import { describe, expect, it } from "vitest";
+import { applyMessage, keyString, normalizePayload, rowKey, type Outcome, type Payload } from "./protocol";
+import { diff, tablePayload } from "./testing";
+
+function applied(outcome: Outcome): Payload {
+  if (outcome.status !== "applied") throw new Error(`expected applied, got ${JSON.stringify(outcome)}`);
+  return outcome.payload;
+}
+
+const markdown = (text: string, version = 3): Payload => ({
+  ...tablePayload([]),
+  kind: "markdown",
+  key: null,
+  text,
+  version,
+});
+
+describe("key strings", () => {
+  it.each([
+    { name: "int key", key: [0], row: [7, "a"], keyvals: [7], expected: "[7]" },
+    { name: "string key", key: [1], row: [7, "t1"], keyvals: ["t1"], expected: '["t1"]' },
+    { name: "composite key", key: [1, 0], row: [7, "t1", "x"], keyvals: ["t1", 7], expected: '["t1",7]' },
+    { name: "string that looks like an int", key: [0], row: ["7"], keyvals: ["7"], expected: '["7"]' },
+    { name: "quotes and commas", key: [0], row: ['a","b'], keyvals: ['a","b'], expected: '["a\\",\\"b"]' },
+  ])("$name", ({ key, row, keyvals, expected }) => {
+    expect(rowKey(key, row)).toBe(expected);
+    expect(keyString(keyvals)).toBe(expected);
+  });
+
+  it("tells an int key from the same digits as a string", () => {
+    expect(rowKey([0], [7])).not.toBe(rowKey([0], ["7"]));
+  });
+});
+
+describe("normalizePayload", () => {
+  it("fills what is missing or mistyped", () => {
+    const payload = normalizePayload({ version: 4, kind: "bogus", rows: [[1], "x"], key: "id" });
+    expect(payload).toMatchObject({
+      version: 4,
+      kind: "value",
+      rows: [[1]],
+      key: null,
+      error: null,
+      title: "",
+    });
+  });
+
+  it("keeps a well-formed payload as it is", () => {
+    const payload = tablePayload([[1, "user", "hi"]], { error: { type: "ValueError", message: "bad" } });
+    expect(normalizePayload(payload)).toEqual(payload);
+  });
+});
+
+describe("full", () => {
+  it("replaces everything, even with a lower version", () => {
+    const held = tablePayload([[1, "user", "hi"]], { version: 9 });
+    const next = applied(applyMessage(held, { type: "full", payload: markdown("hello", 2) }));
+    expect(next.kind).toBe("markdown");
+    expect(next.version).toBe(2);
+    expect(next.text).toBe("hello");
+  });
+});
+
+describe("diff", () => {
+  const a = [1, "user", "a"];
+  const b = [2, "assistant", "b"];
+  const c = [3, "user", "c"];
+
+  it("drops removed rows by key values", () => {
+    const next = applied(applyMessage(tablePayload([a, b, c]), diff(1, { removed: [[2]] })));
+    expect(next.rows).toEqual([a, c]);
+    expect(next.version).toBe(2);
+  });
+
+  it("replaces changed rows in place", () => {
+    const b2 = [2, "assistant", "b, longer"];
+    const next = applied(applyMessage(tablePayload([a, b, c]), diff(1, { changed: [b2] })));
+    expect(next.rows).toEqual([a, b2, c]);
+  });
+
+  it("inserts in ascending index order, whatever order they were sent in", () => {
+    const d = [4, "user", "d"];
+    const e = [5, "user", "e"];
+    // Ascending: e at 1 gives [a, e, b, c], then d at 3 gives [a, e, b, d, c].
+    // In the order sent it would be [a, e, b, c, d].
+    const next = applied(
+      applyMessage(
+        tablePayload([a, b, c]),
+        diff(1, {
+          inserted: [
+            [3, d],
+            [1, e],
+          ],
+        }),
+      ),
+    );
+    expect(next.rows).toEqual([a, e, b, d, c]);
+  });
+
+  it("applies removed, then changed, then inserted, with indexes of the new list", () => {
+    const c2 = [3, "user", "c2"];
+    const x = [9, "user", "x"];
+    const y = [8, "user", "y"];
+    const next = applied(
+      applyMessage(
+        tablePayload([a, b, c]),
+        diff(1, {
+          removed: [[1]],
+          changed: [c2],
+          inserted: [
+            [0, x],
+            [3, y],
+          ],
+        }),
+      ),
+    );
+    // After removal: [b, c]; after change: [b, c2]; x at 0: [x, b, c2]; y at 3: [x, b, c2, y].
+    expect(next.rows).toEqual([x, b, c2, y]);
+  });
+
+  it("finds rows by composite and string keys", () => {
+    const held = tablePayload(
+      [
+        ["t1", 1, "a"],
+        ["t1", 2, "b"],
+        ["t2", 1, "c"],
+      ],
+      { key: [0, 1], columns: ["thread", "n", "content"] },
+    );
+    const next = applied(applyMessage(held, diff(1, { removed: [["t1", 2]], changed: [["t2", 1, "c2"]] })));
+    expect(next.rows).toEqual([
+      ["t1", 1, "a"],
+      ["t2", 1, "c2"],
+    ]);
+  });
+
+  it("keeps the identity of untouched rows and leaves the held payload alone", () => {
+    const held = tablePayload([a, b, c]);
+    const next = applied(applyMessage(held, diff(1, { changed: [[2, "assistant", "b2"]] })));
+    expect(next.rows[0]).toBe(a);
+    expect(next.rows[2]).toBe(c);
+    expect(held.rows).toEqual([a, b, c]);
+    expect(held.version).toBe(1);
+  });
+
+  it.each([
+    { name: "base below the version held", message: { ...(diff(1, {}) as object), base: 0, version: 1 } },
+    { name: "version not above the version held", message: { ...(diff(1, {}) as object), version: 1 } },
+  ])("is stale with $name", ({ message }) => {
+    expect(applyMessage(tablePayload([a], { version: 1 }), message).status).toBe("stale");
+  });
+
+  it("is a gap when its base is ahead of the version held", () => {
+    expect(applyMessage(tablePayload([a], { version: 1 }), diff(2, { removed: [[1]] })).status).toBe("gap");
+  });
+
+  it.each([
+    { name: "a removed key not held", parts: { removed: [[42]] } },
+    { name: "a changed key not held", parts: { changed: [[42, "user", "?"]] } },
+    {
+      name: "an insert index past the end",
+      parts: { inserted: [[5, [9, "user", "x"]]] as [number, never][] },
+    },
+  ])("is a gap with $name", ({ parts }) => {
+    expect(applyMessage(tablePayload([a, b]), diff(1, parts)).status).toBe("gap");
+  });
+
+  it("is a gap on a keyless table or a markdown payload", () => {
+    expect(applyMessage(tablePayload([a], { key: null }), diff(1, {})).status).toBe("gap");
+    expect(applyMessage(markdown("x", 1), diff(1, {})).status).toBe("gap");
+  });
+});
+
+describe("append", () => {
+  it("appends text and takes the message's version", () => {
+    const next = applied(
+      applyMessage(markdown("Hel", 3), { type: "append", base: 3, version: 4, text: "lo" }),
+    );
+    expect(next.text).toBe("Hello");
+    expect(next.version).toBe(4);
+  });
+
+  it("follows the version rules", () => {
+    expect(applyMessage(markdown("x", 3), { type: "append", base: 2, version: 3, text: "y" }).status).toBe(
+      "stale",
+    );
+    expect(applyMessage(markdown("x", 3), { type: "append", base: 4, version: 5, text: "y" }).status).toBe(
+      "gap",
+    );
+  });
+
+  it("is a gap on a table", () => {
+    expect(applyMessage(tablePayload([]), { type: "append", base: 1, version: 2, text: "y" }).status).toBe(
+      "gap",
+    );
+  });
+});
+
+it("ignores replies and unknown messages", () => {
+  const held = tablePayload([]);
+  expect(applyMessage(held, { type: "reply", id: 1, ok: true, result: 2 }).status).toBe("ignored");
+  expect(applyMessage(held, { type: "diff" }).status).toBe("ignored");
+  expect(applyMessage(held, "full").status).toBe("ignored");
+});

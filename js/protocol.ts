@@ -1,0 +1,204 @@
+/**
+ * The live widget protocol (docs/widget-protocol.md), as pure functions.
+ *
+ * Responsibilities:
+ * - the payload and message types, and `normalizePayload` for whatever the kernel sent;
+ * - row key strings (`rowKey`, `keyString`);
+ * - `applyMessage`: a `full`, `diff` or `append` applied to a payload under the
+ *   version rules, returning what happened instead of throwing.
+ *
+ * Nothing here touches the DOM or the model; payloads are never mutated, and a diff
+ * keeps the identity of every row array it does not change (the table view relies on
+ * that to leave untouched rows' DOM nodes alone).
+ */
+
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+export type Row = Json[];
+export type Kind = "table" | "markdown" | "value" | "json";
+
+export interface ErrorInfo {
+  type: string;
+  message: string;
+}
+
+export interface Payload {
+  version: number;
+  title: string;
+  kind: Kind;
+  error: ErrorInfo | null;
+  columns: string[];
+  /** Indexes of the primary-key columns, or null: rows without identity. */
+  key: number[] | null;
+  rows: Row[];
+  text: string;
+  value: Json;
+}
+
+export interface FullMessage {
+  type: "full";
+  payload: unknown;
+}
+
+export interface DiffMessage {
+  type: "diff";
+  base: number;
+  version: number;
+  removed: Json[][];
+  changed: Row[];
+  inserted: [number, Row][];
+}
+
+export interface AppendMessage {
+  type: "append";
+  base: number;
+  version: number;
+  text: string;
+}
+
+export type UpdateMessage = FullMessage | DiffMessage | AppendMessage;
+
+/** What `applyMessage` did. */
+export type Outcome =
+  | { status: "applied"; payload: Payload; by: UpdateMessage["type"] }
+  /** Older than what is held: ignore it. */
+  | { status: "stale" }
+  /** Something was missed, or the message does not fit what is held: ask for a full. */
+  | { status: "gap"; reason: string }
+  /** Not an update (a `reply`, an unknown type): nothing to do. */
+  | { status: "ignored" };
+
+const KINDS: readonly string[] = ["table", "markdown", "value", "json"];
+
+export function emptyPayload(): Payload {
+  return {
+    version: 0,
+    title: "",
+    kind: "value",
+    error: null,
+    columns: [],
+    key: null,
+    rows: [],
+    text: "",
+    value: null,
+  };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isIndexList(value: unknown): value is number[] {
+  return Array.isArray(value) && value.every((i) => Number.isInteger(i) && i >= 0);
+}
+
+/**
+ * A payload from the `payload` trait or a `full` message, with defaults for missing
+ * or mistyped fields, so that rendering never has to doubt its input.
+ */
+export function normalizePayload(raw: unknown): Payload {
+  const payload = emptyPayload();
+  if (!isRecord(raw)) return payload;
+  if (typeof raw.version === "number") payload.version = raw.version;
+  if (typeof raw.title === "string") payload.title = raw.title;
+  if (typeof raw.kind === "string" && KINDS.includes(raw.kind)) payload.kind = raw.kind as Kind;
+  if (isRecord(raw.error)) {
+    payload.error = { type: String(raw.error.type ?? "Error"), message: String(raw.error.message ?? "") };
+  }
+  if (Array.isArray(raw.columns)) payload.columns = raw.columns.map(String);
+  if (isIndexList(raw.key)) payload.key = raw.key;
+  if (Array.isArray(raw.rows)) payload.rows = raw.rows.filter(Array.isArray) as Row[];
+  if (typeof raw.text === "string") payload.text = raw.text;
+  if (raw.value !== undefined) payload.value = raw.value as Json;
+  return payload;
+}
+
+/** The key string of a row's key values: `JSON.stringify(keyvals)`. */
+export function keyString(keyValues: readonly Json[]): string {
+  return JSON.stringify(keyValues);
+}
+
+/** A row's key string, as the protocol defines it: `JSON.stringify(key.map(i => row[i]))`. */
+export function rowKey(key: readonly number[], row: Row): string {
+  // A short row gives `undefined`, which JSON.stringify writes as null inside an array.
+  return keyString(key.map((i) => row[i] ?? null));
+}
+
+function isUpdateMessage(message: unknown): message is UpdateMessage {
+  if (!isRecord(message)) return false;
+  if (message.type === "full") return true;
+  if (message.type !== "diff" && message.type !== "append") return false;
+  return typeof message.base === "number" && typeof message.version === "number";
+}
+
+/**
+ * Apply one kernel message to the payload held.
+ *
+ * Rules (docs/widget-protocol.md):
+ * 1. `full` replaces everything, whatever its version: it is the kernel's whole truth.
+ * 2. A `diff` or `append` whose `base` is below the version held (or whose `version`
+ *    is not above it) is stale and ignored.
+ * 3. A `diff` or `append` whose `base` is above the version held means a message was
+ *    missed: a gap.
+ * 4. A `diff` or `append` whose `base` equals the version held applies, and the payload
+ *    takes its `version`. One that cannot apply (a diff to a keyless table or a key
+ *    that is not there, an append to a non-markdown payload) is treated as a gap too:
+ *    only a full can repair it.
+ */
+export function applyMessage(held: Payload, message: unknown): Outcome {
+  if (!isUpdateMessage(message)) return { status: "ignored" };
+  if (message.type === "full") {
+    return { status: "applied", payload: normalizePayload(message.payload), by: "full" }; // rule 1
+  }
+  if (message.base < held.version || message.version <= held.version) return { status: "stale" }; // rule 2
+  if (message.base > held.version) {
+    return { status: "gap", reason: `base ${message.base} is ahead of version ${held.version}` }; // rule 3
+  }
+  return message.type === "diff" ? applyDiff(held, message) : applyAppend(held, message); // rule 4
+}
+
+function applyAppend(held: Payload, message: AppendMessage): Outcome {
+  if (held.kind !== "markdown") return { status: "gap", reason: `append to a ${held.kind} payload` };
+  if (typeof message.text !== "string") return { status: "gap", reason: "append without text" };
+  const payload = { ...held, version: message.version, text: held.text + message.text };
+  return { status: "applied", payload, by: "append" };
+}
+
+/**
+ * Table rows after a diff: drop `removed`, replace `changed` in place by key, then
+ * insert each `inserted` row at its index of the new list, in ascending index order.
+ */
+function applyDiff(held: Payload, message: DiffMessage): Outcome {
+  const key = held.key;
+  if (held.kind !== "table" || key === null) {
+    return { status: "gap", reason: "diff to a table without key" };
+  }
+  const removed = message.removed ?? [];
+  const changed = message.changed ?? [];
+  const inserted = message.inserted ?? [];
+
+  const drop = new Set(removed.map(keyString));
+  const rows = drop.size === 0 ? held.rows.slice() : held.rows.filter((row) => !drop.has(rowKey(key, row)));
+  if (held.rows.length - rows.length !== drop.size) {
+    return { status: "gap", reason: "a removed key is not held" };
+  }
+
+  if (changed.length > 0) {
+    const position = new Map<string, number>();
+    rows.forEach((row, i) => position.set(rowKey(key, row), i));
+    for (const row of changed) {
+      const i = position.get(rowKey(key, row));
+      if (i === undefined) return { status: "gap", reason: `changed key ${rowKey(key, row)} is not held` };
+      rows[i] = row;
+    }
+  }
+
+  // Sorting is stable, so equal indexes keep the order the kernel sent them in.
+  const ordered = inserted.slice().sort((a, b) => a[0] - b[0]);
+  for (const [index, row] of ordered) {
+    if (!Number.isInteger(index) || index < 0 || index > rows.length) {
+      return { status: "gap", reason: `insert index ${index} is outside 0..${rows.length}` };
+    }
+    rows.splice(index, 0, row);
+  }
+  return { status: "applied", payload: { ...held, version: message.version, rows }, by: "diff" };
+}

@@ -1,0 +1,116 @@
+/**
+ * One view of a live result: `div.rxnb-live`, as docs/widget-protocol.md lays it out.
+ *
+ * Responsibilities:
+ * - the root's `data-kind`, `data-version` and `data-state`;
+ * - the header: title, row count (tables) and sync status;
+ * - the error banner above the last good data, which stays, dimmed;
+ * - the body for each kind: table (see table.ts), markdown, value, json. The body is
+ *   rebuilt only when the kind changes; otherwise each kind updates in place.
+ */
+import { fillCell } from "./cells";
+import { renderMarkdown } from "./markdown";
+import type { Kind, Payload } from "./protocol";
+import type { SyncStatus } from "./state";
+import { TableView } from "./table";
+
+type Body =
+  | { kind: "table"; view: TableView }
+  | { kind: "markdown"; el: HTMLDivElement; text: string | null }
+  | { kind: "value"; el: HTMLDivElement }
+  | { kind: "json"; el: HTMLPreElement };
+
+function element<K extends keyof HTMLElementTagNameMap>(tag: K, className: string): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  el.className = className;
+  return el;
+}
+
+function plural(n: number, noun: string): string {
+  return `${n.toLocaleString("en")} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+export class LiveView {
+  readonly root: HTMLDivElement;
+  readonly #title = element("span", "rxnb-title");
+  readonly #count = element("span", "rxnb-count");
+  readonly #status = element("span", "rxnb-status");
+  readonly #error = element("div", "rxnb-error");
+  readonly #errorType = element("span", "rxnb-error-type");
+  readonly #errorMessage = element("span", "rxnb-error-message");
+  readonly #content = element("div", "rxnb-body");
+  #body: Body | null = null;
+
+  constructor(parent: HTMLElement) {
+    this.root = element("div", "rxnb-live");
+    const header = element("div", "rxnb-header");
+    header.append(this.#title, this.#count, this.#status);
+    this.#error.setAttribute("role", "alert");
+    this.#error.append(this.#errorType, this.#errorMessage);
+    this.root.append(header, this.#error, this.#content);
+    parent.append(this.root);
+  }
+
+  update(payload: Payload, sync: SyncStatus = "live"): void {
+    const state = payload.error === null ? "ok" : "error";
+    this.root.setAttribute("data-kind", payload.kind);
+    this.root.setAttribute("data-version", String(payload.version));
+    this.root.setAttribute("data-state", state);
+
+    this.#title.textContent = payload.title;
+    this.#count.hidden = payload.kind !== "table";
+    this.#count.textContent = payload.kind === "table" ? plural(payload.rows.length, "row") : "";
+    const status = sync === "resyncing" ? "resyncing" : state === "error" ? "error" : "live";
+    this.#status.setAttribute("data-status", status);
+    this.#status.textContent = sync === "resyncing" ? "resyncing…" : status;
+    this.#status.title = `version ${payload.version}`;
+
+    this.#error.hidden = payload.error === null;
+    this.#errorType.textContent = payload.error?.type ?? "";
+    this.#errorMessage.textContent = payload.error?.message ?? "";
+
+    this.#updateBody(payload);
+  }
+
+  dispose(): void {
+    this.root.remove();
+  }
+
+  #updateBody(payload: Payload): void {
+    if (this.#body?.kind !== payload.kind) this.#body = this.#makeBody(payload.kind);
+    const body = this.#body;
+    switch (body.kind) {
+      case "table":
+        body.view.update(payload);
+        return;
+      case "markdown":
+        // An append re-renders the whole text: markdown is not additive (an open code
+        // fence or list changes what follows), and sanitizing a message is cheap.
+        if (body.text !== payload.text) {
+          body.el.replaceChildren(renderMarkdown(payload.text));
+          body.text = payload.text;
+        }
+        return;
+      case "value":
+        fillCell(body.el, payload.value);
+        return;
+      case "json":
+        body.el.textContent = JSON.stringify(payload.value, null, 2);
+        return;
+    }
+  }
+
+  #makeBody(kind: Kind): Body {
+    this.#content.replaceChildren();
+    switch (kind) {
+      case "table":
+        return { kind, view: new TableView(this.#content) };
+      case "markdown":
+        return { kind, el: this.#content.appendChild(element("div", "rxnb-markdown")), text: null };
+      case "value":
+        return { kind, el: this.#content.appendChild(element("div", "rxnb-value")) };
+      case "json":
+        return { kind, el: this.#content.appendChild(element("pre", "rxnb-json")) };
+    }
+  }
+}

@@ -1,0 +1,120 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { FakeModel, diff, tablePayload } from "./testing";
+import createWidgetDefault, { createWidget } from "./widget";
+
+const a = [1, "user", "a"];
+const b = [2, "assistant", "b"];
+
+/** A model with `initialize` run and `views` views rendered, as anywidget would. */
+function mount(payload: unknown, views = 2) {
+  const model = new FakeModel(payload);
+  const widget = createWidget();
+  const disposeModel = widget.initialize({ model: model.proxy() });
+  const els = Array.from({ length: views }, () => document.body.appendChild(document.createElement("div")));
+  const disposeViews = els.map((el) => widget.render({ model: model.proxy(), el }));
+  return { model, els, disposeModel, disposeViews };
+}
+
+function keys(el: HTMLElement): (string | null)[] {
+  return [...el.querySelectorAll("tbody tr")].map((tr) => tr.getAttribute("data-key"));
+}
+
+function root(el: HTMLElement): HTMLElement {
+  return el.querySelector<HTMLElement>(".rxnb-live")!;
+}
+
+afterEach(() => {
+  document.body.replaceChildren();
+});
+
+it("is anywidget's per-model function form", () => {
+  expect(createWidgetDefault).toBe(createWidget);
+  const widget = createWidgetDefault();
+  expect(typeof widget.initialize).toBe("function");
+  expect(typeof widget.render).toBe("function");
+});
+
+describe("views of one model", () => {
+  it("show the trait's payload, then stay in step through messages", () => {
+    const { model, els } = mount(tablePayload([a]));
+    for (const el of els) expect(keys(el)).toEqual(["[1]"]);
+
+    model.message(diff(1, { inserted: [[1, b]] }));
+    for (const el of els) {
+      expect(keys(el)).toEqual(["[1]", "[2]"]);
+      expect(root(el).dataset.version).toBe("2");
+    }
+  });
+
+  it("ask for one resync on a gap, ignore updates until a full, then go on", () => {
+    const { model, els } = mount(tablePayload([a]), 3);
+    model.message(diff(5, { inserted: [[0, b]] })); // base 5, held 1: a gap
+    model.message(diff(6, { inserted: [[0, b]] }));
+    model.message(diff(1, { inserted: [[1, b]] })); // would apply, but we wait for the full
+    expect(model.sent).toEqual([{ type: "resync" }]);
+    for (const el of els) {
+      expect(keys(el)).toEqual(["[1]"]);
+      expect(el.querySelector(".rxnb-status")!.getAttribute("data-status")).toBe("resyncing");
+    }
+
+    model.message({ type: "full", payload: tablePayload([a, b], { version: 7 }) });
+    for (const el of els) {
+      expect(keys(el)).toEqual(["[1]", "[2]"]);
+      expect(el.querySelector(".rxnb-status")!.getAttribute("data-status")).toBe("live");
+    }
+    model.message(diff(7, { removed: [[1]] }));
+    for (const el of els) expect(keys(el)).toEqual(["[2]"]);
+
+    model.message(diff(20, {})); // a second gap asks again, once
+    model.message(diff(21, {}));
+    expect(model.sent).toEqual([{ type: "resync" }, { type: "resync" }]);
+  });
+
+  it("ignore stale messages", () => {
+    const { model, els } = mount(tablePayload([a, b], { version: 4 }));
+    model.message(diff(3, { removed: [[1]] }));
+    expect(keys(els[0]!)).toEqual(["[1]", "[2]"]);
+    expect(model.sent).toEqual([]);
+  });
+
+  it("take a change of the payload trait as a full, which also ends a resync", () => {
+    const { model, els } = mount(tablePayload([a]));
+    model.message(diff(9, {}));
+    model.setPayload(tablePayload([b], { version: 12, title: "other" }));
+    for (const el of els) {
+      expect(keys(el)).toEqual(["[2]"]);
+      expect(el.querySelector(".rxnb-title")!.textContent).toBe("other");
+    }
+    model.message(diff(12, { inserted: [[0, a]] }));
+    for (const el of els) expect(keys(el)).toEqual(["[1]", "[2]"]);
+  });
+});
+
+describe("cleanup", () => {
+  it("a view's cleanup removes only that view", () => {
+    const { model, els, disposeViews } = mount(tablePayload([a]));
+    disposeViews[0]!();
+    expect(els[0]!.querySelector(".rxnb-live")).toBeNull();
+    model.message(diff(1, { inserted: [[1, b]] }));
+    expect(keys(els[1]!)).toEqual(["[1]", "[2]"]);
+  });
+
+  it("the model's cleanup stops listening to the model", () => {
+    const { model, disposeModel, disposeViews } = mount(tablePayload([a]), 1);
+    expect(model.listenerCount("msg:custom")).toBe(1);
+    disposeViews[0]!();
+    disposeModel();
+    expect(model.listenerCount("msg:custom")).toBe(0);
+    expect(model.listenerCount("change:payload")).toBe(0);
+  });
+});
+
+it("renders and updates without initialize, on the view's own state", () => {
+  const model = new FakeModel(tablePayload([a]));
+  const el = document.body.appendChild(document.createElement("div"));
+  const dispose = createWidget().render({ model: model.proxy(), el });
+  model.message(diff(1, { inserted: [[1, b]] }));
+  expect(keys(el)).toEqual(["[1]", "[2]"]);
+  dispose();
+  expect(model.listenerCount("msg:custom")).toBe(0);
+});
