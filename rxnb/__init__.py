@@ -34,6 +34,14 @@ from rxnb.store import DataProblem, Reader, Writer
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(shell: object) -> None:
+    """`%load_ext rxnb` (see `rxnb.ipython`)."""
+    from rxnb.ipython import load_ipython_extension as load
+
+    load(shell)
+
+
 __all__ = [
     "ArgumentError",
     "DataProblem",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -47,7 +48,9 @@ def test_all_is_pinned_and_sorted() -> None:
 
 def test_public_names_not_in_all_are_modules() -> None:
     extra = {n for n in dir(rxnb) if not n.startswith("_") and n not in rxnb.__all__}
-    assert extra <= {"errors", "functions", "reactive", "store"}
+    # load_ipython_extension is IPython's hook for `%load_ext rxnb`, not an API.
+    modules = {"errors", "functions", "reactive", "store", "widgets", "ipython"}
+    assert extra <= modules | {"load_ipython_extension"}
 
 
 def test_errors_share_one_root() -> None:
@@ -58,6 +61,11 @@ def test_errors_share_one_root() -> None:
 def test_version_matches_pyproject() -> None:
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert pyproject["project"]["version"] == rxnb.__version__
+
+
+def test_version_matches_package_json() -> None:
+    package = json.loads((Path(__file__).parents[1] / "package.json").read_text())
+    assert package["version"] == rxnb.__version__
     assert re.fullmatch(r"\d+\.\d+\.\d+", rxnb.__version__)
 
 
