@@ -17,8 +17,8 @@ export class FakeModel {
   readonly #traits: Traits;
   readonly #handlers = new Map<string, Set<Handler>>();
 
-  constructor(payload: unknown) {
-    this.#traits = { payload, functions: [] };
+  constructor(payload: unknown, snapshotId = "") {
+    this.#traits = { payload, functions: [], snapshot_id: snapshotId };
   }
 
   proxy(): Model {

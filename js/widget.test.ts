@@ -118,3 +118,35 @@ it("renders and updates without initialize, on the view's own state", () => {
   dispose();
   expect(model.listenerCount("msg:custom")).toBe(0);
 });
+
+describe("the static snapshot beside the live view", () => {
+  const id = "rxnb-snapshot-" + "0123456789abcdef".repeat(2);
+
+  function snapshotOutput(): HTMLElement {
+    const output = document.body.appendChild(document.createElement("div"));
+    output.className = "jp-OutputArea-child";
+    output.innerHTML = `<div class="rxnb-snapshot ${id}">3 rows</div>`;
+    return output.firstElementChild as HTMLElement;
+  }
+
+  it("is hidden while a view shows, and back when the last view goes", () => {
+    const snapshot = snapshotOutput();
+    const model = new FakeModel(tablePayload([a]), id);
+    const widget = createWidget();
+    widget.initialize({ model: model.proxy() });
+    const first = widget.render({ model: model.proxy(), el: document.body.appendChild(document.createElement("div")) });
+    const second = widget.render({ model: model.proxy(), el: document.body.appendChild(document.createElement("div")) });
+    expect(getComputedStyle(snapshot).display).toBe("none");
+    first();
+    expect(getComputedStyle(snapshot).display).toBe("none");
+    second();
+    expect(getComputedStyle(snapshot).display).not.toBe("none");
+    expect(document.head.querySelectorAll("style[data-rxnb-snapshot]").length).toBe(0);
+  });
+
+  it("ignores a snapshot id that is not one rxnb makes", () => {
+    const model = new FakeModel(tablePayload([a]), "x} body { display: none");
+    createWidget().render({ model: model.proxy(), el: document.body.appendChild(document.createElement("div")) });
+    expect(document.head.querySelectorAll("style").length).toBe(0);
+  });
+});

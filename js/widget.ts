@@ -15,6 +15,7 @@
  */
 import type { AnyModel, AnyWidget } from "@anywidget/types";
 import { LiveView } from "./render";
+import { hideSnapshot } from "./snapshot";
 import { LiveState } from "./state";
 
 /** The widget's synced traits (docs/widget-protocol.md). */
@@ -22,6 +23,7 @@ export interface Traits {
   [name: string]: unknown;
   payload: unknown;
   functions: string[];
+  snapshot_id: string;
 }
 
 export type Model = AnyModel<Traits>;
@@ -67,7 +69,9 @@ export function createWidget() {
       const view = new LiveView(el);
       view.update(state.payload, state.sync);
       const unsubscribe = state.subscribe((payload, sync) => view.update(payload, sync));
+      const showSnapshot = hideSnapshot(el.ownerDocument, model.get("snapshot_id"));
       return () => {
+        showSnapshot();
         unsubscribe();
         own?.disconnect();
         view.dispose();

@@ -7,6 +7,7 @@ import logging
 import re
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -97,6 +98,8 @@ class LiveWidget(anywidget.AnyWidget):
     _css = traitlets.Unicode().tag(sync=True)
     payload = traitlets.Dict().tag(sync=True)
     functions = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    snapshot_id = traitlets.Unicode().tag(sync=True)
+    """The class (and display id) of this widget's snapshot output, which views hide."""
 
     # Until __init__ has subscribed, the widget is closed (ipywidgets' __del__ may
     # call close() on a widget whose construction failed).
@@ -150,7 +153,12 @@ class LiveWidget(anywidget.AnyWidget):
             if self._pending is not None:
                 self._sent, self._pending = self._pending, None
             self._version = 1
-        super().__init__(functions=sorted(self._bound), _esm=esm, _css=css)
+        super().__init__(
+            functions=sorted(self._bound),
+            snapshot_id=f"rxnb-snapshot-{uuid.uuid4().hex}",
+            _esm=esm,
+            _css=css,
+        )
         weakref.finalize(self, self._subscription.close)
         self.on_msg(self._on_browser_message)
         if self.comm is not None:  # the front end closed the model: nothing shows it
@@ -197,28 +205,37 @@ class LiveWidget(anywidget.AnyWidget):
         return plain_text(self._sent)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is None:
-            return None
-        data, metadata = bundle
+        bundle: tuple[dict[str, Any], dict[str, Any]] | None = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None:
+            bundle[0]["text/plain"] = plain_text(self._sent)
+        return bundle
+
+    def snapshot(self) -> str:
+        """The static HTML of the latest result sent (what readers without a kernel see)."""
         with self._lock:
-            data = {**data, "text/html": snapshot_html(self._sent, self._version)}
-            data["text/plain"] = plain_text(self._sent)
-        return data, metadata
+            return snapshot_html(self._sent, self._version, self.snapshot_id)
 
     def _ipython_display_(self) -> None:
-        """Display with a display id, so the output's snapshot can be kept current."""
+        """Show the snapshot, then the widget.
+
+        The snapshot is an output of its own (with a display id, so it can be kept
+        current), not a fallback inside the widget's bundle: JupyterLab renders a
+        trusted widget output as "model not found" once its kernel is gone, and never
+        falls back. The live view hides the snapshot next to it while it runs.
+        """
         from IPython.display import display
 
-        bundle = self._repr_mimebundle_() if not self._closed else None
-        if bundle is None:
+        if self._closed:
             display({"text/plain": f"{self!r} (closed)"}, raw=True)  # type: ignore[no-untyped-call]
             return
-        display_id = f"rxnb-{self.model_id}"
         with self._lock:
-            self._display_ids.add(display_id)
+            self._display_ids.add(self.snapshot_id)
             self._snap_version, self._last_snap = self._version, time.monotonic()
-        display(bundle[0], raw=True, metadata=bundle[1], display_id=display_id)  # type: ignore[no-untyped-call]
+            snapshot = {"text/html": snapshot_html(self._sent, self._version, self.snapshot_id)}
+        display(snapshot, raw=True, display_id=self.snapshot_id)  # type: ignore[no-untyped-call]
+        bundle = self._repr_mimebundle_()
+        if bundle is not None:
+            display(bundle[0], raw=True, metadata=bundle[1])  # type: ignore[no-untyped-call]
 
     def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict[str, Any]:
         """Traits as ipywidgets sends them, with `payload` the one last sent.
@@ -283,10 +300,7 @@ class LiveWidget(anywidget.AnyWidget):
                 and self._snap_version != self._version
                 and now >= self._last_snap + SNAPSHOT_SECONDS
             ):
-                snapshot = {
-                    "text/html": snapshot_html(self._sent, self._version),
-                    "text/plain": plain_text(self._sent),
-                }
+                snapshot = {"text/html": snapshot_html(self._sent, self._version, self.snapshot_id)}
                 self._snap_version, self._last_snap = self._version, now
                 display_ids = sorted(self._display_ids)
         for reply in outbox:
@@ -310,14 +324,8 @@ class LiveWidget(anywidget.AnyWidget):
     def _refresh_snapshot(self, snapshot: dict[str, Any], display_ids: list[str]) -> None:
         from IPython.display import update_display
 
-        widget_view = self._repr_mimebundle_()
-        if widget_view is None:
-            return
-        data = {**widget_view[0], **snapshot}
         for display_id in display_ids:
-            update_display(  # type: ignore[no-untyped-call]
-                data, raw=True, metadata=widget_view[1], display_id=display_id
-            )
+            update_display(snapshot, raw=True, display_id=display_id)  # type: ignore[no-untyped-call]
 
     # -- called on the kernel's shell (or comm subshell) thread ----------------------
 

@@ -22,11 +22,11 @@ MAX_TEXT = 20_000
 _CELL = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top"
 
 
-def snapshot_html(payload: Payload, version: int) -> str:
-    """`payload` as self-contained, inert HTML."""
+def snapshot_html(payload: Payload, version: int, snapshot_id: str = "") -> str:
+    """`payload` as self-contained, inert HTML (`snapshot_id` lets live views hide it)."""
     at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     parts = [
-        f'<div class="rxnb-snapshot" data-version="{version}">',
+        f'<div class="rxnb-snapshot {escape(snapshot_id)}" data-version="{version}">',
         '<div style="font-size:11px;color:#777;margin-bottom:4px">',
         f"{escape(payload.title)} · {_summary(payload)} · snapshot of {at}, "
         "live when the notebook runs</div>",

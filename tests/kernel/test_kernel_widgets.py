@@ -128,9 +128,12 @@ def test_live_cell_magic_and_status(kernel: KernelSession) -> None:
 def test_the_output_carries_a_snapshot_kept_current(kernel: KernelSession) -> None:
     kernel.run(SETUP)
     outputs = kernel.run("rows.live()")
-    [shown] = [m for m in outputs if m["msg_type"] == "display_data"]
-    display_id = shown["content"]["transient"]["display_id"]
-    assert "0 rows" in shown["content"]["data"]["text/html"]
+    snapshot, view = [m for m in outputs if m["msg_type"] == "display_data"]
+    display_id = snapshot["content"]["transient"]["display_id"]
+    assert "0 rows" in snapshot["content"]["data"]["text/html"]
+    assert display_id in snapshot["content"]["data"]["text/html"]  # the class views hide
+    assert "application/vnd.jupyter.widget-view+json" in view["content"]["data"]
+    assert "text/html" not in view["content"]["data"]
     kernel.run("for i in range(3): add(n=i)")
     sleeping = kernel.execute("time.sleep(2)")
     kernel.reply(sleeping)

@@ -218,11 +218,10 @@ def test_rerunning_a_cell_disposes_what_it_made(
 def test_snapshot_html_is_inert_and_current(store: rx.Store, comms: Comms) -> None:
     send(thread_id="t", text='<img src=x onerror="alert(1)"><script>alert(2)</script>')
     widget = messages.live(thread_id="t")
-    data, _ = widget._repr_mimebundle_()
-    html = data["text/html"]
+    html = widget.snapshot()
     assert "<img" not in html and "<script" not in html
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
-    assert "application/vnd.jupyter.widget-view+json" in data
+    assert widget.snapshot_id in html and widget.get_state()["snapshot_id"] == widget.snapshot_id
 
 
 def test_secret_looking_arguments_stay_out_of_the_state(store: rx.Store, comms: Comms) -> None:
@@ -233,6 +232,7 @@ def test_secret_looking_arguments_stay_out_of_the_state(store: rx.Store, comms: 
     widget = with_key.live(api_key="sk-live-123")
     assert "sk-live-123" not in repr(widget.get_state())
     assert "sk-live-123" not in repr(widget._repr_mimebundle_())
+    assert "sk-live-123" not in widget.snapshot()
 
 
 def test_live_from_a_thread_while_the_main_thread_is_busy(store: rx.Store, comms: Comms) -> None:
