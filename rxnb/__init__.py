@@ -35,6 +35,15 @@ from rxnb.store import DataProblem, Reader, Writer
 __version__ = "0.1.0"
 
 
+def __getattr__(name: str) -> object:
+    """`rx.widgets` imports the widgets layer on first use (it loads anywidget)."""
+    if name == "widgets":
+        import rxnb.widgets
+
+        return rxnb.widgets
+    raise AttributeError(f"module 'rxnb' has no attribute {name!r}")
+
+
 def load_ipython_extension(shell: object) -> None:
     """`%load_ext rxnb` (see `rxnb.ipython`)."""
     from rxnb.ipython import load_ipython_extension as load

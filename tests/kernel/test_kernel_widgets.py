@@ -145,3 +145,56 @@ def test_the_output_carries_a_snapshot_kept_current(kernel: KernelSession) -> No
     ]
     assert updates, "the snapshot was refreshed"
     assert "3 rows" in updates[-1]["content"]["data"]["text/html"]
+
+
+def test_a_browser_call_on_a_subshell_runs_while_a_cell_is_busy(kernel: KernelSession) -> None:
+    """JupyterLab >= 4.4 sends widget messages on a kernel subshell (ipykernel >= 7)."""
+    kernel.run(SETUP)
+    kernel.run("w = rx.widgets.live(rows, bind={'add': add}); w")
+    [opened] = live_widgets_opened(kernel)
+    comm_id = opened["content"]["comm_id"]
+
+    request = kernel.client.session.msg("create_subshell_request", {})
+    kernel.client.control_channel.send(request)
+    subshell_id = kernel.client.get_control_msg(timeout=10)["content"]["subshell_id"]
+
+    busy = kernel.execute("time.sleep(4)")
+    kernel.wait_for(
+        lambda: any(
+            m["msg_type"] == "status"
+            and m["content"]["execution_state"] == "busy"
+            and m["parent_header"].get("msg_id") == busy
+            for m in kernel.snapshot()
+        )
+    )
+    call = kernel.client.session.msg(
+        "comm_msg",
+        {
+            "comm_id": comm_id,
+            "data": {
+                "method": "custom",
+                "content": {"type": "call", "id": 1, "fn": "add", "args": {"n": 7}},
+            },
+        },
+    )
+    call["header"]["subshell_id"] = subshell_id
+    kernel.client.shell_channel.send(call)
+
+    def reply() -> dict[str, Any] | None:
+        for m in kernel.comm_messages(comm_id):
+            content = m["content"]["data"].get("content", {})
+            if content.get("type") == "reply":
+                return m
+        return None
+
+    answered = kernel.wait_for(reply, timeout=10)
+    assert answered["content"]["data"]["content"] == {
+        "type": "reply",
+        "id": 1,
+        "ok": True,
+        "result": None,
+    }
+    done = kernel.reply(busy)
+    assert answered["received"] < done["received"], "answered while the cell was still sleeping"
+    browser, _ = browser_for(kernel, comm_id)
+    assert [row[1] for row in browser.payload["rows"]] == [7]
