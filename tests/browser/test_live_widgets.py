@@ -70,6 +70,7 @@ def test_the_example_notebook_reaches_the_final_state(open_notebook: NotebookOpe
     assert nb.unexpected_errors() == []
 
 
+@pytest.mark.parametrize("jupyter_server", ["lab", "notebook"], indirect=True)
 def test_reload_second_page_and_reruns(
     open_notebook: NotebookOpener, jupyter_server: JupyterServer
 ) -> None:
