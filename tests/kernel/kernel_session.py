@@ -17,6 +17,9 @@ from typing import Any
 
 from jupyter_client.manager import KernelManager
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from polling import until
+
 TESTS = Path(__file__).resolve().parent.parent
 
 
@@ -131,13 +134,7 @@ class KernelSession:
         ]
 
     def wait_for(self, condition: Callable[[], Any], timeout: float = 30) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = condition()
-            if value:
-                return value
-            time.sleep(0.01)
-        raise AssertionError("condition not met before the deadline")
+        return until(condition, timeout, interval=0.01)
 
     def eval(self, expression: str) -> str:
         """`repr` of an expression evaluated in the kernel."""

@@ -6,29 +6,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
 import ipywidgets
 import pytest
 import sqlalchemy as sa
 from browser_model import BrowserModel
 from models import Counter, Message, counter, increment, messages, send
+from polling import until
 from recording_comm import Comms
 from sqlmodel import select
 
 import rxnb as rx
 from rxnb.widgets import CellRun, LiveWidget, live_widgets, owners
-
-
-def until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.005)
-    raise AssertionError("condition not met before the deadline")
 
 
 def follow(widget: LiveWidget, comms: Comms) -> BrowserModel:
