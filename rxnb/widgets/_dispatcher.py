@@ -40,6 +40,7 @@ class Dispatcher:
         self._cond = threading.Condition()
         self._active: weakref.WeakSet[Flushable] = weakref.WeakSet()
         self._stopped = False
+        self._draining = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -54,6 +55,7 @@ class Dispatcher:
             self._cond.notify()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Send what is pending (throttles waived), then end the thread."""
         with self._cond:
             self._stopped = True
             self._cond.notify()
@@ -66,7 +68,8 @@ class Dispatcher:
                 due = self._wait_for_due()
             if due is None:
                 return
-            now = time.monotonic()
+            # Once stopping, the clock is moved past every throttle: all pending goes out.
+            now = time.monotonic() + (3600.0 if self._stopped else 0.0)
             for widget in due:
                 try:
                     widget._flush(now)
@@ -74,7 +77,15 @@ class Dispatcher:
                     log.exception("rxnb: sending an update of %r failed", widget)
 
     def _wait_for_due(self) -> list[Flushable] | None:
-        """The widgets due now, after waiting as long as nothing is; None once stopped."""
+        """The widgets due now, after waiting as long as nothing is.
+
+        Once stopped: every widget with anything pending, once; then None.
+        """
+        if self._stopped:
+            if self._draining:
+                return None
+            self._draining = True
+            return [w for w in list(self._active) if w._due() is not None]
         while not self._stopped:
             now = time.monotonic()
             due: list[Flushable] = []
@@ -90,4 +101,4 @@ class Dispatcher:
             if due:
                 return due
             self._cond.wait(None if next_at == math.inf else next_at - now)
-        return None
+        return self._wait_for_due()

@@ -16,7 +16,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from rxnb.errors import ArgumentError, RxnbError
+from rxnb.errors import ArgumentError, RxnbError, StoreClosedError
 from rxnb.reactive import JSONValue, Store, Subscribable, current_store, to_jsonable
 from rxnb.widgets._cells import owners
 from rxnb.widgets._dispatcher import Dispatcher
@@ -46,8 +46,20 @@ def dispatcher_for(store: Store) -> Dispatcher:
         dispatcher = _dispatchers.get(store)
         if dispatcher is None:
             dispatcher = _dispatchers[store] = Dispatcher()
-            store.add_close_callback(dispatcher.stop)
+            store.add_close_callback(lambda: _store_closed(store, dispatcher))
         return dispatcher
+
+
+def _store_closed(store: Store, dispatcher: Dispatcher) -> None:
+    """Tell the store's widgets they stopped following, then stop the dispatcher."""
+    closed = StoreClosedError(
+        f"the store {store.url} was closed; this widget no longer follows it. "
+        "Open the store again (rx.open()) and re-run the cell"
+    )
+    for widget in live_widgets():
+        if widget._store is store:
+            widget._on_error(closed)
+    dispatcher.stop()
 
 
 def live_widgets() -> list[LiveWidget]:

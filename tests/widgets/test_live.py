@@ -239,3 +239,37 @@ def test_live_from_a_thread_while_the_main_thread_is_busy(store: rx.Store, comms
     assert [r[3] for r in widget.data["rows"]] == [str(i) for i in range(20)]
     assert all(isinstance(m, Message) for m in messages(thread_id="t"))
     assert len(store.database.read(lambda db: db.exec(select(Message)).all())[0]) == 20
+
+
+def test_closing_the_store_tells_its_widgets(url: str, comms: Comms) -> None:
+    store = rx.open(url)
+    send(thread_id="t", text="kept")
+    widget = messages.live(thread_id="t")
+    browser = follow(widget, comms)
+    store.close()
+    catch_up(browser, comms)
+    assert browser.payload["error"]["type"] == "StoreClosedError"
+    assert "re-run the cell" in browser.payload["error"]["message"]
+    assert browser.payload["rows"][0][3] == "kept"
+    assert widget.subscription.closed
+
+
+def test_live_refuses_bad_arguments_before_anything_exists(store: rx.Store, comms: Comms) -> None:
+    with pytest.raises(rx.ArgumentError, match="thread_id"):
+        messages.live(thread_id=42)
+    with pytest.raises(rx.ArgumentError):
+        messages.live(nope="x")
+    assert store.subscriptions() == []
+    assert live_widgets() == []
+    assert comms.made == []
+
+
+def test_a_query_that_fails_at_once_shows_the_error(store: rx.Store, comms: Comms) -> None:
+    @rx.query
+    def broken(db: rx.Reader) -> object:
+        return object()
+
+    widget = broken.live()
+    assert widget.data["error"]["type"] == "ResultError"
+    assert "cannot serialize" in widget.data["error"]["message"]
+    assert widget.subscription.closed is False
