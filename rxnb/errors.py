@@ -10,9 +10,17 @@ The tree::
     │   ├── StoreClosedError        the store was closed
     │   ├── StoreBusyError          a write could not get the lock after retries
     │   └── ReadOnlyError           a query tried to write
-    └── FunctionError               a query or mutation was misused
-        ├── ArgumentError           an argument is missing, unexpected or of the wrong type
-        └── ResultError             a result cannot be serialized
+    ├── FunctionError               a query or mutation was misused
+    │   ├── ArgumentError           an argument is missing, unexpected or of the wrong type
+    │   └── ResultError             a result cannot be serialized
+    ├── RunError                    a run did not give a result
+    │   ├── RunFailedError          it failed (its last error is in the message)
+    │   ├── RunCancelledError       it was cancelled
+    │   └── RunNotFoundError        no run has that id
+    └── NonRetryableError           raised by an action: fail now, do not retry
+
+    Cancelled (a BaseException)     raised by ctx.check_cancelled() inside an action, so
+                                    that `except Exception` in user code cannot swallow it
 
 Each message says what was wrong, the value seen, and what to do about it.
 """
@@ -23,10 +31,16 @@ from collections.abc import Sequence
 
 __all__ = [
     "ArgumentError",
+    "Cancelled",
     "FunctionError",
     "NoStoreError",
+    "NonRetryableError",
     "ReadOnlyError",
     "ResultError",
+    "RunCancelledError",
+    "RunError",
+    "RunFailedError",
+    "RunNotFoundError",
     "RxnbError",
     "SchemaMismatchError",
     "StoreBusyError",
@@ -90,3 +104,31 @@ class ArgumentError(FunctionError, TypeError):
 
 class ResultError(FunctionError, TypeError):
     """A function returned a value rxnb cannot serialize."""
+
+
+class RunError(RxnbError):
+    """A run did not give a result (see the subclasses)."""
+
+
+class RunFailedError(RunError):
+    """The run failed after its last attempt; the message holds its last error."""
+
+
+class RunCancelledError(RunError):
+    """The run was cancelled."""
+
+
+class RunNotFoundError(RunError, LookupError):
+    """No run in the store has that id."""
+
+
+class NonRetryableError(RxnbError):
+    """Raise it in an action to fail the run at once, whatever its `retries=`."""
+
+
+class Cancelled(BaseException):
+    """Raised by `ctx.check_cancelled()` when the run was cancelled.
+
+    A BaseException, so that `except Exception` in user code lets it through; the
+    executor catches it and records the run as cancelled.
+    """

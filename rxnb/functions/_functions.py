@@ -51,6 +51,11 @@ class Registry:
         with self._lock:
             return self._latest.get(name)
 
+    def all(self) -> list[StoreFunction[Any, Any]]:
+        """The latest definition of every registered function."""
+        with self._lock:
+            return list(self._latest.values())
+
 
 registry = Registry()
 

@@ -6,7 +6,7 @@ from rxnb.reactive._feed import ChangeFeed
 from rxnb.reactive._index import SubscriptionId, SubscriptionIndex
 from rxnb.reactive._reactor import Reactor
 from rxnb.reactive._results import JSONValue, to_jsonable
-from rxnb.reactive._store import Store, current_store, open, open_stores, redefined
+from rxnb.reactive._store import Store, current_store, on_open, open, open_stores, redefined
 from rxnb.reactive._subscription import Subscribable, Subscription
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "SubscriptionId",
     "SubscriptionIndex",
     "current_store",
+    "on_open",
     "open",
     "open_stores",
     "redefined",

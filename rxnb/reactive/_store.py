@@ -6,7 +6,7 @@ import atexit
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from rxnb.errors import NoStoreError, StoreOpenError
 from rxnb.reactive._feed import ChangeFeed
 from rxnb.reactive._reactor import Reactor
 from rxnb.reactive._subscription import Callback, ErrorCallback, Subscribable, Subscription
-from rxnb.store import Database, DataProblem, open_database
+from rxnb.store import EVERYTHING, Database, DataProblem, TableWrite, Write, open_database
 
 DEFAULT_PATH = Path(".rxnb") / "rxnb.db"
 
@@ -35,8 +35,9 @@ class Store:
     def __init__(self, database: Database) -> None:
         self.database = database
         self._reactor = Reactor(database)
-        database.add_commit_listener(self._reactor.notify_writes)
-        self._feed = ChangeFeed(database, self._reactor.notify_writes, self._reactor.rerun_all)
+        self._write_listeners: list[Callable[[Sequence[Write]], None]] = []
+        database.add_commit_listener(self._on_writes)
+        self._feed = ChangeFeed(database, self._on_writes, self._on_gap)
         self._close_lock = threading.Lock()
         self._close_callbacks: list[Callable[[], None]] = []
 
@@ -93,6 +94,28 @@ class Store:
     def subscriptions(self) -> list[Subscription]:
         """The open subscriptions of this store."""
         return self._reactor.subscriptions()
+
+    def add_write_listener(self, fn: Callable[[Sequence[Write]], None]) -> None:
+        """Call `fn(writes)` after every commit, of this process or (via the change
+        feed) of another; after a gap in the feed, with one write of everything."""
+        self._write_listeners.append(fn)
+
+    def _on_writes(self, writes: Sequence[Write]) -> None:
+        self._reactor.notify_writes(writes)
+        for fn in list(self._write_listeners):
+            try:
+                fn(writes)
+            except Exception:
+                log.exception("rxnb: a write listener of %r raised", self)
+
+    def _on_gap(self, reason: str) -> None:
+        self._reactor.rerun_all(reason)
+        everything = [TableWrite(EVERYTHING)]
+        for fn in list(self._write_listeners):
+            try:
+                fn(everything)
+            except Exception:
+                log.exception("rxnb: a write listener of %r raised", self)
 
     def add_close_callback(self, fn: Callable[[], None]) -> None:
         """Call `fn()` when the store closes, before its subscriptions close."""
@@ -156,6 +179,7 @@ def open(url: str | None = None, *, migrate: bool = False) -> Store:
     missing; `migrate=True` adds new columns that have a default or may be NULL.
     """
     key = _canonical(url)
+    opened = False
     with _lock:
         store = _open.get(key)
         if store is not None and not store.closed:
@@ -164,10 +188,22 @@ def open(url: str | None = None, *, migrate: bool = False) -> Store:
         else:
             store = Store(open_database(key, migrate=migrate))
             _open[key] = store
+            opened = True
         if store in _order:
             _order.remove(store)
         _order.append(store)
-        return store
+    if opened:
+        for hook in list(_open_hooks):
+            hook(store)
+    return store
+
+
+_open_hooks: list[Callable[[Store], None]] = []
+
+
+def on_open(hook: Callable[[Store], None]) -> None:
+    """Call `hook(store)` each time a store is newly opened (used by the runs layer)."""
+    _open_hooks.append(hook)
 
 
 def current_store() -> Store:

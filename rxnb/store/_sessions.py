@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from sqlmodel import Session
 
-from rxnb.errors import ReadOnlyError
+from rxnb.errors import ReadOnlyError, RxnbError
 from rxnb.store._tracking import Tracker
 
 
@@ -52,6 +53,16 @@ class Writer(Reader):
 
     _rx_writing = True
     _rx_tracker: Tracker | None = None
+    _rx_scheduler: ClassVar[Callable[[Writer, Any, dict[str, Any]], str] | None] = None
+    """Set by the runs layer (`rxnb.runs`), which the store layer does not import."""
+
+    def schedule(self, action: Any, /, **args: Any) -> str:
+        """Start `action(**args)` in the background if, and only if, this transaction
+        commits. Returns the run's id; arguments are checked now (ArgumentError)."""
+        scheduler = Writer._rx_scheduler
+        if scheduler is None:
+            raise RxnbError("db.schedule needs rxnb's runs layer; `import rxnb` loads it")
+        return scheduler(self, action, args)
 
     def flush(self, objects: Any = None) -> None:
         # The ORM flush reports each row through mapper events; statements it runs
