@@ -17,10 +17,16 @@ Only the names in `__all__` are public.
 
 from rxnb.errors import (
     ArgumentError,
+    Cancelled,
     FunctionError,
+    NonRetryableError,
     NoStoreError,
     ReadOnlyError,
     ResultError,
+    RunCancelledError,
+    RunError,
+    RunFailedError,
+    RunNotFoundError,
     RxnbError,
     SchemaMismatchError,
     StoreBusyError,
@@ -30,6 +36,18 @@ from rxnb.errors import (
 )
 from rxnb.functions import Mutation, Query, mutation, query
 from rxnb.reactive import Store, Subscription, current_store, open
+from rxnb.runs import (
+    Action,
+    ActionContext,
+    Run,
+    RunHandle,
+    RunStatus,
+    action,
+    cancel,
+    retry,
+    run_after,
+    run_at,
+)
 from rxnb.store import DataProblem, Reader, Writer
 
 __version__ = "0.1.0"
@@ -44,6 +62,13 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'rxnb' has no attribute {name!r}")
 
 
+def runs(limit: int = 100) -> object:
+    """A live table of the store's runs (all processes), with Cancel and Retry buttons."""
+    from rxnb.widgets import runs as runs_widget
+
+    return runs_widget(limit)
+
+
 def load_ipython_extension(shell: object) -> None:
     """`%load_ext rxnb` (see `rxnb.ipython`)."""
     from rxnb.ipython import load_ipython_extension as load
@@ -52,15 +77,26 @@ def load_ipython_extension(shell: object) -> None:
 
 
 __all__ = [
+    "Action",
+    "ActionContext",
     "ArgumentError",
+    "Cancelled",
     "DataProblem",
     "FunctionError",
     "Mutation",
     "NoStoreError",
+    "NonRetryableError",
     "Query",
     "ReadOnlyError",
     "Reader",
     "ResultError",
+    "Run",
+    "RunCancelledError",
+    "RunError",
+    "RunFailedError",
+    "RunHandle",
+    "RunNotFoundError",
+    "RunStatus",
     "RxnbError",
     "SchemaMismatchError",
     "Store",
@@ -71,8 +107,14 @@ __all__ = [
     "Subscription",
     "Writer",
     "__version__",
+    "action",
+    "cancel",
     "current_store",
     "mutation",
     "open",
     "query",
+    "retry",
+    "run_after",
+    "run_at",
+    "runs",
 ]

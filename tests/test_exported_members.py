@@ -13,15 +13,26 @@ import tomllib
 import rxnb
 
 PUBLIC = [
+    "Action",
+    "ActionContext",
     "ArgumentError",
+    "Cancelled",
     "DataProblem",
     "FunctionError",
     "Mutation",
     "NoStoreError",
+    "NonRetryableError",
     "Query",
     "ReadOnlyError",
     "Reader",
     "ResultError",
+    "Run",
+    "RunCancelledError",
+    "RunError",
+    "RunFailedError",
+    "RunHandle",
+    "RunNotFoundError",
+    "RunStatus",
     "RxnbError",
     "SchemaMismatchError",
     "Store",
@@ -32,10 +43,16 @@ PUBLIC = [
     "Subscription",
     "Writer",
     "__version__",
+    "action",
+    "cancel",
     "current_store",
     "mutation",
     "open",
     "query",
+    "retry",
+    "run_after",
+    "run_at",
+    "runs",
 ]
 
 
@@ -49,12 +66,16 @@ def test_all_is_pinned_and_sorted() -> None:
 def test_public_names_not_in_all_are_modules() -> None:
     extra = {n for n in dir(rxnb) if not n.startswith("_") and n not in rxnb.__all__}
     # load_ipython_extension is IPython's hook for `%load_ext rxnb`, not an API.
-    modules = {"errors", "functions", "reactive", "store", "widgets", "ipython"}
+    modules = {"errors", "functions", "reactive", "store", "widgets", "ipython", "runs"}
     assert extra <= modules | {"load_ipython_extension"}
 
 
 def test_errors_share_one_root() -> None:
     for name in rxnb.errors.__all__:
+        if name == "Cancelled":  # a BaseException on purpose: `except Exception` lets it by
+            assert issubclass(rxnb.Cancelled, BaseException)
+            assert not issubclass(rxnb.Cancelled, Exception)
+            continue
         assert issubclass(getattr(rxnb.errors, name), rxnb.RxnbError)
 
 

@@ -1,0 +1,85 @@
+"""`ActionContext`: what an action receives, to use the store and see cancellation."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from rxnb.errors import Cancelled
+from rxnb.reactive import to_jsonable
+
+if TYPE_CHECKING:
+    from rxnb.reactive import Store
+
+
+class ActionContext:
+    """The first argument of every @rx.action.
+
+    - `ctx.query(fn, **args)` / `ctx.mutation(fn, **args)` run store functions against
+      the run's store;
+    - `ctx.cancelled` tells whether a cancel was requested; `ctx.check_cancelled()`
+      raises `rx.Cancelled` (a BaseException) if so;
+    - `ctx.progress(done, total, message)` records progress on the run, which every
+      view of the run shows;
+    - `ctx.run_id` is the run's id (None when the action is called inline).
+    """
+
+    def __init__(self, store: Store, run_id: str | None, attempt: int = 1) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.attempt = attempt
+        self._cancel = threading.Event()
+        self._reason = ""
+        self._last_progress = 0.0
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise `rx.Cancelled` if the run was cancelled (or timed out)."""
+        if self._cancel.is_set():
+            raise Cancelled(self._reason or "the run was cancelled")
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking at once on cancel; True if cancelled."""
+        return self._cancel.wait(seconds)
+
+    def query(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return self.store.call(fn, *args, **kwargs)
+
+    def mutation(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return self.store.call(fn, *args, **kwargs)
+
+    def progress(
+        self,
+        done: float | None = None,
+        total: float | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Record progress on the run (a store write, so every view sees it)."""
+        if self.run_id is None:
+            return
+        value = to_jsonable(
+            {"done": done, "total": total, "message": message, "at": time.time()},
+            where="ctx.progress",
+        )
+        from rxnb.runs._model import Run
+
+        run_id = self.run_id
+
+        def write(db: Any) -> None:
+            run = db.get(Run, run_id)
+            if run is not None:
+                run.progress = json.dumps(value)
+
+        self.store.database.write(write)
+
+    def _request_cancel(self, reason: str) -> None:
+        self._reason = self._reason or reason
+        self._cancel.set()
+
+    def __repr__(self) -> str:
+        return f"<rx.ActionContext run {self.run_id} attempt {self.attempt}>"

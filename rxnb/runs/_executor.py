@@ -1,0 +1,446 @@
+"""`Executor`: the one pool per store and process that claims and runs queued runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import func, select
+
+from rxnb.errors import Cancelled, NonRetryableError, ResultError
+from rxnb.reactive import Store, to_jsonable
+from rxnb.runs._context import ActionContext
+from rxnb.runs._model import Owner, Run, RunStatus
+from rxnb.store import EVERYTHING, Write, Writer
+
+if TYPE_CHECKING:
+    from rxnb.runs._actions import Action
+
+log = logging.getLogger("rxnb.runs")
+
+STOPPED = "the executor stopped"
+"""The reason given to runs still going when their executor stops (see `Executor.stop`)."""
+
+HEARTBEAT_SECONDS = 1.0
+"""How often an executor renews its owner row."""
+
+
+def lease_seconds() -> float:
+    """How old an owner's heartbeat may be before its runs are orphans (RXNB_LEASE_SECONDS)."""
+    return float(os.environ.get("RXNB_LEASE_SECONDS", "10"))
+
+
+def worker_count() -> int:
+    return max(1, int(os.environ.get("RXNB_WORKERS", "8")))
+
+
+HOST = socket.gethostname()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Executor:
+    """Runs the actions of one store in this process.
+
+    Responsibilities:
+    1. claim due queued runs of the functions this process has registered, one write
+       transaction each, so that processes sharing a store share one queue and each
+       run is claimed once;
+    2. run them on a bounded thread pool (`RXNB_WORKERS`, default 8);
+    3. wake when `rx_runs` is written (here or in another process, through the change
+       feed) and at the next due time exactly; never poll on a fixed interval;
+    4. renew its owner row every second, and recover orphans: running runs whose owner's
+       heartbeat is older than the lease, or whose owner on this host has exited, are
+       queued again if they have attempts left, else failed ("owner process died");
+    5. pass cancel requests to the runs it is running.
+    """
+
+    def __init__(self, store: Store, workers: int | None = None) -> None:
+        self.store = store
+        self.id = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.workers = workers or worker_count()
+        self.claims = os.environ.get("RXNB_EXECUTE", "1") != "0"
+        """False (RXNB_EXECUTE=0): this process queues runs but leaves them to workers."""
+        self._lock = threading.Lock()
+        self._ended = threading.Condition(self._lock)
+        """Notified each time a run of this executor has ended and been recorded."""
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._functions: dict[str, Action[Any, Any]] = {}
+        self._running: dict[str, tuple[ActionContext, int]] = {}
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rxnb-run")
+        now = time.time()
+        owner = Owner(id=self.id, host=HOST, pid=os.getpid(), started_at=now, heartbeat_at=now)
+        store.database.write(lambda db: db.add(owner))
+        store.add_write_listener(self._on_writes)
+        store.add_close_callback(self.stop)
+        self._scheduler = threading.Thread(
+            target=self._schedule_loop, name="rxnb-scheduler", daemon=True
+        )
+        self._heartbeat = threading.Thread(
+            target=self._heartbeat_loop, name="rxnb-heartbeat", daemon=True
+        )
+        self.recover_orphans()
+        self._scheduler.start()
+        self._heartbeat.start()
+
+    # -- registration and wake-ups ------------------------------------------------------
+
+    def register(self, action: Action[Any, Any]) -> None:
+        """Claim runs of `action` from now on (its latest definition runs)."""
+        with self._lock:
+            known = action.name in self._functions
+            self._functions[action.name] = action
+            names = sorted(self._functions)
+        if not known:
+            self._write_owner(functions=names)
+        self._wake.set()
+
+    def functions(self) -> list[str]:
+        with self._lock:
+            return sorted(self._functions)
+
+    def _on_writes(self, writes: Sequence[Write]) -> None:
+        if any(w.table in (Run.__tablename__, EVERYTHING) for w in writes):
+            self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop claiming, and give the runs in progress `timeout` seconds to end and be
+        recorded (a worker stopped by SIGTERM finishes its short runs rather than
+        leaving them to be failed or run again). Longer ones are asked to stop (their
+        pool threads would otherwise hold the process open at exit) and are abandoned
+        to orphan recovery."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        if self._scheduler.is_alive() and threading.current_thread() is not self._scheduler:
+            self._scheduler.join(timeout)  # no claim can race the pool's shutdown
+        if not getattr(_current, "executing", False):  # an action closing its own store
+            with self._ended:
+                self._ended.wait_for(
+                    lambda: not self._running, max(0.0, deadline - time.monotonic())
+                )
+        with self._lock:
+            abandoned = [ctx for ctx, _ in self._running.values()]
+        for ctx in abandoned:
+            ctx._request_cancel(STOPPED)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if not self.store.closed:
+            try:
+                self.store.database.write(lambda db: _delete_owner(db, self.id))
+            except Exception:
+                log.exception("rxnb: could not remove owner %s", self.id)
+
+    # -- the scheduler thread -----------------------------------------------------------
+
+    def _schedule_loop(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.clear()
+            try:
+                self._deliver_cancels()
+                look_first = True  # after a claim, more are likely due: claim straight away
+                while self._free_slots() > 0 and self._start_one(look_first):
+                    look_first = False
+                next_due = self._next_due() if self._free_slots() > 0 else None
+            except Exception:
+                if self._stopped.is_set() or self.store.closed:
+                    return
+                log.exception("rxnb: the run scheduler failed; retrying in 1 s")
+                next_due = time.time() + 1.0
+            timeout = None if next_due is None else max(0.0, next_due - time.time())
+            self._wake.wait(timeout)
+
+    def _free_slots(self) -> int:
+        with self._lock:
+            return self.workers - len(self._running)
+
+    def _start_one(self, look_first: bool = True) -> bool:
+        names = self.functions() if self.claims else []
+        if not names or self._stopped.is_set():
+            return False
+        # A read first: most writes to rx_runs (progress, other owners' claims) leave
+        # nothing due here, and a read takes no write lock.
+        if look_first and not self.store.database.read(lambda db: _due_exists(db, names))[0]:
+            return False
+        claimed = self.store.database.write(lambda db: _claim(db, names, self.id))
+        if claimed is None:
+            return False
+        run_id, function, args, attempt = claimed
+        ctx = ActionContext(self.store, run_id, attempt)
+        with self._lock:
+            self._running[run_id] = (ctx, attempt)
+            action = self._functions[function]
+        self._pool.submit(self._execute, action, ctx, args)
+        return True
+
+    def _next_due(self) -> float | None:
+        names = self.functions() if self.claims else []
+        if not names:
+            return None
+
+        def earliest(db: Any) -> float | None:
+            value = db.exec(
+                select(func.min(Run.due_at)).where(
+                    Run.status == RunStatus.QUEUED.value,
+                    Run.function.in_(names),  # type: ignore[attr-defined]
+                )
+            ).one()
+            return float(value) if value is not None else None
+
+        return self.store.database.read(earliest)[0]
+
+    def _deliver_cancels(self) -> None:
+        with self._lock:
+            mine = list(self._running)
+        if not mine:
+            return
+
+        def requested(db: Any) -> list[str]:
+            return list(
+                db.exec(
+                    select(Run.id).where(Run.id.in_(mine), Run.cancel_requested == True)  # type: ignore[attr-defined]  # noqa: E712
+                ).all()
+            )
+
+        for run_id in self.store.database.read(requested)[0]:
+            with self._lock:
+                entry = self._running.get(run_id)
+            if entry is not None:
+                entry[0]._request_cancel("the run was cancelled")
+
+    # -- running one run (pool threads) ---------------------------------------------------
+
+    def _execute(self, action: Action[Any, Any], ctx: ActionContext, args: dict[str, Any]) -> None:
+        _current.executing = True
+        timer = None
+        if action.timeout is not None:
+            timer = threading.Timer(
+                action.timeout, ctx._request_cancel, (f"timed out after {action.timeout:g} s",)
+            )
+            timer.daemon = True
+            timer.start()
+        outcome: tuple[str, Any]
+        try:
+            # Stored arguments are JSON: checking them again makes a datetime, a UUID or
+            # a model arrive as one, as it does when the action is called inline.
+            value = action.fn(ctx, **action.arguments.check(args))
+        except Cancelled as exc:
+            outcome = ("cancelled", str(exc))
+        except NonRetryableError as exc:
+            outcome = ("final", _describe(exc))
+        except Exception as exc:
+            log.debug("rxnb: run %s raised", ctx.run_id, exc_info=True)
+            outcome = ("raised", _describe(exc))
+        else:
+            try:
+                outcome = ("returned", to_jsonable(value, where=f"Action `{action.name}`"))
+            except ResultError as exc:  # it ran to the end: running it again cannot help
+                outcome = ("final", f"ResultError: {exc}")
+        finally:
+            if timer is not None:
+                timer.cancel()
+        try:
+            if not (outcome[0] == "cancelled" and ctx._reason == STOPPED):  # not a user's cancel
+                self.store.database.write(lambda db: _finish(db, ctx, self.id, action, outcome))
+        except Exception:
+            log.exception("rxnb: could not record the end of run %s", ctx.run_id)
+        finally:
+            with self._lock:
+                self._running.pop(ctx.run_id or "", None)
+                self._ended.notify_all()
+            self._wake.set()
+
+    # -- the heartbeat thread --------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stopped.wait(HEARTBEAT_SECONDS):
+            try:
+                self._write_owner()
+                # A read each beat; a write only when an owner is dead (rule 4).
+                if self.store.database.read(lambda db: _orphans_exist(db, self.id))[0]:
+                    self.recover_orphans()
+            except Exception:
+                if self._stopped.is_set() or self.store.closed:
+                    return
+                log.exception("rxnb: heartbeat of %s failed", self.id)
+
+    def _write_owner(self, functions: list[str] | None = None) -> None:
+        now = time.time()
+
+        def write(db: Writer) -> None:
+            owner = db.get(Owner, self.id)
+            if owner is None:  # removed as stale while we were stalled: come back
+                owner = Owner(
+                    id=self.id, host=HOST, pid=os.getpid(), started_at=now, heartbeat_at=now
+                )
+                db.add(owner)
+            owner.heartbeat_at = now
+            claimed = functions if functions is not None else self.functions()
+            owner.functions = json.dumps(claimed if self.claims else [])
+
+        self.store.database.write(write)
+
+    def recover_orphans(self) -> int:
+        """Recover runs whose owner is gone; how many were recovered."""
+        return int(self.store.database.write(lambda db: recover_orphans(db, self.id)))
+
+
+_current = threading.local()
+"""`executing` is true on a pool thread (see `Executor.stop`)."""
+
+
+def _describe(exc: BaseException) -> str:
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _claim(db: Writer, names: list[str], owner: str) -> tuple[str, str, dict[str, Any], int] | None:
+    now = time.time()
+    while True:
+        run = db.exec(
+            select(Run)
+            .where(
+                Run.status == RunStatus.QUEUED.value,
+                Run.due_at <= now,
+                Run.function.in_(names),  # type: ignore[attr-defined]
+            )
+            .order_by(Run.due_at)  # type: ignore[arg-type]
+            .limit(1)
+        ).first()
+        if run is None:
+            return None
+        try:
+            args = run.arguments()
+        except ValueError as exc:  # a row written by another program: fail it, not the queue
+            run.status, run.finished_at = RunStatus.FAILED.value, now
+            run.error = f"its arguments are not a JSON object ({exc}): {run.args[:80]!r}"
+            db.flush()
+            continue
+        run.status = RunStatus.RUNNING.value
+        run.owner = owner
+        run.attempt += 1
+        run.started_at = now
+        return run.id, run.function, args, run.attempt
+
+
+def _finish(
+    db: Writer, ctx: ActionContext, owner: str, action: Action[Any, Any], outcome: tuple[str, Any]
+) -> None:
+    """Record how a run ended; nothing if it is no longer ours (recovered meanwhile)."""
+    run = db.get(Run, ctx.run_id)
+    if (
+        run is None
+        or run.owner != owner
+        or run.status != RunStatus.RUNNING.value
+        or run.attempt != ctx.attempt
+    ):
+        log.warning(
+            "rxnb: run %s ended here but is no longer owned by %s; dropped", ctx.run_id, owner
+        )
+        return
+    now = time.time()
+    kind, value = outcome
+    timed_out = ctx._reason.startswith("timed out")
+    if timed_out:
+        kind, value = "final", f"TimeoutError: {ctx._reason}"
+    elif run.cancel_requested or kind == "cancelled":
+        run.status, run.finished_at = RunStatus.CANCELLED.value, now
+        return
+    if kind == "returned":
+        run.status, run.result, run.error = RunStatus.SUCCEEDED.value, json.dumps(value), None
+        run.finished_at = now
+    elif kind == "raised" and run.attempt < run.max_attempts:
+        run.status, run.owner, run.error = RunStatus.QUEUED.value, None, value
+        run.due_at = now + action.delay(run.attempt)
+    else:
+        run.status, run.error, run.finished_at = RunStatus.FAILED.value, value, now
+
+
+def _delete_owner(db: Writer, owner_id: str) -> None:
+    owner = db.get(Owner, owner_id)
+    if owner is not None:
+        db.delete(owner)
+
+
+def _due_exists(db: Any, names: list[str]) -> bool:
+    return (
+        db.exec(
+            select(Run.id)
+            .where(
+                Run.status == RunStatus.QUEUED.value,
+                Run.due_at <= time.time(),
+                Run.function.in_(names),  # type: ignore[attr-defined]
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+def _dead_owners(owners: Sequence[Owner], me: str | None) -> set[str]:
+    """Owners whose heartbeat is older than the lease, or whose process here is gone."""
+    stale = time.time() - lease_seconds()
+    return {
+        o.id
+        for o in owners
+        if o.id != me and (o.heartbeat_at < stale or (o.host == HOST and not _pid_alive(o.pid)))
+    }
+
+
+def _orphans_exist(db: Any, me: str | None) -> bool:
+    owners = db.exec(select(Owner)).all()
+    if _dead_owners(owners, me):
+        return True
+    known = {o.id for o in owners}
+    running = db.exec(select(Run.owner).where(Run.status == RunStatus.RUNNING.value)).all()
+    return any(owner not in known for owner in running)
+
+
+def recover_orphans(db: Writer, me: str | None = None) -> int:
+    """Rule 4 of `Executor`: requeue or fail the running runs of dead owners."""
+    now = time.time()
+    owners = {o.id: o for o in db.exec(select(Owner)).all()}
+    dead = _dead_owners(list(owners.values()), me)
+    running = db.exec(select(Run).where(Run.status == RunStatus.RUNNING.value)).all()
+    recovered = 0
+    for run in running:
+        if run.owner == me or (run.owner in owners and run.owner not in dead):
+            continue
+        recovered += 1
+        if run.cancel_requested:
+            run.status, run.finished_at = RunStatus.CANCELLED.value, now
+        elif run.attempt < run.max_attempts:
+            run.status, run.owner, run.due_at = RunStatus.QUEUED.value, None, now
+            run.error = f"owner process died (attempt {run.attempt}); retrying"
+        else:
+            run.status, run.finished_at = RunStatus.FAILED.value, now
+            run.error = "owner process died"
+    for owner_id in dead:
+        db.delete(owners[owner_id])
+    return recovered
+
+
+def backoff_delay(attempt: int, base: float, factor: float = 2.0, cap: float = 300.0) -> float:
+    """Exponential backoff with ±50% jitter: ~base, ~2·base, ~4·base, … up to `cap`."""
+    return min(cap, base * factor ** max(0, attempt - 1)) * random.uniform(0.5, 1.5)

@@ -1,0 +1,175 @@
+"""One process: starting runs, results, progress, keys, argument checks, schedule-in-mutation."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import run_jobs
+from polling import until
+from run_jobs import add, describe, gated, record, run_status, runs_of, schedule_record
+
+import rxnb as rx
+
+
+def count_runs(store: rx.Store, function: rx.Action) -> int:
+    return len(store.call(runs_of, function=function.name))
+
+
+def test_start_returns_at_once_and_result_arrives(store: rx.Store) -> None:
+    handle = add.start(a=2, b=3)
+    assert isinstance(handle, rx.RunHandle)
+    assert handle.result(timeout=10) == 5
+    row = handle.run()
+    assert (row.status, row.attempt, row.max_attempts) == ("succeeded", 1, 1)
+    assert row.function == "run_jobs.add"
+    assert json.loads(row.args) == {"a": 2, "b": 3}
+    assert row.due_at <= row.started_at <= row.finished_at  # type: ignore[operator]
+    assert handle.status == "succeeded"
+    assert handle.wait(1) == "succeeded"
+
+
+def test_progress_is_recorded_on_the_run(store: rx.Store) -> None:
+    handle = add.start(a=40, b=2)
+    handle.wait(10)
+    progress = json.loads(handle.run().progress or "null")
+    assert (progress["done"], progress["total"], progress["message"]) == (2, 2, "40 + 2")
+
+
+def test_inline_call_runs_in_the_caller_and_records_no_run(store: rx.Store) -> None:
+    assert add(a=1, b=2) == 3
+    assert add(1, 2) == 3
+    assert describe(when=datetime.datetime(2030, 1, 1), n=1)["run_id"] is None
+    assert count_runs(store, add) == 0
+    assert count_runs(store, describe) == 0
+
+
+def test_arguments_reach_the_action_with_their_types(store: rx.Store) -> None:
+    """The run's JSON arguments are validated again, so a datetime arrives as datetime."""
+    when = datetime.datetime(2030, 1, 2, 3, 4, 5)
+    inline = describe(when=when, n=7)
+    background = describe.start(when=when, n=7).result(timeout=10)
+    assert background["when"] == inline["when"] == "datetime"
+    assert background["n"] == inline["n"] == "int"
+
+
+def test_key_returns_the_unfinished_run_then_a_new_one(store: rx.Store) -> None:
+    first = gated.start(name="k1", key="job-1")
+    again = gated.start(name="k1", key="job-1")
+    assert again.id == first.id
+    until(lambda: first.status == "running")
+    assert gated.start(name="k1", key="job-1").id == first.id  # running is unfinished too
+    other = gated.start(name="k2", key="job-2")
+    assert other.id != first.id
+    run_jobs.gate("k1").set()
+    run_jobs.gate("k2").set()
+    assert first.result(timeout=10) == "k1 done"
+    later = gated.start(name="k1", key="job-1")
+    assert later.id != first.id
+    assert later.result(timeout=10) == "k1 done"
+    assert count_runs(store, gated) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ({"a": "two", "b": 3}, "argument `a` got 'two'"),
+        ({"a": 2}, "missing a required argument: 'b'"),
+        ({"a": 2, "b": 3, "c": 4}, "unexpected keyword argument 'c'"),
+    ],
+)
+def test_wrong_arguments_fail_before_any_run_exists(
+    store: rx.Store, args: dict[str, object], fragment: str
+) -> None:
+    for start in (add.start, lambda **a: rx.run_after(60, add, **a)):
+        with pytest.raises(rx.ArgumentError) as info:
+            start(**args)
+        assert fragment in str(info.value)
+    assert count_runs(store, add) == 0
+
+
+def test_non_json_argument_fails_clearly_before_any_run_exists(store: rx.Store) -> None:
+    class Opaque:
+        pass
+
+    with pytest.raises(rx.FunctionError) as info:
+        run_jobs.take_anything.start(value=Opaque())
+    message = str(info.value)
+    assert "run_jobs.take_anything" in message and "Opaque" in message
+    assert count_runs(store, run_jobs.take_anything) == 0
+
+
+def test_run_of_unknown_id_is_not_found(store: rx.Store) -> None:
+    with pytest.raises(rx.RunNotFoundError):
+        rx.cancel("no-such-run")
+    with pytest.raises(rx.RunNotFoundError):
+        rx.RunHandle("no-such-run", store).run()
+
+
+# -- semantics 5: scheduling from a mutation is atomic with it ------------------------------
+
+
+def test_mutation_that_raises_after_scheduling_leaves_no_run(
+    store: rx.Store, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "effects")
+    with pytest.raises(ValueError, match="failed after scheduling"):
+        schedule_record(path=path, then_fail=True)
+    assert count_runs(store, record) == 0
+    # A committed one runs; once it has, the rolled-back one has certainly not.
+    run_id = schedule_record(path=path, then_fail=False)
+    assert rx.RunHandle(run_id, store).result(timeout=10) > 0
+    assert [line.split()[0] for line in run_jobs.read_lines(path)] == [run_id]
+    assert count_runs(store, record) == 1
+
+
+def test_schedule_checks_arguments_inside_the_mutation(store: rx.Store) -> None:
+    @rx.mutation
+    def schedule_badly(db: rx.Writer) -> str:
+        return db.schedule(add, a="x", b=1)
+
+    with pytest.raises(rx.ArgumentError):
+        schedule_badly()
+    assert count_runs(store, add) == 0
+
+
+# -- status subscription -------------------------------------------------------------------
+
+
+def test_a_subscriber_sees_the_run_through_to_its_end(store: rx.Store) -> None:
+    seen: list[str | None] = []
+    done = threading.Event()
+
+    def on_status(status: str | None) -> None:
+        seen.append(status)
+        if status == "succeeded":
+            done.set()
+
+    handle = gated.start(name="sub")
+    sub = store.subscribe(run_status, {"run_id": handle.id}, on_status)
+    until(lambda: "running" in seen)
+    run_jobs.gate("sub").set()
+    assert done.wait(10), seen
+    sub.close()
+    assert seen[-1] == "succeeded"
+
+
+def test_a_run_whose_arguments_are_not_a_json_object_fails_alone(store: rx.Store) -> None:
+    """Rows written by another program may be malformed; the queue keeps moving."""
+    now = time.time()
+    bad = {"not-json": "{a: 1", "a-list": "[1, 2]"}
+
+    def write(db: rx.Writer) -> None:
+        for run_id, args in bad.items():
+            db.add(rx.Run(id=run_id, function=add.name, args=args, due_at=now - 1, created_at=now))
+
+    store.database.write(write)
+    assert add.start(a=1, b=1).result(timeout=10) == 2
+    for run_id in bad:
+        row = rx.RunHandle(run_id, store).run()
+        assert row.status == "failed"
+        assert row.error is not None and "arguments are not a JSON object" in row.error
