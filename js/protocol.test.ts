@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyMessage, keyString, normalizePayload, rowKey, type Outcome, type Payload } from "./protocol";
+import { applyMessage, keyString, normalizePayload, parseReply, rowKey, type Outcome, type Payload } from "./protocol";
 import { diff, tablePayload } from "./testing";
 
 function applied(outcome: Outcome): Payload {
@@ -48,6 +48,60 @@ describe("normalizePayload", () => {
   it("keeps a well-formed payload as it is", () => {
     const payload = tablePayload([[1, "user", "hi"]], { error: { type: "ValueError", message: "bad" } });
     expect(normalizePayload(payload)).toEqual(payload);
+  });
+
+  it("has no actions or formats unless the kernel sent them", () => {
+    const payload = normalizePayload(tablePayload([[1, "user", "hi"]]));
+    expect("actions" in payload || "formats" in payload).toBe(false);
+  });
+
+  it("keeps well-formed actions, with defaults, and drops the rest", () => {
+    const payload = normalizePayload({
+      ...tablePayload([]),
+      actions: [
+        { name: "cancel", column: "id" },
+        { name: "retry", label: "Retry", column: "id", arg: "run_id", when: { column: "status", in: ["failed"] } },
+        { name: "bad-when", column: "id", when: { column: "status", in: "failed" } },
+        { label: "no name", column: "id" },
+        "cancel",
+      ],
+    });
+    expect(payload.actions).toEqual([
+      { name: "cancel", label: "cancel", column: "id", arg: "id", when: null },
+      { name: "retry", label: "Retry", column: "id", arg: "run_id", when: { column: "status", in: ["failed"] } },
+    ]);
+  });
+
+  it("keeps known formats only, by column name", () => {
+    const formats: unknown = JSON.parse('{"status": "status", "at": "time", "x": "html", "__proto__": "json", "y": 3}');
+    const payload = normalizePayload({ ...tablePayload([]), formats });
+    expect(Object.keys(payload.formats!).sort()).toEqual(["__proto__", "at", "status"]);
+    expect(payload.formats!["at"]).toBe("time");
+    // A column named __proto__ is a key like any other, not the object's prototype.
+    expect(payload.formats!["__proto__"]).toBe("json");
+    expect(Object.getPrototypeOf(payload.formats)).toBe(Object.prototype);
+  });
+});
+
+describe("parseReply", () => {
+  it("reads ok and failed replies, and nothing else", () => {
+    expect(parseReply({ type: "reply", id: 3, ok: true, result: "cancelled" })).toEqual({
+      id: 3,
+      ok: true,
+      result: "cancelled",
+    });
+    expect(parseReply({ type: "reply", id: 4, ok: false, error: { type: "E", message: "m" } })).toEqual({
+      id: 4,
+      ok: false,
+      error: { type: "E", message: "m" },
+    });
+    expect(parseReply({ type: "reply", id: 5, ok: false })).toEqual({
+      id: 5,
+      ok: false,
+      error: { type: "Error", message: "" },
+    });
+    expect(parseReply({ type: "reply", ok: true })).toBeNull();
+    expect(parseReply({ type: "full", payload: {} })).toBeNull();
   });
 });
 

@@ -5,7 +5,9 @@
  * - the payload and message types, and `normalizePayload` for whatever the kernel sent;
  * - row key strings (`rowKey`, `keyString`);
  * - `applyMessage`: a `full`, `diff` or `append` applied to a payload under the
- *   version rules, returning what happened instead of throwing.
+ *   version rules, returning what happened instead of throwing;
+ * - the optional table fields `actions` and `formats`, and the `call` / `reply` pair
+ *   that row actions travel in (`parseReply`).
  *
  * Nothing here touches the DOM or the model; payloads are never mutated, and a diff
  * keeps the identity of every row array it does not change (the table view relies on
@@ -32,7 +34,38 @@ export interface Payload {
   rows: Row[];
   text: string;
   value: Json;
+  /** Kind "table": buttons in each row that call a bound function (absent: none). */
+  actions?: RowAction[];
+  /** Kind "table": how some columns' cells read (absent: all as plain text). */
+  formats?: Formats;
 }
+
+/** A row action: a button that calls `name` with `{[arg]: row[column]}`. */
+export interface RowAction {
+  name: string;
+  label: string;
+  column: string;
+  arg: string;
+  /** Shown only on rows whose `when.column` holds one of `when.in`; null: on every row. */
+  when: { column: string; in: Json[] } | null;
+}
+
+export const CELL_FORMATS = ["status", "progress", "elapsed", "time", "json", "code"] as const;
+export type CellFormat = (typeof CELL_FORMATS)[number];
+
+/** Column name to format. Read it with `Object.hasOwn`: column names are not trusted keys. */
+export type Formats = Readonly<Record<string, CellFormat>>;
+
+/** Browser to kernel: call bound function `fn`. */
+export interface CallMessage {
+  type: "call";
+  id: number;
+  fn: string;
+  args: Record<string, Json>;
+}
+
+/** Kernel to browser: the answer to the `call` with the same `id`. */
+export type Reply = { id: number; ok: true; result: Json } | { id: number; ok: false; error: ErrorInfo };
 
 export interface FullMessage {
   type: "full";
@@ -87,6 +120,10 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+function errorInfo(raw: Record<string, unknown>): ErrorInfo {
+  return { type: String(raw.type ?? "Error"), message: String(raw.message ?? "") };
+}
+
 function isIndexList(value: unknown): value is number[] {
   return Array.isArray(value) && value.every((i) => Number.isInteger(i) && i >= 0);
 }
@@ -101,15 +138,45 @@ export function normalizePayload(raw: unknown): Payload {
   if (typeof raw.version === "number") payload.version = raw.version;
   if (typeof raw.title === "string") payload.title = raw.title;
   if (typeof raw.kind === "string" && KINDS.includes(raw.kind)) payload.kind = raw.kind as Kind;
-  if (isRecord(raw.error)) {
-    payload.error = { type: String(raw.error.type ?? "Error"), message: String(raw.error.message ?? "") };
-  }
+  if (isRecord(raw.error)) payload.error = errorInfo(raw.error);
   if (Array.isArray(raw.columns)) payload.columns = raw.columns.map(String);
   if (isIndexList(raw.key)) payload.key = raw.key;
   if (Array.isArray(raw.rows)) payload.rows = raw.rows.filter(Array.isArray) as Row[];
   if (typeof raw.text === "string") payload.text = raw.text;
   if (raw.value !== undefined) payload.value = raw.value as Json;
+  if (Array.isArray(raw.actions)) payload.actions = raw.actions.flatMap(normalizeAction);
+  if (isRecord(raw.formats)) payload.formats = normalizeFormats(raw.formats);
   return payload;
+}
+
+/**
+ * A row action as the kernel described it, or nothing if it cannot be one: a missing
+ * `label` is the name and a missing `arg` the column; an action with a malformed `when`
+ * is dropped rather than shown on every row.
+ */
+function normalizeAction(raw: unknown): RowAction[] {
+  if (!isRecord(raw) || typeof raw.name !== "string" || typeof raw.column !== "string") return [];
+  let when: RowAction["when"] = null;
+  if (raw.when !== undefined && raw.when !== null) {
+    if (!isRecord(raw.when) || typeof raw.when.column !== "string" || !Array.isArray(raw.when.in)) return [];
+    when = { column: raw.when.column, in: raw.when.in as Json[] };
+  }
+  const label = typeof raw.label === "string" ? raw.label : raw.name;
+  const arg = typeof raw.arg === "string" ? raw.arg : raw.column;
+  return [{ name: raw.name, label, column: raw.column, arg, when }];
+}
+
+/** Known formats only: a column with an unknown one reads as plain text. */
+function normalizeFormats(raw: Record<string, unknown>): Formats {
+  const known: readonly unknown[] = CELL_FORMATS;
+  return Object.fromEntries(Object.entries(raw).filter(([, format]) => known.includes(format))) as Formats;
+}
+
+/** A `reply` message, or null for anything else. */
+export function parseReply(message: unknown): Reply | null {
+  if (!isRecord(message) || message.type !== "reply" || typeof message.id !== "number") return null;
+  if (message.ok === true) return { id: message.id, ok: true, result: (message.result ?? null) as Json };
+  return { id: message.id, ok: false, error: errorInfo(isRecord(message.error) ? message.error : {}) };
 }
 
 /** The key string of a row's key values: `JSON.stringify(keyvals)`. */

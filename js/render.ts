@@ -8,6 +8,7 @@
  * - the body for each kind: table (see table.ts), markdown, value, json. The body is
  *   rebuilt only when the kind changes; otherwise each kind updates in place.
  */
+import type { Caller } from "./calls";
 import { fillCell } from "./cells";
 import { renderMarkdown } from "./markdown";
 import type { Kind, Payload } from "./protocol";
@@ -39,9 +40,12 @@ export class LiveView {
   readonly #errorType = element("span", "rxnb-error-type");
   readonly #errorMessage = element("span", "rxnb-error-message");
   readonly #content = element("div", "rxnb-body");
+  readonly #caller: Caller | null;
   #body: Body | null = null;
 
-  constructor(parent: HTMLElement) {
+  /** `caller`: the model's functions, for a table's row actions (null: none shown). */
+  constructor(parent: HTMLElement, caller: Caller | null = null) {
+    this.#caller = caller;
     this.root = element("div", "rxnb-live");
     const header = element("div", "rxnb-header");
     header.append(this.#title, this.#count, this.#status);
@@ -73,11 +77,15 @@ export class LiveView {
   }
 
   dispose(): void {
+    if (this.#body?.kind === "table") this.#body.view.dispose();
     this.root.remove();
   }
 
   #updateBody(payload: Payload): void {
-    if (this.#body?.kind !== payload.kind) this.#body = this.#makeBody(payload.kind);
+    if (this.#body?.kind !== payload.kind) {
+      if (this.#body?.kind === "table") this.#body.view.dispose();
+      this.#body = this.#makeBody(payload.kind);
+    }
     const body = this.#body;
     switch (body.kind) {
       case "table":
@@ -104,7 +112,7 @@ export class LiveView {
     this.#content.replaceChildren();
     switch (kind) {
       case "table":
-        return { kind, view: new TableView(this.#content) };
+        return { kind, view: new TableView(this.#content, this.#caller) };
       case "markdown":
         return { kind, el: this.#content.appendChild(element("div", "rxnb-markdown")), text: null };
       case "value":

@@ -6,10 +6,16 @@
  *   touches only the rows it removed, changed or inserted (every other `<tr>` stays the
  *   same node: selection, scroll and focus survive);
  * - sorting by a header click: ascending, descending, original order (`aria-sort`);
- * - at most `MAX_ROWS` rows in the DOM, and a note telling how many more there are.
+ * - at most `MAX_ROWS` rows in the DOM, and a note telling how many more there are;
+ * - the columns' `formats` (formats.ts), and one timer per view, running only while a
+ *   shown cell ticks (an elapsed time of a run still going);
+ * - the row `actions` (actions.ts) in a last, unsortable column.
  */
+import { callableActions, RowActions } from "./actions";
+import type { Caller } from "./calls";
 import { fillCell, formatValue, sameValue } from "./cells";
-import { rowKey, type Json, type Payload, type Row } from "./protocol";
+import { fillFormatted, sortValue, type RowLookup, type Tick } from "./formats";
+import { rowKey, type CellFormat, type Json, type Payload, type Row, type RowAction } from "./protocol";
 
 export const MAX_ROWS = 1000;
 
@@ -30,7 +36,18 @@ interface Entry {
 interface Rendered {
   row: Row;
   tr: HTMLTableRowElement;
+  /** The row's cells that show the passing time. */
+  ticks: Tick[];
 }
+
+/** What the cells are laid out by: a change rebuilds the header and every row. */
+interface Layout {
+  columns: string[];
+  formats: (CellFormat | undefined)[];
+  actions: RowAction[];
+}
+
+const TICK_MS = 1000;
 
 const collator = new Intl.Collator(undefined, { numeric: true });
 
@@ -68,12 +85,17 @@ export class TableView {
   readonly more: HTMLDivElement;
   readonly #head: HTMLTableRowElement;
   readonly #body: HTMLTableSectionElement;
-  #columns: string[] = [];
+  readonly #caller: Caller | null;
+  readonly #actions: RowActions | null;
+  #layout: Layout = { columns: [], formats: [], actions: [] };
+  #layoutId = "[[],[],[]]";
   #sort: Sort | null = null;
   #rendered = new Map<string, Rendered>();
   #payload: Payload | null = null;
+  #timer: ReturnType<typeof setInterval> | null = null;
 
-  constructor(parent: HTMLElement) {
+  /** `caller`: the model's functions, for row actions; null: no actions are shown. */
+  constructor(parent: HTMLElement, caller: Caller | null = null) {
     this.table = document.createElement("table");
     this.table.className = "rxnb-table";
     const thead = this.table.createTHead();
@@ -84,6 +106,8 @@ export class TableView {
     this.more.hidden = true;
     thead.addEventListener("click", (event) => this.#onHeaderClick(event));
     parent.append(this.table, this.more);
+    this.#caller = caller;
+    this.#actions = caller === null ? null : new RowActions(caller, this.table);
   }
 
   get sort(): Sort | null {
@@ -92,18 +116,32 @@ export class TableView {
 
   update(payload: Payload): void {
     this.#payload = payload;
-    if (!sameColumns(this.#columns, payload.columns)) this.#setColumns(payload.columns);
+    const layout = layoutOf(payload, this.#caller);
+    const layoutId = JSON.stringify([layout.columns, layout.formats, layout.actions]);
+    if (layoutId !== this.#layoutId) {
+      this.#layoutId = layoutId;
+      this.#setLayout(layout);
+    }
     const entries = this.#order(identify(payload));
     const visible = entries.slice(0, MAX_ROWS);
     this.#patchRows(visible);
+    this.#runTimer();
     const hidden = entries.length - visible.length;
     this.more.hidden = hidden === 0;
     this.more.textContent =
       hidden === 0 ? "" : `… ${hidden.toLocaleString("en")} more ${hidden === 1 ? "row" : "rows"}`;
   }
 
-  #setColumns(columns: string[]): void {
-    this.#columns = columns.slice();
+  /** Stop the timer and forget calls in flight; the view is going away. */
+  dispose(): void {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    this.#actions?.dispose();
+  }
+
+  #setLayout(layout: Layout): void {
+    const { columns } = layout;
+    this.#layout = layout;
     if (this.#sort !== null && !columns.includes(this.#sort.column)) this.#sort = null;
     this.#head.replaceChildren(
       ...columns.map((name) => {
@@ -118,8 +156,16 @@ export class TableView {
         return th;
       }),
     );
+    if (layout.actions.length > 0) {
+      // No data-col and no sort button: the header click handler passes it by.
+      const th = document.createElement("th");
+      th.className = "rxnb-actions-head";
+      th.scope = "col";
+      th.setAttribute("aria-label", "Actions");
+      this.#head.append(th);
+    }
     this.#showSort();
-    // Cells are laid out by column: with new columns no row can be kept.
+    // Cells are laid out by column: with a new layout no row can be kept.
     this.#body.replaceChildren();
     this.#rendered.clear();
   }
@@ -147,11 +193,13 @@ export class TableView {
   #order(entries: Entry[]): Entry[] {
     const sort = this.#sort;
     if (sort === null) return entries;
-    const c = this.#columns.indexOf(sort.column);
+    const c = this.#layout.columns.indexOf(sort.column);
+    const format = this.#layout.formats[c];
     const sign = sort.direction === "ascending" ? 1 : -1;
+    const now = Date.now();
     return entries.slice().sort((x, y) => {
-      const a = x.row[c] ?? null;
-      const b = y.row[c] ?? null;
+      const a = sortValue(format, x.row[c], now);
+      const b = sortValue(format, y.row[c], now);
       if (a === null || b === null) return a === b ? 0 : a === null ? 1 : -1;
       return sign * compareValues(a, b);
     });
@@ -163,9 +211,9 @@ export class TableView {
     for (const entry of visible) {
       const old = this.#rendered.get(entry.id);
       if (old !== undefined && (old.row === entry.row || sameRow(old.row, entry.row))) {
-        next.set(entry.id, { row: entry.row, tr: old.tr });
+        next.set(entry.id, { ...old, row: entry.row });
       } else {
-        next.set(entry.id, { row: entry.row, tr: this.#makeRow(entry) });
+        next.set(entry.id, this.#makeRow(entry));
       }
     }
     for (const [id, old] of this.#rendered) {
@@ -180,20 +228,56 @@ export class TableView {
     this.#rendered = next;
   }
 
-  #makeRow(entry: Entry): HTMLTableRowElement {
+  #makeRow(entry: Entry): Rendered {
+    const { columns, formats, actions } = this.#layout;
+    const { row } = entry;
     const tr = document.createElement("tr");
     if (entry.key !== null) tr.setAttribute("data-key", entry.key);
-    this.#columns.forEach((name, i) => {
+    const lookup: RowLookup = (name) => {
+      const i = columns.indexOf(name);
+      return i < 0 ? undefined : (row[i] ?? null);
+    };
+    const ticks: Tick[] = [];
+    const now = Date.now();
+    columns.forEach((name, i) => {
       const td = tr.insertCell();
       td.setAttribute("data-col", name);
-      fillCell(td, entry.row[i]);
+      const format = formats[i];
+      if (format === undefined) {
+        fillCell(td, row[i]);
+        return;
+      }
+      td.setAttribute("data-format", format);
+      const tick = fillFormatted(td, format, row[i], lookup, now);
+      if (tick !== null) ticks.push(tick);
     });
-    return tr;
+    if (this.#actions !== null && actions.length > 0) this.#actions.fill(tr.insertCell(), actions, lookup);
+    return { row, tr, ticks };
+  }
+
+  /** Tick every second while a shown cell shows the passing time, else not at all. */
+  #runTimer(): void {
+    const ticking = [...this.#rendered.values()].some((rendered) => rendered.ticks.length > 0);
+    if (ticking && this.#timer === null) {
+      this.#timer = setInterval(() => {
+        const now = Date.now();
+        for (const { ticks } of this.#rendered.values()) for (const tick of ticks) tick(now);
+      }, TICK_MS);
+    } else if (!ticking && this.#timer !== null) {
+      clearInterval(this.#timer);
+      this.#timer = null;
+    }
   }
 }
 
-function sameColumns(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((name, i) => name === b[i]);
+/** Columns, their formats and the callable actions of `payload`. */
+function layoutOf(payload: Payload, caller: Caller | null): Layout {
+  const formats = payload.formats ?? {};
+  return {
+    columns: payload.columns,
+    formats: payload.columns.map((name) => (Object.hasOwn(formats, name) ? formats[name] : undefined)),
+    actions: callableActions(payload.actions, caller),
+  };
 }
 
 function sameRow(a: Row, b: Row): boolean {

@@ -3,7 +3,7 @@
  * payloads and messages the kernel would send. Not part of the bundle.
  */
 import type { Model, Traits } from "./widget";
-import type { Json, Payload, Row } from "./protocol";
+import type { Json, Payload, Row, RowAction } from "./protocol";
 
 /** The host's event handler type (`(...args: any[]) => void`). */
 type Handler = Parameters<Model["on"]>[1];
@@ -17,8 +17,8 @@ export class FakeModel {
   readonly #traits: Traits;
   readonly #handlers = new Map<string, Set<Handler>>();
 
-  constructor(payload: unknown, snapshotId = "") {
-    this.#traits = { payload, functions: [], snapshot_id: snapshotId };
+  constructor(payload: unknown, snapshotId = "", functions: string[] = []) {
+    this.#traits = { payload, functions, snapshot_id: snapshotId };
   }
 
   proxy(): Model {
@@ -96,4 +96,57 @@ export function rowsBetween(from: number, to: number): Row[] {
   const rows: Row[] = [];
   for (let i = from; i < to; i++) rows.push([i, "user", `m${i}`]);
   return rows;
+}
+
+/** The row actions of a runs view, as the kernel describes them. */
+export const RUN_ACTIONS: RowAction[] = [
+  {
+    name: "cancel",
+    label: "Cancel",
+    column: "id",
+    arg: "run_id",
+    when: { column: "status", in: ["queued", "running", "sleeping", "waiting"] },
+  },
+  {
+    name: "retry",
+    label: "Retry",
+    column: "id",
+    arg: "run_id",
+    when: { column: "status", in: ["failed", "cancelled"] },
+  },
+];
+
+export const RUN_COLUMNS = ["id", "status", "cancel_requested", "progress", "elapsed", "created_at"];
+
+/** A runs view: key `id`, formats on status, progress, elapsed and created_at, and `RUN_ACTIONS`. */
+export function runsPayload(rows: Row[], extra: Partial<Payload> = {}): Payload {
+  return tablePayload(rows, {
+    title: "runs()",
+    columns: RUN_COLUMNS,
+    actions: RUN_ACTIONS,
+    formats: { status: "status", progress: "progress", elapsed: "elapsed", created_at: "time" },
+    ...extra,
+  });
+}
+
+/** A run's row in `RUN_COLUMNS` order; started and finished in epoch seconds. */
+export function runRow(
+  id: string,
+  status: string,
+  fields: {
+    cancel?: boolean;
+    progress?: Json;
+    started?: number | null;
+    finished?: number | null;
+    created?: number;
+  } = {},
+): Row {
+  return [
+    id,
+    status,
+    fields.cancel ?? false,
+    fields.progress ?? null,
+    [fields.started ?? null, fields.finished ?? null],
+    fields.created ?? null,
+  ];
 }

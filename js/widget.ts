@@ -14,6 +14,7 @@
  * to keep per-model front-end state (anywidget >= 0.9).
  */
 import type { AnyModel, AnyWidget } from "@anywidget/types";
+import { Calls } from "./calls";
 import { LiveView } from "./render";
 import { hideSnapshot } from "./snapshot";
 import { LiveState } from "./state";
@@ -28,53 +29,70 @@ export interface Traits {
 
 export type Model = AnyModel<Traits>;
 
-/** A state fed by `model`'s messages and `payload` trait, and how to stop feeding it. */
-function connect(model: Model): { state: LiveState; disconnect: () => void } {
+/** The model's per-model parts: its live result and its calls. */
+interface Connection {
+  state: LiveState;
+  calls: Calls;
+  disconnect: () => void;
+}
+
+/**
+ * A state fed by `model`'s messages and `payload` trait, the calls answered by its
+ * replies, and how to stop feeding them. The `functions` trait is read once: the kernel
+ * binds a widget's functions when it makes the widget.
+ */
+function connect(model: Model): Connection {
   const state = new LiveState(model.get("payload"), (content) => model.send(content));
-  const onMessage = (content: unknown): void => state.receive(content);
+  const calls = new Calls(model.get("functions"), (content) => model.send(content));
+  const onMessage = (content: unknown): void => {
+    if (!calls.receive(content)) state.receive(content);
+  };
   const onPayload = (): void => state.replace(model.get("payload"));
   model.on("msg:custom", onMessage);
   model.on("change:payload", onPayload);
   return {
     state,
+    calls,
     disconnect: () => {
       model.off("msg:custom", onMessage);
       model.off("change:payload", onPayload);
       state.dispose();
+      calls.dispose();
     },
   };
 }
 
 export function createWidget() {
-  let shared: LiveState | null = null;
+  let shared: Connection | null = null;
 
   return {
     initialize({ model }: { model: Model }): () => void {
-      const { state, disconnect } = connect(model);
-      shared = state;
+      const connection = connect(model);
+      shared = connection;
       return () => {
-        disconnect();
-        if (shared === state) shared = null;
+        connection.disconnect();
+        if (shared === connection) shared = null;
       };
     },
 
     render({ model, el }: { model: Model; el: HTMLElement }): () => void {
       // A host that skipped `initialize` still gets a working view, fed on its own.
-      let state = shared;
-      let own: ReturnType<typeof connect> | null = null;
-      if (state === null) {
+      let connection = shared;
+      let own: Connection | null = null;
+      if (connection === null) {
         own = connect(model);
-        state = own.state;
+        connection = own;
       }
-      const view = new LiveView(el);
+      const { state, calls } = connection;
+      const view = new LiveView(el, calls);
       view.update(state.payload, state.sync);
       const unsubscribe = state.subscribe((payload, sync) => view.update(payload, sync));
       const showSnapshot = hideSnapshot(el.ownerDocument, model.get("snapshot_id"));
       return () => {
         showSnapshot();
         unsubscribe();
-        own?.disconnect();
         view.dispose();
+        own?.disconnect();
       };
     },
   };

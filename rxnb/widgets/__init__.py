@@ -9,6 +9,7 @@ from rxnb.widgets._cells import CellOwners, CellRun, current_cell, owners
 from rxnb.widgets._dispatcher import Dispatcher
 from rxnb.widgets._live import LiveWidget, dispatcher_for, live, live_widgets, settle
 from rxnb.widgets._payload import Payload, encode, message
+from rxnb.widgets._runs import follow, runs, runs_table
 
 __all__ = [
     "CellOwners",
@@ -19,9 +20,12 @@ __all__ = [
     "current_cell",
     "dispatcher_for",
     "encode",
+    "follow",
     "live",
     "live_widgets",
     "message",
     "owners",
+    "runs",
+    "runs_table",
     "settle",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -126,6 +127,7 @@ class LiveWidget(anywidget.AnyWidget):
         *,
         store: Store | None = None,
         bind: Mapping[str, Callable[..., Any]] | None = None,
+        view: Mapping[str, JSONValue] | None = None,
         frame_seconds: float = FRAME_SECONDS,
     ) -> None:
         esm, css = _bundle()
@@ -136,6 +138,7 @@ class LiveWidget(anywidget.AnyWidget):
         self._store = store
         self._bound = bound
         self._title = title(query, args)
+        self._view = tuple(sorted((view or {}).items()))
         self._frame = frame_seconds
         self._pending: Payload | None = None
         self._sent: Payload = empty(self._title)
@@ -265,7 +268,10 @@ class LiveWidget(anywidget.AnyWidget):
     # -- called on the reactor thread --------------------------------------------
 
     def _on_result(self, result: Any, data: JSONValue) -> None:
-        self._offer(encode(self._title, result, data))
+        payload = encode(self._title, result, data)
+        if self._view and payload.kind == "table":
+            payload = dataclasses.replace(payload, view=self._view)
+        self._offer(payload)
 
     def _on_error(self, error: BaseException) -> None:
         with self._lock:
@@ -419,6 +425,11 @@ def live(
     *,
     store: Store | None = None,
     bind: Mapping[str, Callable[..., Any]] | None = None,
+    view: Mapping[str, JSONValue] | None = None,
 ) -> LiveWidget:
-    """A live widget of `query(**args)` (what `query.live(...)` returns)."""
-    return LiveWidget(query, args, store=store, bind=bind)
+    """A live widget of `query(**args)` (what `query.live(...)` returns).
+
+    `bind` names the functions the browser may call; `view` adds table view fields
+    (`actions`, `formats`; docs/widget-protocol.md).
+    """
+    return LiveWidget(query, args, store=store, bind=bind, view=view)

@@ -30,6 +30,8 @@ class Payload:
     rows: tuple[tuple[JSONValue, ...], ...] = ()
     text: str = ""
     value: JSONValue = None
+    view: tuple[tuple[str, JSONValue], ...] = ()
+    """Extra view fields (`actions`, `formats`: see docs/widget-protocol.md)."""
     _keys: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
 
     def to_json(self, version: int) -> dict[str, JSONValue]:
@@ -43,6 +45,7 @@ class Payload:
             "rows": [list(row) for row in self.rows],
             "text": self.text,
             "value": self.value,
+            **dict(self.view),
         }
 
     def with_error(self, error: BaseException) -> Payload:
@@ -140,19 +143,20 @@ def full(payload: Payload, version: int) -> Message:
 def message(old: Payload | None, new: Payload, version: int) -> Message:
     """The message that takes a browser holding `old` (at `version - 1`) to `new`.
 
-    1. Kind, title, columns, key or error changed, or no old payload: `full`.
+    1. Kind, title, columns, key, error or view changed, or no old payload: `full`.
     2. Markdown that only grew: `append` of the new text.
     3. Keyed rows: `diff` (removed, changed, inserted) when replaying it gives the new
        order exactly and it touches fewer rows than the new result has; else `full`.
     4. Everything else: `full`.
     """
     base = version - 1
-    if old is None or (old.kind, old.title, old.columns, old.key, old.error) != (
+    if old is None or (old.kind, old.title, old.columns, old.key, old.error, old.view) != (
         new.kind,
         new.title,
         new.columns,
         new.key,
         new.error,
+        new.view,
     ):
         return full(new, version)  # rule 1
     if new.kind == "markdown" and new.text.startswith(old.text):

@@ -6,11 +6,13 @@ threads keep sending after that, so tests read iopub themselves, on a thread.
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -148,3 +150,8 @@ class KernelSession:
         self._reader.join(2)
         self.client.stop_channels()
         self.manager.shutdown_kernel(now=True)
+        # jupyter_client's blocking client leaves asyncio loops and sockets to the
+        # garbage collector: collect them now, where their warnings are expected.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()

@@ -1,0 +1,137 @@
+"""Runs seen from a real kernel that restarts while an `rxnb worker` runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kernel_session import KernelSession
+from polling import until
+
+import rxnb as rx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def runs_widget_rows(kernel: KernelSession, after: int) -> list[list[dict[str, Any]]]:
+    """Each state of the newest runs widget opened after message `after`, as rows."""
+    from browser_model import BrowserModel
+
+    messages = kernel.snapshot()[after:]
+    opened = [
+        m
+        for m in messages
+        if m["msg_type"] == "comm_open"
+        and m["content"]["data"]["state"].get("_anywidget_id") == "rxnb.widgets._live.LiveWidget"
+    ]
+    if not opened:
+        return []
+    comm_id = opened[-1]["content"]["comm_id"]
+    comm = kernel.comm_messages(comm_id)
+    browser = BrowserModel(comm[0]["content"]["data"]["state"]["payload"])
+    states = []
+    for m in comm:
+        data = m["content"]["data"]
+        if m["msg_type"] == "comm_msg" and data.get("method") == "custom":
+            browser.apply(data["content"])
+        payload = browser.payload
+        states.append([dict(zip(payload["columns"], row, strict=True)) for row in payload["rows"]])
+    return states
+
+
+def test_a_worker_keeps_a_run_going_across_a_kernel_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sys.path.insert(0, str(HERE.parent / "widgets"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent), *sys.path])}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "rxnb", "worker", "--import", "kernel_jobs"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert worker.stdout is not None
+        assert "rxnb worker" in worker.stdout.readline()
+        monkeypatch.setenv("RXNB_EXECUTE", "0")  # the notebook queues; the worker runs
+        first_kernel = KernelSession(tmp_path)
+        try:
+            first_kernel.run("import rxnb as rx, kernel_jobs\nstore = rx.open()")
+            first_kernel.run("h = kernel_jobs.slow.start(steps=40, pause=0.1)\nrun_id = h.id")
+            run_id = first_kernel.eval("run_id").strip("'")
+            first_kernel.run("rx.runs()")
+            until(lambda: "step 5 " in first_kernel.eval("h.run().progress"), timeout=20)
+        finally:
+            first_kernel.close()  # the kernel process ends, as on a restart
+
+        kernel = KernelSession(tmp_path)
+        try:
+            kernel.run("import rxnb as rx, kernel_jobs\nstore = rx.open()")
+            kernel.run("rx.runs()")
+            states = until(
+                lambda: (
+                    [s for s in runs_widget_rows(kernel, 0) if s and s[0]["status"] == "succeeded"]
+                    and runs_widget_rows(kernel, 0)
+                ),
+                timeout=30,
+            )
+        finally:
+            kernel.close()
+    finally:
+        worker.terminate()
+        worker.wait(10)
+        assert worker.stdout is not None
+        worker.stdout.close()
+
+    first = states[0][0]
+    assert first["id"] == run_id
+    assert first["status"] == "running", "the reopened notebook shows the run's current state"
+    assert first["owner"].split(":")[1] == str(worker.pid), "owned by the worker"
+    assert first["progress"]["done"] >= 5
+    done = [s[0]["progress"]["done"] for s in states if s[0]["progress"]]
+    assert done == sorted(done) and done[-1] == 40, "progress kept arriving in the widget"
+    assert len(set(done)) >= 5
+    assert states[-1][0]["status"] == "succeeded"
+
+
+def test_follow_shows_the_run_and_an_interrupt_only_stops_following(
+    kernel: KernelSession, tmp_path: Path
+) -> None:
+    kernel.run("import rxnb as rx, kernel_jobs\nstore = rx.open()")
+    outputs = kernel.run("quick = kernel_jobs.slow.start(steps=3, pause=0.05)\nquick.follow(10)")
+    assert "'succeeded'" in kernel.text(outputs)
+    assert any(
+        "application/vnd.jupyter.widget-view+json" in m["content"]["data"]
+        for m in outputs
+        if m["msg_type"] == "display_data"
+    )
+
+    kernel.run("long = kernel_jobs.slow.start(steps=30, pause=0.1)")
+    run_id = kernel.eval("long.id").strip("'")
+    following = kernel.execute("long.follow()")
+    # The kernel is busy following: read the run from this process, through the store.
+    store = rx.open(f"sqlite:///{tmp_path / '.rxnb' / 'rxnb.db'}")
+    try:
+        until(
+            lambda: (
+                "step 3 "
+                in (store.database.read(lambda db: db.get(rx.Run, run_id))[0].progress or "")
+            ),
+            timeout=20,
+        )
+    finally:
+        store.close()
+    kernel.manager.interrupt_kernel()
+    reply = kernel.reply(following, timeout=10)
+    kernel.wait_for(lambda: kernel.idle(following))
+    assert reply["content"]["status"] == "ok", "the interrupt is absorbed by follow()"
+    assert "stopped following" in kernel.text(kernel.outputs(following))
+    assert kernel.eval("long.status") in ("'running'", "'succeeded'")
+    assert kernel.eval("long.wait(20)") == "'succeeded'", "the run went on"
