@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import queue
 import sys
@@ -30,6 +29,9 @@ from jupyter_client.manager import KernelManager
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "widgets"))
 from browser_model import BrowserModel  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from _report import percentile  # noqa: E402
 
 SETUP = """
 import time
@@ -60,11 +62,6 @@ def ticker(ctx: rx.ActionContext, tick_id: int, updates: int, seconds: float) ->
 
 store = rx.open()
 """
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered), max(1, math.ceil(p / 100 * len(ordered)))) - 1]
 
 
 def main(argv: list[str] | None = None) -> int:

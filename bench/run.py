@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import math
 import os
 import shutil
 import statistics
@@ -36,6 +35,7 @@ import rxnb as rx
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
+import _report as report  # noqa: E402
 from _models import PlainRow, counter, create_counters, insert_row, rows, set_counter  # noqa: E402
 
 BUSY_TIMEOUT_MS = 10_000
@@ -104,11 +104,7 @@ def _verdict(passed: bool) -> str:
     return "PASS" if passed else "FAIL"
 
 
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
+percentile = report.percentile
 
 
 def ms(seconds: float) -> str:
@@ -435,24 +431,10 @@ def _costs(values: list[float]) -> str:
 
 def print_table(figures: list[Figure]) -> None:
     headers = ("", "figure", "baseline (same run)", "measured", "target", "result")
-    cells = [(f.key, f.name, f.baseline, f.measured, f.target, _verdict(f.passed)) for f in figures]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-
-    def line(values: tuple[str, ...]) -> str:
-        return " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True))
-
-    print()
-    print(line(headers))
-    print("-+-".join("-" * w for w in widths))
-    for c in cells:
-        print(line(c))
-
-
-def _load() -> str:
-    try:
-        return "/".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
+    report.print_table(
+        headers,
+        [(f.key, f.name, f.baseline, f.measured, f.target, _verdict(f.passed)) for f in figures],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -464,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench()
     print(
         f"rxnb {rx.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-        f"load average {_load()}{', QUICK run' if args.quick else ''}"
+        f"load average {report.load_average()}{', QUICK run' if args.quick else ''}"
     )
     started = time.perf_counter()
     try:
@@ -477,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{passed}/{len(bench.figures)} targets met"
         f"{' (quick run: small sizes)' if args.quick else ''}; "
-        f"total {time.perf_counter() - started:.1f} s; load average now {_load()} "
+        f"total {time.perf_counter() - started:.1f} s; load average now {report.load_average()} "
         "(other busy processes skew these figures)"
     )
     return 0

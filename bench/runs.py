@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import signal
@@ -33,6 +32,10 @@ import rxnb as rx
 from rxnb.runs import Owner
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import _report as report  # noqa: E402
+
 WAIT = 60.0
 """Seconds any single wait may take before the bench gives up."""
 
@@ -63,11 +66,7 @@ def stamp(ctx: rx.ActionContext) -> float:
     return time.time()
 
 
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
+percentile = report.percentile
 
 
 class Bench:
@@ -305,24 +304,9 @@ def bench_r3(bench: Bench, cfg: Config) -> None:
 
 def print_table(figures: list[Figure]) -> None:
     headers = ("", "figure", "measured", "target", "result")
-    cells = [(f.key, f.name, f.measured, f.target, _verdict(f.passed)) for f in figures]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-
-    def line(values: tuple[str, ...]) -> str:
-        return " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True))
-
-    print()
-    print(line(headers))
-    print("-+-".join("-" * w for w in widths))
-    for c in cells:
-        print(line(c))
-
-
-def _load() -> str:
-    try:
-        return "/".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
+    report.print_table(
+        headers, [(f.key, f.name, f.measured, f.target, _verdict(f.passed)) for f in figures]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -333,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench()
     print(
         f"rxnb {rx.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-        f"load average {_load()}{', QUICK run' if args.quick else ''}"
+        f"load average {report.load_average()}{', QUICK run' if args.quick else ''}"
     )
     started = time.perf_counter()
     try:
@@ -346,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{sum(bool(f.passed) for f in judged)}/{len(judged)} targets met"
         f"{' (quick run: small sizes)' if args.quick else ''}; "
-        f"total {time.perf_counter() - started:.1f} s; load average now {_load()} "
+        f"total {time.perf_counter() - started:.1f} s; load average now {report.load_average()} "
         "(other busy processes skew these figures)"
     )
     return 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import tempfile
@@ -29,6 +28,9 @@ from sqlmodel import Field, SQLModel, select
 
 import rxnb as rx
 from rxnb.widgets import LiveWidget
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import percentile
 
 
 class Entry(SQLModel, table=True):
@@ -78,11 +80,6 @@ class Recorder(BaseComm):  # type: ignore[misc]
         with cls.lock:
             out, cls.log = cls.log, []
         return out
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered), max(1, math.ceil(p / 100 * len(ordered)))) - 1]
 
 
 def until(condition: Any, timeout: float = 30.0) -> None:
