@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import inspect
 import json
 import threading
 import time
@@ -63,6 +64,12 @@ class Action(StoreFunction[P, R]):
         if backoff < 0 or (timeout is not None and timeout <= 0):
             raise FunctionError("@rx.action: backoff must be >= 0 and timeout > 0 seconds")
         self.retries, self.backoff, self.timeout = retries, backoff, timeout
+        if not _takes_context(fn):
+            name = getattr(fn, "__name__", "f")
+            raise FunctionError(
+                f"action `{name}` must take its context as the first parameter, e.g. "
+                f"`def {name}(ctx: rx.ActionContext, ...)`"
+            )
         super().__init__(fn)
         # Defined (or redefined) after rx.open(): the current store's executor, and any
         # other running one, take its queued runs from now on.
@@ -102,6 +109,19 @@ class Action(StoreFunction[P, R]):
         run_id = store.database.write(lambda db: _insert(db, self, encoded, due_at, key))
         executor_for(store).register(self)
         return RunHandle(run_id, store)
+
+
+def _takes_context(fn: Callable[..., Any]) -> bool:
+    if not callable(fn):
+        return True  # the functions layer says what is wrong
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return True  # let the functions layer say what is wrong
+    return bool(params) and params[0].kind in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )
 
 
 def _encode_args(action: Action[Any, Any], checked: Mapping[str, Any]) -> str:

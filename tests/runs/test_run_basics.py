@@ -173,3 +173,10 @@ def test_a_run_whose_arguments_are_not_a_json_object_fails_alone(store: rx.Store
         row = rx.RunHandle(run_id, store).run()
         assert row.status == "failed"
         assert row.error is not None and "arguments are not a JSON object" in row.error
+
+
+def test_an_action_without_a_context_parameter_is_refused_clearly() -> None:
+    with pytest.raises(rx.FunctionError, match=r"def no_context\(ctx: rx\.ActionContext"):
+
+        @rx.action
+        def no_context() -> None: ...
