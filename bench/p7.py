@@ -151,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     complete = len(seen) == actions and all(n == updates for n in seen.values())
     p50, p99 = percentile(lags, 50), percentile(lags, 99)
     c50, cmax = percentile(cells, 50), max(cells)
+    print(
+        "  slowest cells (index: ms):",
+        sorted(((round(c * 1000, 1), i) for i, c in enumerate(cells)), reverse=True)[:4],
+    )
     print(f"P7: {actions} actions x {updates} updates over {seconds:.0f} s, one live table")
     print(f"  widget messages: {count}; final state complete: {complete}")
     print(

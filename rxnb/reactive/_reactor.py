@@ -16,6 +16,9 @@ The rules, cited in the code by number:
    thread that committed; per subscription, deliveries keep their order.
 8. A gap in the change log (entries pruned before this process read them) re-runs
    every subscription.
+9. A subscription with a `min_interval` (a live widget's frame) that ran less than
+   that long ago is deferred, not dropped: it re-runs once when the interval has
+   passed, reading everything committed by then. `wait_idle` waits for it too.
 
 Soundness: every item is queued after the commit it reports, and a batch is matched
 against read sets recorded by runs that started before it was taken, so a run never
@@ -28,6 +31,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -87,6 +91,8 @@ class Reactor:
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._idle = threading.Condition()
         self._pending = 0
+        self._deferred: dict[SubscriptionId, float] = {}
+        """Rule 9: subscriptions waiting for their interval, and when it has passed."""
         self._thread = threading.Thread(target=self._loop, name="rxnb-reactor", daemon=True)
         self._thread.start()
 
@@ -100,6 +106,7 @@ class Reactor:
         on_error: ErrorCallback | None,
         *,
         with_payload: bool = False,
+        min_interval: float = 0.0,
         timeout: float = 60.0,
     ) -> Subscription:
         """A new subscription, after its first delivery (rule 1)."""
@@ -111,6 +118,7 @@ class Reactor:
             on_error,
             self,
             with_payload=with_payload,
+            min_interval=min_interval,
         )
         if threading.current_thread() is self._thread:
             self._start(sub)  # from a callback: we are the loop, run it now
@@ -163,7 +171,10 @@ class Reactor:
 
     def _loop(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            try:
+                batch = [self._queue.get(timeout=self._until_deferred())]
+            except queue.Empty:
+                batch = []
             while True:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -180,8 +191,20 @@ class Reactor:
             if stop:
                 return
 
+    def _until_deferred(self) -> float | None:
+        if not self._deferred:
+            return None
+        return max(0.0, min(self._deferred.values()) - time.monotonic())
+
     def _handle(self, batch: list[_Item]) -> bool:
         affected: set[SubscriptionId] = set()
+        now = time.monotonic()
+        for sub_id, due in list(self._deferred.items()):  # rule 9: their time has come
+            if due <= now:
+                del self._deferred[sub_id]
+                affected.add(sub_id)
+                with self._idle:
+                    self._pending -= 1
         for item in batch:  # in order: a start sees every write queued before it
             match item:
                 case _Stop():
@@ -199,8 +222,15 @@ class Reactor:
                     affected |= set(self._subs)  # rule 8
         for sub_id in sorted(affected):  # rule 5: once each per batch
             rerun = self._subs.get(sub_id)
-            if rerun is not None and not rerun.closed:
-                self._run(rerun)
+            if rerun is None or rerun.closed or sub_id in self._deferred:
+                continue
+            wait = rerun.min_interval - (now - rerun._last_run)
+            if wait > 0:  # rule 9
+                self._deferred[sub_id] = now + wait
+                with self._idle:
+                    self._pending += 1
+                continue
+            self._run(rerun)
         return False
 
     def _start(self, sub: Subscription) -> None:
@@ -213,6 +243,7 @@ class Reactor:
 
     def _run(self, sub: Subscription) -> None:
         sub.runs += 1
+        sub._last_run = time.monotonic()
         try:
             result, reads = self._database.read(lambda reader: sub.query.run(reader, sub.args))
             payload = to_jsonable(result, where=f"Query `{sub.query.name}`")
@@ -225,6 +256,9 @@ class Reactor:
 
     def _drop(self, sub: Subscription) -> None:
         self._subs.pop(sub.id, None)
+        if self._deferred.pop(sub.id, None) is not None:
+            with self._idle:
+                self._pending -= 1
         self._index.remove(sub.id)
         names = self._by_name.get(sub.query.name)
         if names is not None:

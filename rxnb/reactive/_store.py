@@ -58,6 +58,7 @@ class Store:
         *,
         on_error: ErrorCallback | None = None,
         with_payload: bool = False,
+        min_interval: float = 0.0,
     ) -> Subscription:
         """Follow `query(**args)`: `callback(result)` now and after every change.
 
@@ -66,12 +67,13 @@ class Store:
         logged) and the subscription stays; it recovers when data or code changes.
         Arguments are checked before anything runs (ArgumentError). With
         `with_payload=True` the callback is `callback(result, payload)`, `payload`
-        being the result as JSON values.
+        being the result as JSON values. `min_interval` (seconds) spaces re-runs out:
+        writes in between are seen by one later re-run, never missed.
         """
         self.database._check_open()
         checked = query.validate(args or {})
         return self._reactor.subscribe(
-            query, checked, callback, on_error, with_payload=with_payload
+            query, checked, callback, on_error, with_payload=with_payload, min_interval=min_interval
         )
 
     def call(self, function: Any, /, *args: Any, **kwargs: Any) -> Any:

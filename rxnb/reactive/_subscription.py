@@ -55,6 +55,7 @@ class Subscription:
         reactor: Reactor,
         *,
         with_payload: bool = False,
+        min_interval: float = 0.0,
     ) -> None:
         self.id = sub_id
         self.query = query
@@ -66,6 +67,9 @@ class Subscription:
         self.deliveries = 0
         self._callback = callback
         self._with_payload = with_payload
+        self.min_interval = min_interval
+        """Least seconds between two re-runs (rule 9 of the reactor); 0: no limit."""
+        self._last_run = -1e9
         self._on_error = on_error
         self._reactor = reactor
         self._payload: JSONValue = _NOTHING

@@ -162,6 +162,7 @@ class LiveWidget(anywidget.AnyWidget):
             lambda result, data: _call_weak(this, "_on_result", result, data),
             on_error=lambda error: _call_weak(this, "_on_error", error),
             with_payload=True,
+            min_interval=frame_seconds,  # no point re-running faster than we send
         )
         self._closed = False
         with self._lock:  # the first result is in: it becomes the initial state

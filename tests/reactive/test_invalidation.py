@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -286,3 +287,26 @@ def test_unchanged_result_is_not_delivered(store: rx.Store) -> None:
     assert store.wait_idle(10)
     assert sub.runs > runs
     assert len(deliveries) == count
+
+
+def test_min_interval_spaces_reruns_and_never_loses_the_last_write(store: rx.Store) -> None:
+    """Rule 9: writes during the interval are read by one later re-run."""
+    seen: list[int] = []
+    sub = store.subscribe(
+        messages, {"thread_id": "t"}, lambda r: seen.append(len(r)), min_interval=0.1
+    )
+    started = time.monotonic()
+    for i in range(60):
+        send(thread_id="t", text=str(i))
+    assert store.wait_idle(10), "wait_idle covers the deferred re-run"
+    elapsed = time.monotonic() - started
+    assert seen[-1] == 60, "the last write is in the last delivery"
+    assert sub.result is not None and len(sub.result) == 60
+    assert sub.runs <= elapsed / 0.1 + 2, (sub.runs, elapsed)
+    unthrottled = store.subscribe(messages, {"thread_id": "u"})
+    for i in range(20):
+        send(thread_id="u", text=str(i))
+    assert store.wait_idle(10)
+    assert len(unthrottled.result) == 20
+    sub.close()
+    unthrottled.close()
