@@ -196,5 +196,8 @@ def test_a_browser_call_on_a_subshell_runs_while_a_cell_is_busy(kernel: KernelSe
     }
     done = kernel.reply(busy)
     assert answered["received"] < done["received"], "answered while the cell was still sleeping"
-    browser, _ = browser_for(kernel, comm_id)
-    assert [row[1] for row in browser.payload["rows"]] == [7]
+    # The row the call added reaches the widget through the usual update path.
+    kernel.wait_for(
+        lambda: [row[1] for row in browser_for(kernel, comm_id)[0].payload["rows"]] == [7],
+        timeout=10,
+    )
