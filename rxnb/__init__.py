@@ -54,11 +54,15 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    """`rx.widgets` imports the widgets layer on first use (it loads anywidget)."""
+    """`rx.widgets` and `rx.llm` import their layers on first use."""
     if name == "widgets":
         import rxnb.widgets
 
         return rxnb.widgets
+    if name == "llm":  # litellm itself loads on the first generation
+        import rxnb.llm
+
+        return rxnb.llm
     raise AttributeError(f"module 'rxnb' has no attribute {name!r}")
 
 

@@ -66,7 +66,7 @@ def test_all_is_pinned_and_sorted() -> None:
 def test_public_names_not_in_all_are_modules() -> None:
     extra = {n for n in dir(rxnb) if not n.startswith("_") and n not in rxnb.__all__}
     # load_ipython_extension is IPython's hook for `%load_ext rxnb`, not an API.
-    modules = {"errors", "functions", "reactive", "store", "widgets", "ipython", "runs"}
+    modules = {"errors", "functions", "reactive", "store", "widgets", "ipython", "runs", "llm"}
     assert extra <= modules | {"load_ipython_extension"}
 
 

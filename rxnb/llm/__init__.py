@@ -1,0 +1,10 @@
+"""The llm layer: litellm streaming into the store, chunked and throttled, with usage
+and cost on the run, and embedded offline models (`rxnb/echo`, `rxnb/scripted`).
+
+litellm is imported on first use, not by `import rxnb`.
+"""
+
+from rxnb.llm._chunking import Chunker, Chunking
+from rxnb.llm._stream import Usage, stream, stream_into
+
+__all__ = ["Chunker", "Chunking", "Usage", "stream", "stream_into"]

@@ -1,0 +1,206 @@
+"""Generations streamed from litellm into the store.
+
+`stream(ctx, ...)` yields the provider's text and checks for cancellation between
+provider chunks, closing the provider's stream (its HTTP connection) on cancel.
+`stream_into(ctx, Model, row_id, ...)` writes that text into a row as it arrives:
+
+1. The first text is written at once; after that, text is written at chunk
+   boundaries (`Chunker`), at most once per `throttle_ms`.
+2. The last write holds the rest of the text and the row's final `status` (when the
+   model has a `status` field): `done`, `cancelled` or `failed`, in one transaction.
+3. What the provider sent before a cancel, an error or a crash is in the store; a
+   crash loses at most the text since the last write.
+4. Usage (tokens) and cost are recorded on the run, also on cancel and on error; when
+   the provider reports none, an estimate from the text, marked `estimated`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from rxnb.errors import Cancelled, RxnbError
+from rxnb.llm._chunking import Chunker, Chunking
+from rxnb.runs import ActionContext, Run
+from rxnb.store import Writer
+
+
+def _litellm() -> Any:
+    """litellm, imported on first use (seconds of CPU), offline cost map, rxnb models."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    from rxnb.llm import _offline
+
+    _offline.register()
+    return litellm
+
+
+class Usage:
+    """Token counts and cost of one generation, as recorded on its run."""
+
+    def __init__(self) -> None:
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.cost: float | None = None
+        self.estimated = False
+        self.text = ""
+
+    def as_json(self) -> dict[str, Any]:
+        prompt, completion = self.prompt_tokens, self.completion_tokens
+        if completion is None:  # the provider said nothing: estimate (~4 chars a token)
+            completion, self.estimated = max(1, len(self.text) // 4) if self.text else 0, True
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": (prompt or 0) + completion,
+            "estimated": self.estimated,
+        }
+
+
+def stream(
+    ctx: ActionContext,
+    *,
+    model: str,
+    messages: list[dict[str, Any]],
+    usage: Usage | None = None,
+    **litellm_kwargs: Any,
+) -> Iterator[str]:
+    """Yield the text of a streamed completion; stop (closing the stream) on cancel.
+
+    Any litellm model works by name, with the provider's usual environment variable
+    for its key; `rxnb/echo` and `rxnb/scripted` run offline. Usage is recorded on
+    the run when the stream ends, however it ends.
+    """
+    litellm = _litellm()
+    usage = usage if usage is not None else Usage()
+    response = litellm.completion(
+        model=model,
+        messages=messages,
+        stream=True,
+        stream_options={"include_usage": True},
+        **litellm_kwargs,
+    )
+    try:
+        for chunk in response:
+            if ctx.cancelled:  # checked between provider chunks, not only between writes
+                break
+            reported = getattr(chunk, "usage", None)
+            if reported:
+                usage.prompt_tokens = getattr(reported, "prompt_tokens", None)
+                usage.completion_tokens = getattr(reported, "completion_tokens", None)
+            if chunk.choices:
+                text = chunk.choices[0].delta.content
+                if text:
+                    usage.text += text
+                    yield text
+    finally:
+        _close(response)
+        _record_usage(ctx, model, usage)
+
+
+def _close(response: Any) -> None:
+    """Close the provider's stream (for HTTP providers: the connection)."""
+    for target in (response, getattr(response, "completion_stream", None)):
+        close = getattr(target, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):  # best effort: the text is stored
+                close()
+
+
+def _record_usage(ctx: ActionContext, model: str, usage: Usage) -> None:
+    if ctx.run_id is None:
+        return
+    value = usage.as_json()
+    try:
+        import litellm
+
+        usage.cost = float(
+            litellm.cost_per_token(
+                model=model,
+                prompt_tokens=value["prompt_tokens"] or 0,
+                completion_tokens=value["completion_tokens"] or 0,
+            )[0]
+            + litellm.cost_per_token(
+                model=model,
+                prompt_tokens=0,
+                completion_tokens=value["completion_tokens"] or 0,
+            )[1]
+        )
+    except Exception:  # no price known for this model (offline models included)
+        usage.cost = None
+    run_id = ctx.run_id
+
+    def write(db: Writer) -> None:
+        run = db.get(Run, run_id)
+        if run is not None:
+            run.usage = json.dumps(value)
+            run.cost = usage.cost
+
+    ctx.store.database.write(write)
+
+
+def stream_into(
+    ctx: ActionContext,
+    model_class: Any,
+    row_id: Any,
+    field: str = "content",
+    *,
+    model: str,
+    messages: list[dict[str, Any]],
+    chunking: Chunking = "clause",
+    throttle_ms: float = 100,
+    **litellm_kwargs: Any,
+) -> str:
+    """Stream a completion into `field` of row `row_id`; the whole text (rules 1-4).
+
+    Ends the run as cancelled (raising `rx.Cancelled`) when it was cancelled, after
+    storing the text received so far.
+    """
+    columns = getattr(model_class, "model_fields", {})
+    if field not in columns:
+        raise RxnbError(
+            f"stream_into: {model_class.__name__} has no field {field!r}; pass field= "
+            f"one of {', '.join(columns)}"
+        )
+    has_status = "status" in columns
+    chunker = Chunker(chunking)
+    usage = Usage()
+
+    def write(piece: str, status: str | None) -> None:
+        def body(db: Writer) -> None:
+            row = db.get(model_class, row_id)
+            if row is None:
+                raise RxnbError(f"stream_into: no {model_class.__name__} row with id {row_id!r}")
+            if piece:
+                setattr(row, field, (getattr(row, field) or "") + piece)
+            if status is not None and has_status:
+                row.status = status
+
+        ctx.store.database.write(body)
+
+    write("", "streaming")
+    pending, first, last = "", True, 0.0
+    try:
+        for text in stream(ctx, model=model, messages=messages, usage=usage, **litellm_kwargs):
+            if first:  # rule 1: the first text goes out at once, boundary or not
+                chunker.passed(text)
+                pending = text
+            else:
+                pending += chunker.push(text)
+            now = time.monotonic()
+            if pending and (first or (now - last) * 1000 >= throttle_ms):  # rule 1
+                write(pending, None)
+                pending, first, last = "", False, now
+    except BaseException:
+        write(pending + chunker.rest(), "failed")  # rules 2-3: nothing received is lost
+        raise
+    final = "cancelled" if ctx.cancelled else "done"
+    write(pending + chunker.rest(), final)  # rule 2
+    if final == "cancelled":
+        raise Cancelled("the generation was cancelled")
+    return usage.text

@@ -1,0 +1,54 @@
+"""Rows and actions for the llm tests (importable by subprocesses too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Field, SQLModel
+
+import rxnb as rx
+from rxnb import llm
+
+
+class Reply(SQLModel, table=True):
+    __tablename__ = "t_reply"
+    id: int | None = Field(default=None, primary_key=True)
+    content: str = ""
+    status: str = "pending"
+
+
+@rx.mutation
+def new_reply(db: rx.Writer) -> int:
+    reply = Reply()
+    db.add(reply)
+    db.flush()
+    assert reply.id is not None
+    return reply.id
+
+
+@rx.query
+def reply(db: rx.Reader, reply_id: int) -> dict[str, Any] | None:
+    row = db.get(Reply, reply_id)
+    return None if row is None else {"content": row.content, "status": row.status}
+
+
+@rx.action
+def generate(
+    ctx: rx.ActionContext,
+    reply_id: int,
+    script: str,
+    delay: float = 0.0,
+    chunking: str = "clause",
+    throttle_ms: float = 100,
+) -> str:
+    return llm.stream_into(
+        ctx,
+        Reply,
+        reply_id,
+        model="rxnb/scripted",
+        messages=[{"role": "user", "content": "go"}],
+        script=script,
+        delay=delay,
+        chunking=chunking,
+        throttle_ms=throttle_ms,  # type: ignore[arg-type]
+    )
