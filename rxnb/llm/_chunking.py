@@ -20,7 +20,12 @@ _BOUNDARY = {
     "line": re.compile(r"\n"),
 }
 _LINE = _BOUNDARY["line"]
+_SPACE = re.compile(r"\s")
 _FENCE = "```"
+
+MAX_HELD = 120
+"""Characters held without a boundary before a word boundary will do (text with no
+punctuation, such as a long list or code without fences, still streams)."""
 
 
 class Chunker:
@@ -40,6 +45,8 @@ class Chunker:
         """Add `text`; return everything up to (and including) the last boundary."""
         self._held += text
         cut = self._last_boundary(self._held)
+        if cut == 0 and len(self._held) > MAX_HELD:
+            cut = max((m.end() for m in _SPACE.finditer(self._held)), default=0)
         if cut == 0:
             return ""
         ready, self._held = self._held[:cut], self._held[cut:]

@@ -12,6 +12,11 @@ provider chunks, closing the provider's stream (its HTTP connection) on cancel.
    crash loses at most the text since the last write.
 4. Usage (tokens) and cost are recorded on the run, also on cancel and on error; when
    the provider reports none, an estimate from the text, marked `estimated`.
+5. A rate limit (HTTP 429) before the stream starts is waited out, honouring
+   `Retry-After`, and counted in the usage (`rate_limited`); litellm's own retries are
+   off (`max_retries=0`) unless asked for. A stream cut midway, or a timeout
+   (`timeout=`, `stream_timeout=`), fails the row and the run with the reason, the
+   text received so far kept.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ class Usage:
         self.completion_tokens: int | None = None
         self.cost: float | None = None
         self.estimated = False
+        self.rate_limited = 0
+        """How many times the provider answered 429 before streaming."""
         self.text = ""
 
     def as_json(self) -> dict[str, Any]:
@@ -59,6 +66,7 @@ class Usage:
             "completion_tokens": completion,
             "total_tokens": (prompt or 0) + completion,
             "estimated": self.estimated,
+            "rate_limited": self.rate_limited,
         }
 
 
@@ -68,6 +76,7 @@ def stream(
     model: str,
     messages: list[dict[str, Any]],
     usage: Usage | None = None,
+    rate_limit_retries: int = 5,
     **litellm_kwargs: Any,
 ) -> Iterator[str]:
     """Yield the text of a streamed completion; stop (closing the stream) on cancel.
@@ -78,13 +87,11 @@ def stream(
     """
     litellm = _litellm()
     usage = usage if usage is not None else Usage()
-    response = litellm.completion(
-        model=model,
-        messages=messages,
-        stream=True,
-        stream_options={"include_usage": True},
-        **litellm_kwargs,
-    )
+    litellm_kwargs.setdefault("max_retries", 0)  # rxnb retries rate limits itself (rule 5)
+    response = _open(ctx, litellm, usage, model, messages, rate_limit_retries, litellm_kwargs)
+    if response is None:  # cancelled while waiting out a rate limit
+        _record_usage(ctx, model, usage)
+        return
     try:
         for chunk in response:
             if ctx.cancelled:  # checked between provider chunks, not only between writes
@@ -101,6 +108,47 @@ def stream(
     finally:
         _close(response)
         _record_usage(ctx, model, usage)
+
+
+def _open(
+    ctx: ActionContext,
+    litellm: Any,
+    usage: Usage,
+    model: str,
+    messages: list[dict[str, Any]],
+    retries: int,
+    kwargs: dict[str, Any],
+) -> Any:
+    """The provider's stream; rule 5: a rate limit is waited out (its Retry-After, else
+    1, 2, 4 … s) up to `retries` times, the wait ending early on cancel."""
+    for attempt in range(retries + 1):
+        try:
+            return litellm.completion(
+                model=model,
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+                **kwargs,
+            )
+        except litellm.RateLimitError as exc:
+            if attempt == retries:
+                raise
+            usage.rate_limited += 1
+            if ctx.wait(_retry_after(exc, 2.0**attempt)):
+                return None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _retry_after(exc: Any, default: float) -> float:
+    """Seconds the provider asked us to wait (Retry-After), else `default`."""
+    headers = getattr(getattr(exc, "response", None), "headers", None) or getattr(
+        exc, "litellm_response_headers", None
+    )
+    try:
+        value = float(headers.get("retry-after")) if headers is not None else None
+    except (TypeError, ValueError):
+        value = None
+    return min(value, 60.0) if value is not None and value >= 0 else default
 
 
 def _close(response: Any) -> None:

@@ -52,3 +52,21 @@ def generate(
         chunking=chunking,
         throttle_ms=throttle_ms,  # type: ignore[arg-type]
     )
+
+
+@rx.action
+def generate_http(
+    ctx: rx.ActionContext, reply_id: int, api_base: str, stream_timeout: float | None = None
+) -> str:
+    extra: dict[str, Any] = {} if stream_timeout is None else {"stream_timeout": stream_timeout}
+    return llm.stream_into(
+        ctx,
+        Reply,
+        reply_id,
+        model="openai/fake",
+        api_base=api_base,
+        api_key="not-a-secret",
+        messages=[{"role": "user", "content": "go"}],
+        throttle_ms=0,
+        **extra,
+    )

@@ -50,6 +50,13 @@ def test_chunker(case: Case) -> None:
     assert "".join(given) + chunker.rest() == "".join(case.pushes), "nothing is lost"
 
 
+def test_text_without_boundaries_is_let_out_at_a_word_after_a_while() -> None:
+    chunker = Chunker("clause")
+    given = "".join(chunker.push(f"t{i} ") for i in range(100))
+    assert given and given.endswith(" ") and len(given) > 120
+    assert given + chunker.rest() == "".join(f"t{i} " for i in range(100))
+
+
 def test_unknown_chunking_is_refused() -> None:
     with pytest.raises(ValueError, match="'word', 'clause', 'sentence', 'line'"):
         Chunker("paragraph")  # type: ignore[arg-type]

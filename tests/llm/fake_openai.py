@@ -1,0 +1,168 @@
+"""A loopback OpenAI-compatible chat server for litellm's real HTTP path.
+
+Each request takes the next behaviour from `plan` (the last one repeats):
+- `Ok(tokens, delay)`: stream the tokens as SSE chunks, `delay` seconds apart;
+- `RateLimited(retry_after)`: HTTP 429 with a `Retry-After` header;
+- `Cut(tokens, after)`: stream `after` tokens, then drop the connection mid-body;
+- `Hang(tokens, after)`: stream `after` tokens, then send nothing more.
+`events` records (time, what) for each request and each client disconnect.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Ok:
+    tokens: list[str]
+    delay: float = 0.0
+
+
+@dataclass
+class RateLimited:
+    retry_after: float
+
+
+@dataclass
+class Cut:
+    tokens: list[str]
+    after: int
+
+
+@dataclass
+class Hang:
+    tokens: list[str]
+    after: int
+
+
+Behaviour = Ok | RateLimited | Cut | Hang
+
+
+@dataclass
+class FakeOpenAI:
+    plan: list[Behaviour] = field(default_factory=list)
+    events: list[tuple[float, str]] = field(default_factory=list)
+    requests: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._release = threading.Event()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                self.rfile.read(length)
+                owner._serve(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def note(self, what: str) -> None:
+        with self._lock:
+            self.events.append((time.monotonic(), what))
+
+    def close(self) -> None:
+        self._release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _next(self) -> Behaviour:
+        with self._lock:
+            self.requests += 1
+            index = min(self.requests, len(self.plan)) - 1
+            return self.plan[index]
+
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        behaviour = self._next()
+        self.note(f"request {type(behaviour).__name__}")
+        if isinstance(behaviour, RateLimited):
+            body = json.dumps({"error": {"message": "slow down", "type": "rate_limit"}}).encode()
+            handler.send_response(429)
+            handler.send_header("Retry-After", f"{behaviour.retry_after:g}")
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        tokens = behaviour.tokens
+        limit = len(tokens) if isinstance(behaviour, Ok) else behaviour.after
+        delay = behaviour.delay if isinstance(behaviour, Ok) else 0.01
+        try:
+            for i, token in enumerate(tokens[:limit]):
+                self._send(
+                    handler,
+                    {
+                        "id": "c",
+                        "object": "chat.completion.chunk",
+                        "created": 0,
+                        "model": "fake",
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {"role": "assistant", "content": token},
+                                "finish_reason": None,
+                            }
+                        ],
+                    },
+                )
+                if delay:
+                    time.sleep(delay)
+                if i == limit - 1:
+                    break
+            if isinstance(behaviour, Cut):
+                handler.wfile.flush()
+                handler.connection.shutdown(socket.SHUT_RDWR)  # a real cut, mid-body
+                self.note("cut")
+                return
+            if isinstance(behaviour, Hang):
+                self._release.wait(30)
+                return
+            self._send(
+                handler,
+                {
+                    "id": "c",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": "fake",
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                    "usage": {
+                        "prompt_tokens": 5,
+                        "completion_tokens": len(tokens),
+                        "total_tokens": 5 + len(tokens),
+                    },
+                },
+            )
+            self._chunk(handler, b"data: [DONE]\n\n")
+            self._chunk(handler, b"")
+        except (BrokenPipeError, ConnectionResetError):
+            self.note("client disconnected")
+
+    def _send(self, handler: BaseHTTPRequestHandler, data: dict[str, Any]) -> None:
+        self._chunk(handler, f"data: {json.dumps(data)}\n\n".encode())
+
+    def _chunk(self, handler: BaseHTTPRequestHandler, payload: bytes) -> None:
+        handler.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+        handler.wfile.flush()

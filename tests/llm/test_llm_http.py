@@ -1,0 +1,84 @@
+"""Provider faults through litellm's real HTTP path, against a loopback server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from fake_openai import Cut, FakeOpenAI, Hang, Ok, RateLimited
+from llm_jobs import generate_http, new_reply, reply
+from polling import until
+
+import rxnb as rx
+
+TOKENS = [f"token{i} " for i in range(30)]
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI(plan=[Ok(TOKENS)])
+    yield fake
+    fake.close()
+
+
+def test_a_stream_over_http_is_stored_whole(store: rx.Store, server: FakeOpenAI) -> None:
+    reply_id = new_reply()
+    run = generate_http.start(reply_id=reply_id, api_base=server.api_base)
+    assert run.result(20) == "".join(TOKENS)
+    assert reply(reply_id=reply_id) == {"content": "".join(TOKENS), "status": "done"}
+    usage = json.loads(run.run().usage or "{}")
+    assert usage["completion_tokens"] == 30 and usage["estimated"] is False
+
+
+def test_a_rate_limit_is_waited_out_as_retry_after_says(
+    store: rx.Store, server: FakeOpenAI
+) -> None:
+    server.plan = [RateLimited(0.4), Ok(TOKENS)]
+    reply_id = new_reply()
+    started = time.monotonic()
+    run = generate_http.start(reply_id=reply_id, api_base=server.api_base)
+    assert run.result(20) == "".join(TOKENS)
+    assert time.monotonic() - started >= 0.4
+    assert server.requests == 2
+    assert json.loads(run.run().usage or "{}")["rate_limited"] == 1
+
+
+def test_a_stream_cut_midway_keeps_the_text_and_fails(store: rx.Store, server: FakeOpenAI) -> None:
+    server.plan = [Cut(TOKENS, after=5)]
+    reply_id = new_reply()
+    run = generate_http.start(reply_id=reply_id, api_base=server.api_base)
+    with pytest.raises(rx.RunFailedError, match="MidStreamFallbackError|APIConnectionError"):
+        run.result(20)
+    assert reply(reply_id=reply_id) == {"content": "".join(TOKENS[:5]), "status": "failed"}
+
+
+def test_a_stalled_stream_times_out_keeping_the_text(store: rx.Store, server: FakeOpenAI) -> None:
+    server.plan = [Hang(TOKENS, after=3)]
+    reply_id = new_reply()
+    run = generate_http.start(reply_id=reply_id, api_base=server.api_base, stream_timeout=0.5)
+    with pytest.raises(rx.RunFailedError, match="(?i)timeout|timed out"):
+        run.result(20)
+    assert reply(reply_id=reply_id) == {"content": "".join(TOKENS[:3]), "status": "failed"}
+
+
+def test_cancel_closes_the_connection_and_keeps_what_was_streamed(
+    store: rx.Store, server: FakeOpenAI
+) -> None:
+    tokens = [f"t{i} " for i in range(200)]
+    server.plan = [Ok(tokens, delay=0.05)]
+    reply_id = new_reply()
+    run = generate_http.start(reply_id=reply_id, api_base=server.api_base)
+    until(lambda: len((reply(reply_id=reply_id) or {}).get("content", "").split()) >= 10, 20)
+    cancelled_at = time.monotonic()
+    run.cancel()
+    assert run.wait(10) == "cancelled"
+    closed = until(lambda: [t for t, what in server.events if what == "client disconnected"], 5)
+    assert closed[0] - cancelled_at <= 0.2, (
+        f"connection closed after {closed[0] - cancelled_at:.3f} s"
+    )
+    stored = reply(reply_id=reply_id)
+    assert stored is not None and stored["status"] == "cancelled"
+    assert "".join(tokens).startswith(stored["content"])
+    assert len(stored["content"].split()) >= 10
