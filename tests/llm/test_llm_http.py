@@ -49,7 +49,7 @@ def test_a_stream_cut_midway_keeps_the_text_and_fails(store: rx.Store, server: F
     server.plan = [Cut(TOKENS, after=5)]
     reply_id = new_reply()
     run = generate_http.start(reply_id=reply_id, api_base=server.api_base)
-    with pytest.raises(rx.RunFailedError, match="MidStreamFallbackError|APIConnectionError"):
+    with pytest.raises(rx.RunFailedError, match=r"MidStreamFallbackError|APIConnectionError"):
         run.result(20)
     assert reply(reply_id=reply_id) == {"content": "".join(TOKENS[:5]), "status": "failed"}
 
@@ -58,7 +58,7 @@ def test_a_stalled_stream_times_out_keeping_the_text(store: rx.Store, server: Fa
     server.plan = [Hang(TOKENS, after=3)]
     reply_id = new_reply()
     run = generate_http.start(reply_id=reply_id, api_base=server.api_base, stream_timeout=0.5)
-    with pytest.raises(rx.RunFailedError, match="(?i)timeout|timed out"):
+    with pytest.raises(rx.RunFailedError, match=r"(?i)timeout|timed out"):
         run.result(20)
     assert reply(reply_id=reply_id) == {"content": "".join(TOKENS[:3]), "status": "failed"}
 
