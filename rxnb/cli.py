@@ -82,15 +82,14 @@ def _runs(url: str | None, limit: int) -> int:
         )
     )[0]
     registered = {name for o in owners for name in json.loads(o.functions)}
-    print(f"{'id':12} {'status':10} {'att':>3}  {'function':40} note")
+    print(f"{'id':16} {'status':10} {'att':>3}  {'function':40} note")
     for run in rows:
         note = run.error or ""
         if run.status == RunStatus.QUEUED.value and run.function not in registered:
             note = f"no executor has registered `{run.function}`"
         created = datetime.datetime.fromtimestamp(run.created_at).strftime("%H:%M:%S")
         print(
-            f"{run.id[:12]:12} {run.status:10} {run.attempt:>3}  {run.function[:40]:40} "
-            f"{created} {note}"
+            f"{run.id:16} {run.status:10} {run.attempt:>3}  {run.function[:40]:40} {created} {note}"
         )
     store.close()
     return 0

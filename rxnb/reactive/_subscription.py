@@ -109,13 +109,13 @@ class Subscription:
         """Rule 6 of `Reactor`: call back only when the serialized result changed."""
         changed = payload != self._payload or self.error is not None
         self.result, self._payload, self.error, self._error_key = result, payload, None, None
-        self._first.set()
         if changed and not self._closed:
             self.deliveries += 1
             if self._with_payload and self._callback is not None:
                 _call(lambda r: self._callback(r, payload), result, self)  # type: ignore[misc]
             else:
                 _call(self._callback, result, self)
+        self._first.set()  # after the callback: subscribe() returns with it delivered
         return changed
 
     def _fail(self, error: BaseException) -> bool:
@@ -123,12 +123,12 @@ class Subscription:
         changed = key != self._error_key
         self.error, self._error_key = error, key
         self._payload = _NOTHING
-        self._first.set()
         if changed and not self._closed:
             if self._on_error is None:
                 log.warning("rxnb: query %s failed: %r", self.query.name, error)
             else:
                 _call(self._on_error, error, self)
+        self._first.set()
         return changed
 
     def _wait_first(self, timeout: float) -> bool:

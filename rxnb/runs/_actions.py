@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import inspect
 import json
+import math
+import re
 import threading
 import time
 import uuid
@@ -103,12 +105,22 @@ class Action(StoreFunction[P, R]):
     def _enqueue(
         self, due_at: float, args: tuple[Any, ...], kwargs: Mapping[str, Any], key: Any
     ) -> RunHandle:
+        if not math.isfinite(due_at):
+            raise ArgumentError(
+                f"action `{self.name}`: the start time must be a finite number of seconds, "
+                f"not {due_at!r}"
+            )
         store = current_store()
         checked = self.arguments.bind(args, kwargs)
         encoded = _encode_args(self, checked)
         run_id = store.database.write(lambda db: _insert(db, self, encoded, due_at, key))
         executor_for(store).register(self)
         return RunHandle(run_id, store)
+
+
+_SECRET_NAME = re.compile(
+    r"(^|_)(api_?key|secret|password|passwd|token|access_token|credentials?)$", re.IGNORECASE
+)
 
 
 def _takes_context(fn: Callable[..., Any]) -> bool:
@@ -128,6 +140,12 @@ def _encode_args(action: Action[Any, Any], checked: Mapping[str, Any]) -> str:
     """The arguments as the JSON a run stores, or ArgumentError naming the one that is not."""
     encoded = {}
     for name, value in checked.items():
+        if _SECRET_NAME.search(name) and isinstance(value, str) and value:
+            raise ArgumentError(
+                f"action `{action.name}`: argument `{name}` looks like a secret, and a run "
+                "stores its arguments in the store, where every notebook and worker can read "
+                "them; read the secret inside the action instead (e.g. os.environ[...])"
+            )
         try:
             encoded[name] = to_jsonable(value, where=name)
         except ResultError:
@@ -146,6 +164,7 @@ def _insert(db: Writer, action: Action[Any, Any], args: str, due_at: float, key:
         existing = db.exec(
             select(Run.id).where(
                 Run.key == key,
+                Run.function == action.name,  # a key names a run of this action only
                 Run.status.not_in([s.value for s in TERMINAL]),  # type: ignore[attr-defined]
             )
         ).first()
@@ -170,9 +189,18 @@ def _schedule(db: Writer, action: Any, args: dict[str, Any]) -> str:
         raise FunctionError(f"db.schedule takes an @rx.action, not {action!r}")
     checked = action.arguments.bind((), args)
     run_id = _insert(db, action, _encode_args(action, checked), time.time(), None)
-    store = current_store()
-    executor_for(store).register(action)
+    executor_for(_store_of(db)).register(action)
     return run_id
+
+
+def _store_of(db: Writer) -> Store:
+    """The open store whose database `db` writes to (the current one if none matches)."""
+    bind = db.get_bind()
+    engine = getattr(bind, "engine", bind)  # a session bound to a connection
+    for store in open_stores():
+        if engine in store.database.engines():
+            return store
+    return current_store()
 
 
 Writer._rx_scheduler = _schedule
@@ -208,6 +236,20 @@ def _retry_run(db: Writer, run_id: str) -> str:
         raise RunError(
             f"run {run_id} is {run.status}; only failed or cancelled runs can be retried"
         )
+    if run.key is not None:
+        other = db.exec(
+            select(Run.id).where(
+                Run.key == run.key,
+                Run.function == run.function,
+                Run.id != run.id,
+                Run.status.not_in([s.value for s in TERMINAL]),  # type: ignore[attr-defined]
+            )
+        ).first()
+        if other is not None:
+            raise RunError(
+                f"run {other} with the same key {run.key!r} is unfinished; "
+                "follow that one instead of retrying this"
+            )
     run.status, run.owner, run.due_at = RunStatus.QUEUED.value, None, time.time()
     run.cancel_requested, run.finished_at = False, None
     run.max_attempts = run.attempt + 1

@@ -34,6 +34,9 @@ STOPPED = "the executor stopped"
 HEARTBEAT_SECONDS = 1.0
 """How often an executor renews its owner row."""
 
+MAX_WAIT = 3600.0
+"""Longest the scheduler sleeps before looking at the queue again."""
+
 
 def lease_seconds() -> float:
     """How old an owner's heartbeat may be before its runs are orphans (RXNB_LEASE_SECONDS)."""
@@ -167,7 +170,9 @@ class Executor:
                     return
                 log.exception("rxnb: the run scheduler failed; retrying in 1 s")
                 next_due = time.time() + 1.0
-            timeout = None if next_due is None else max(0.0, next_due - time.time())
+            # A run due in years (or at a time no clock can wait for) is looked at again
+            # within the hour: waits are capped, so none can overflow the platform timer.
+            timeout = None if next_due is None else min(MAX_WAIT, max(0.0, next_due - time.time()))
             self._wake.wait(timeout)
 
     def _free_slots(self) -> int:
@@ -190,7 +195,14 @@ class Executor:
         with self._lock:
             self._running[run_id] = (ctx, attempt)
             action = self._functions[function]
-        self._pool.submit(self._execute, action, ctx, args)
+        try:
+            self._pool.submit(self._execute, action, ctx, args)
+        except RuntimeError:  # the interpreter is exiting: give the run back, untouched
+            with self._lock:
+                self._running.pop(run_id, None)
+            self._stopped.set()
+            self.store.database.write(lambda db: _unclaim(db, run_id, self.id, attempt))
+            return False
         return True
 
     def _next_due(self) -> float | None:
@@ -234,41 +246,43 @@ class Executor:
         _current.executing = True
         timer = None
         if action.timeout is not None:
-            timer = threading.Timer(
-                action.timeout, ctx._request_cancel, (f"timed out after {action.timeout:g} s",)
-            )
+            timer = threading.Timer(action.timeout, self._time_out, (ctx, action.timeout))
             timer.daemon = True
             timer.start()
-        outcome: tuple[str, Any]
         try:
-            # Stored arguments are JSON: checking them again makes a datetime, a UUID or
-            # a model arrive as one, as it does when the action is called inline.
-            value = action.fn(ctx, **action.arguments.check(args))
-        except Cancelled as exc:
-            outcome = ("cancelled", str(exc))
-        except NonRetryableError as exc:
-            outcome = ("final", _describe(exc))
-        except Exception as exc:
-            log.debug("rxnb: run %s raised", ctx.run_id, exc_info=True)
-            outcome = ("raised", _describe(exc))
-        else:
-            try:
-                outcome = ("returned", to_jsonable(value, where=f"Action `{action.name}`"))
-            except ResultError as exc:  # it ran to the end: running it again cannot help
-                outcome = ("final", f"ResultError: {exc}")
-        finally:
+            outcome = _outcome(action, ctx, args)
             if timer is not None:
                 timer.cancel()
-        try:
-            if not (outcome[0] == "cancelled" and ctx._reason == STOPPED):  # not a user's cancel
+            if outcome[0] == "cancelled" and ctx._reason == STOPPED:
+                return  # not a user's cancel: the run is left to orphan recovery
+            try:
                 self.store.database.write(lambda db: _finish(db, ctx, self.id, action, outcome))
+            except Exception as exc:
+                if self.store.closed:
+                    log.info("rxnb: run %s ended after its store closed", ctx.run_id)
+                    return
+                # e.g. a result json cannot write (an int of 5,000 digits): fail it
+                failed = ("final", f"could not store the outcome: {_describe(exc)}")
+                self.store.database.write(lambda db: _finish(db, ctx, self.id, action, failed))
         except Exception:
             log.exception("rxnb: could not record the end of run %s", ctx.run_id)
         finally:
+            if timer is not None:
+                timer.cancel()
             with self._lock:
                 self._running.pop(ctx.run_id or "", None)
                 self._ended.notify_all()
             self._wake.set()
+
+    def _time_out(self, ctx: ActionContext, seconds: float) -> None:
+        """The action overran `timeout=`: ask it to stop, and fail the run now (its slot
+        stays taken until the body returns; a thread cannot be stopped from outside)."""
+        reason = f"timed out after {seconds:g} s"
+        ctx._request_cancel(reason)
+        try:
+            self.store.database.write(lambda db: _fail_now(db, ctx, self.id, reason))
+        except Exception:
+            log.exception("rxnb: could not record the timeout of run %s", ctx.run_id)
 
     # -- the heartbeat thread --------------------------------------------------------------
 
@@ -312,7 +326,37 @@ _current = threading.local()
 def _describe(exc: BaseException) -> str:
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    try:
+        message = str(exc)
+    except Exception:  # an exception whose __str__ raises
+        message = f"<{type(exc).__name__} that cannot be shown>"
+    return f"{type(exc).__name__}: {message}{where}"
+
+
+def _outcome(action: Action[Any, Any], ctx: ActionContext, args: dict[str, Any]) -> tuple[str, Any]:
+    """How the action ended: ("returned", json) / ("cancelled", why) / ("raised" or
+    "final", error text). Whatever it raises, even a BaseException, ends up here."""
+    try:
+        # Stored arguments are JSON: checking them again makes a datetime, a UUID or
+        # a model arrive as one, as it does when the action is called inline.
+        value = action.fn(ctx, **action.arguments.check(args))
+    except Cancelled as exc:
+        return ("cancelled", str(exc))
+    except NonRetryableError as exc:
+        return ("final", _describe(exc))
+    except Exception as exc:
+        log.debug("rxnb: run %s raised", ctx.run_id, exc_info=True)
+        return ("raised", _describe(exc))
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit in a pool thread
+        return ("final", f"the action raised {_describe(exc)}")
+    try:
+        encoded = to_jsonable(value, where=f"Action `{action.name}`")
+        json.dumps(encoded, allow_nan=False)
+    except ResultError as exc:  # it ran to the end: running it again cannot help
+        return ("final", f"ResultError: {exc}")
+    except (ValueError, RecursionError, UnicodeError) as exc:
+        return ("final", f"ResultError: the result cannot be stored as JSON ({_describe(exc)})")
+    return ("returned", encoded)
 
 
 def _claim(db: Writer, names: list[str], owner: str) -> tuple[str, str, dict[str, Any], int] | None:
@@ -355,9 +399,8 @@ def _finish(
         or run.status != RunStatus.RUNNING.value
         or run.attempt != ctx.attempt
     ):
-        log.warning(
-            "rxnb: run %s ended here but is no longer owned by %s; dropped", ctx.run_id, owner
-        )
+        if not ctx._reason.startswith("timed out"):  # a timeout failed it already
+            log.warning("rxnb: run %s ended here but is no longer owned by %s", ctx.run_id, owner)
         return
     now = time.time()
     kind, value = outcome
@@ -375,6 +418,22 @@ def _finish(
         run.due_at = now + action.delay(run.attempt)
     else:
         run.status, run.error, run.finished_at = RunStatus.FAILED.value, value, now
+
+
+def _fail_now(db: Writer, ctx: ActionContext, owner: str, reason: str) -> None:
+    run = db.get(Run, ctx.run_id)
+    if run is None or run.owner != owner or run.status != RunStatus.RUNNING.value:
+        return
+    if run.attempt != ctx.attempt:
+        return
+    run.status, run.finished_at = RunStatus.FAILED.value, time.time()
+    run.error = f"TimeoutError: {reason}"
+
+
+def _unclaim(db: Writer, run_id: str, owner: str, attempt: int) -> None:
+    run = db.get(Run, run_id)
+    if run is not None and run.owner == owner and run.attempt == attempt:
+        run.status, run.owner, run.attempt = RunStatus.QUEUED.value, None, attempt - 1
 
 
 def _delete_owner(db: Writer, owner_id: str) -> None:

@@ -118,6 +118,10 @@ class Database(ABC):
 
     # -- transactions ----------------------------------------------------------------
 
+    def engines(self) -> tuple[sa.Engine, sa.Engine]:
+        """The read and the write engine (to tell which store a session belongs to)."""
+        return self._read_engine, self._write_engine
+
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call `listener(writes)` after every commit in this process that wrote."""
         self._listeners.append(listener)

@@ -400,8 +400,10 @@ def _bundle() -> tuple[str, str]:
 
 
 def _check_bound(bind: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    from rxnb.functions import Mutation, Query
+
     for name, fn in bind.items():
-        if not hasattr(fn, "call_on"):
+        if not isinstance(fn, Query | Mutation):
             raise RxnbError(
                 f"bind={{{name!r}: {fn!r}}}: a widget can call only @rx.query and "
                 "@rx.mutation functions; decorate it, or call it from a cell"

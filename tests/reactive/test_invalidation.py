@@ -310,3 +310,15 @@ def test_min_interval_spaces_reruns_and_never_loses_the_last_write(store: rx.Sto
     assert len(unthrottled.result) == 20
     sub.close()
     unthrottled.close()
+
+
+def test_subscribe_returns_after_the_first_callback_has_finished(store: rx.Store) -> None:
+    finished = threading.Event()
+
+    def slow(result: object) -> None:
+        time.sleep(0.2)  # a slow consumer of the first result (the point of the test)
+        finished.set()
+
+    sub = store.subscribe(messages, {"thread_id": "t"}, slow)
+    assert finished.is_set()
+    sub.close()

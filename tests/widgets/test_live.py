@@ -273,3 +273,11 @@ def test_a_query_that_fails_at_once_shows_the_error(store: rx.Store, comms: Comm
     assert widget.data["error"]["type"] == "ResultError"
     assert "cannot serialize" in widget.data["error"]["message"]
     assert widget.subscription.closed is False
+
+
+def test_an_action_cannot_be_bound_to_a_widget(store: rx.Store, comms: Comms) -> None:
+    @rx.action
+    def side_effect(ctx: rx.ActionContext) -> None: ...
+
+    with pytest.raises(rx.RxnbError, match="only @rx"):
+        rx.widgets.live(messages, {"thread_id": "t"}, bind={"go": side_effect})
