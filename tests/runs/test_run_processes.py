@@ -252,6 +252,6 @@ def test_rxnb_runs_says_when_no_executor_registered_a_queued_runs_function(
         check=True,
     ).stdout
     lines = {line.split()[0]: line for line in listing.splitlines()[1:]}
-    assert "no executor has registered `__main__.only_in_that_notebook`" in lines[orphan_id[:12]]
-    assert "queued" in lines[served.id[:12]]
-    assert "no executor has registered" not in lines[served.id[:12]]
+    assert "no executor has registered `__main__.only_in_that_notebook`" in lines[orphan_id]
+    assert "queued" in lines[served.id]
+    assert "no executor has registered" not in lines[served.id]
