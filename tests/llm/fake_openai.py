@@ -111,27 +111,10 @@ class FakeOpenAI:
         limit = len(tokens) if isinstance(behaviour, Ok) else behaviour.after
         delay = behaviour.delay if isinstance(behaviour, Ok) else 0.01
         try:
-            for i, token in enumerate(tokens[:limit]):
-                self._send(
-                    handler,
-                    {
-                        "id": "c",
-                        "object": "chat.completion.chunk",
-                        "created": 0,
-                        "model": "fake",
-                        "choices": [
-                            {
-                                "index": 0,
-                                "delta": {"role": "assistant", "content": token},
-                                "finish_reason": None,
-                            }
-                        ],
-                    },
-                )
+            for token in tokens[:limit]:
+                self._send(handler, _chunk({"role": "assistant", "content": token}, None))
                 if delay:
                     time.sleep(delay)
-                if i == limit - 1:
-                    break
             if isinstance(behaviour, Cut):
                 handler.wfile.flush()
                 handler.connection.shutdown(socket.SHUT_RDWR)  # a real cut, mid-body
@@ -140,21 +123,12 @@ class FakeOpenAI:
             if isinstance(behaviour, Hang):
                 self._release.wait(30)
                 return
-            self._send(
-                handler,
-                {
-                    "id": "c",
-                    "object": "chat.completion.chunk",
-                    "created": 0,
-                    "model": "fake",
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                    "usage": {
-                        "prompt_tokens": 5,
-                        "completion_tokens": len(tokens),
-                        "total_tokens": 5 + len(tokens),
-                    },
-                },
-            )
+            usage = {
+                "prompt_tokens": 5,
+                "completion_tokens": len(tokens),
+                "total_tokens": 5 + len(tokens),
+            }
+            self._send(handler, {**_chunk({}, "stop"), "usage": usage})
             self._chunk(handler, b"data: [DONE]\n\n")
             self._chunk(handler, b"")
         except (BrokenPipeError, ConnectionResetError):
@@ -166,3 +140,14 @@ class FakeOpenAI:
     def _chunk(self, handler: BaseHTTPRequestHandler, payload: bytes) -> None:
         handler.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
         handler.wfile.flush()
+
+
+def _chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+    """One `chat.completion.chunk` event as OpenAI streams it."""
+    return {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "fake",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
