@@ -17,8 +17,9 @@ from rxnb.runs._actions import (
     run_at,
 )
 from rxnb.runs._context import ActionContext
-from rxnb.runs._executor import Executor, recover_orphans
+from rxnb.runs._executor import Executor
 from rxnb.runs._model import TERMINAL, Owner, Run, RunStatus
+from rxnb.runs._owners import recover_orphans
 
 
 def _store_opened(store: Store) -> None:

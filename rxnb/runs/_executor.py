@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import random
-import socket
 import threading
 import time
 import traceback
@@ -21,6 +20,7 @@ from rxnb.errors import Cancelled, NonRetryableError, ResultError
 from rxnb.reactive import Store, to_jsonable
 from rxnb.runs._context import ActionContext
 from rxnb.runs._model import Owner, Run, RunStatus
+from rxnb.runs._owners import HOST, delete_owner, orphans_exist, recover_orphans
 from rxnb.store import EVERYTHING, Write, Writer
 
 if TYPE_CHECKING:
@@ -38,26 +38,8 @@ MAX_WAIT = 3600.0
 """Longest the scheduler sleeps before looking at the queue again."""
 
 
-def lease_seconds() -> float:
-    """How old an owner's heartbeat may be before its runs are orphans (RXNB_LEASE_SECONDS)."""
-    return float(os.environ.get("RXNB_LEASE_SECONDS", "10"))
-
-
 def worker_count() -> int:
     return max(1, int(os.environ.get("RXNB_WORKERS", "8")))
-
-
-HOST = socket.gethostname()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Executor:
@@ -150,7 +132,7 @@ class Executor:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if not self.store.closed:
             try:
-                self.store.database.write(lambda db: _delete_owner(db, self.id))
+                self.store.database.write(lambda db: delete_owner(db, self.id))
             except Exception:
                 log.exception("rxnb: could not remove owner %s", self.id)
 
@@ -291,7 +273,7 @@ class Executor:
             try:
                 self._write_owner()
                 # A read each beat; a write only when an owner is dead (rule 4).
-                if self.store.database.read(lambda db: _orphans_exist(db, self.id))[0]:
+                if self.store.database.read(lambda db: orphans_exist(db, self.id))[0]:
                     self.recover_orphans()
             except Exception:
                 if self._stopped.is_set() or self.store.closed:
@@ -436,12 +418,6 @@ def _unclaim(db: Writer, run_id: str, owner: str, attempt: int) -> None:
         run.status, run.owner, run.attempt = RunStatus.QUEUED.value, None, attempt - 1
 
 
-def _delete_owner(db: Writer, owner_id: str) -> None:
-    owner = db.get(Owner, owner_id)
-    if owner is not None:
-        db.delete(owner)
-
-
 def _due_exists(db: Any, names: list[str]) -> bool:
     return (
         db.exec(
@@ -455,49 +431,6 @@ def _due_exists(db: Any, names: list[str]) -> bool:
         ).first()
         is not None
     )
-
-
-def _dead_owners(owners: Sequence[Owner], me: str | None) -> set[str]:
-    """Owners whose heartbeat is older than the lease, or whose process here is gone."""
-    stale = time.time() - lease_seconds()
-    return {
-        o.id
-        for o in owners
-        if o.id != me and (o.heartbeat_at < stale or (o.host == HOST and not _pid_alive(o.pid)))
-    }
-
-
-def _orphans_exist(db: Any, me: str | None) -> bool:
-    owners = db.exec(select(Owner)).all()
-    if _dead_owners(owners, me):
-        return True
-    known = {o.id for o in owners}
-    running = db.exec(select(Run.owner).where(Run.status == RunStatus.RUNNING.value)).all()
-    return any(owner not in known for owner in running)
-
-
-def recover_orphans(db: Writer, me: str | None = None) -> int:
-    """Rule 4 of `Executor`: requeue or fail the running runs of dead owners."""
-    now = time.time()
-    owners = {o.id: o for o in db.exec(select(Owner)).all()}
-    dead = _dead_owners(list(owners.values()), me)
-    running = db.exec(select(Run).where(Run.status == RunStatus.RUNNING.value)).all()
-    recovered = 0
-    for run in running:
-        if run.owner == me or (run.owner in owners and run.owner not in dead):
-            continue
-        recovered += 1
-        if run.cancel_requested:
-            run.status, run.finished_at = RunStatus.CANCELLED.value, now
-        elif run.attempt < run.max_attempts:
-            run.status, run.owner, run.due_at = RunStatus.QUEUED.value, None, now
-            run.error = f"owner process died (attempt {run.attempt}); retrying"
-        else:
-            run.status, run.finished_at = RunStatus.FAILED.value, now
-            run.error = "owner process died"
-    for owner_id in dead:
-        db.delete(owners[owner_id])
-    return recovered
 
 
 def backoff_delay(attempt: int, base: float, factor: float = 2.0, cap: float = 300.0) -> float:
