@@ -33,3 +33,12 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     print("-+-".join("-" * w for w in widths))
     for row in rows:
         print(line(row))
+
+
+def print_summary(met: int, judged: int, quick: bool, seconds: float) -> None:
+    """The last line of a bench run: targets met, time taken, and the machine's load."""
+    print(
+        f"\n{met}/{judged} targets met{' (quick run: small sizes)' if quick else ''}; "
+        f"total {seconds:.1f} s; load average now {load_average()} "
+        "(other busy processes skew these figures)"
+    )

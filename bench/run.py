@@ -456,12 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.cleanup()
     print_table(bench.figures)
     passed = sum(f.passed for f in bench.figures)
-    print(
-        f"\n{passed}/{len(bench.figures)} targets met"
-        f"{' (quick run: small sizes)' if args.quick else ''}; "
-        f"total {time.perf_counter() - started:.1f} s; load average now {report.load_average()} "
-        "(other busy processes skew these figures)"
-    )
+    report.print_summary(passed, len(bench.figures), args.quick, time.perf_counter() - started)
     return 0
 
 

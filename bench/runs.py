@@ -327,12 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.cleanup()
     print_table(bench.figures)
     judged = [f for f in bench.figures if f.passed is not None]
-    print(
-        f"\n{sum(bool(f.passed) for f in judged)}/{len(judged)} targets met"
-        f"{' (quick run: small sizes)' if args.quick else ''}; "
-        f"total {time.perf_counter() - started:.1f} s; load average now {report.load_average()} "
-        "(other busy processes skew these figures)"
-    )
+    met = sum(bool(f.passed) for f in judged)
+    report.print_summary(met, len(judged), args.quick, time.perf_counter() - started)
     return 0
 
 

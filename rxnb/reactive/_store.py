@@ -104,18 +104,16 @@ class Store:
 
     def _on_writes(self, writes: Sequence[Write]) -> None:
         self._reactor.notify_writes(writes)
-        for fn in list(self._write_listeners):
-            try:
-                fn(writes)
-            except Exception:
-                log.exception("rxnb: a write listener of %r raised", self)
+        self._tell_listeners(writes)
 
     def _on_gap(self, reason: str) -> None:
         self._reactor.rerun_all(reason)
-        everything = [TableWrite(EVERYTHING)]
+        self._tell_listeners([TableWrite(EVERYTHING)])
+
+    def _tell_listeners(self, writes: Sequence[Write]) -> None:
         for fn in list(self._write_listeners):
             try:
-                fn(everything)
+                fn(writes)
             except Exception:
                 log.exception("rxnb: a write listener of %r raised", self)
 
