@@ -15,6 +15,8 @@
 Only the names in `__all__` are public.
 """
 
+from typing import Any
+
 from rxnb.errors import (
     ArgumentError,
     Cancelled,
@@ -66,6 +68,17 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'rxnb' has no attribute {name!r}")
 
 
+def chat(thread_id: object, **options: Any) -> Any:
+    """A live chat widget of one thread: `rx.chat("t1", send=send, messages=messages)`.
+
+    Messages stream in as they are stored, the input calls `send`, the abort button
+    cancels the generation of a message (see `rxnb.widgets.chat` for the options).
+    """
+    from rxnb.widgets import chat as chat_widget
+
+    return chat_widget(thread_id, **options)
+
+
 def runs(limit: int = 100) -> object:
     """A live table of the store's runs (all processes), with Cancel and Retry buttons."""
     from rxnb.widgets import runs as runs_widget
@@ -113,6 +126,7 @@ __all__ = [
     "__version__",
     "action",
     "cancel",
+    "chat",
     "current_store",
     "mutation",
     "open",

@@ -45,6 +45,7 @@ PUBLIC = [
     "__version__",
     "action",
     "cancel",
+    "chat",
     "current_store",
     "mutation",
     "open",

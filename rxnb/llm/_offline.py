@@ -1,7 +1,9 @@
 """Embedded offline models, registered with litellm as the custom provider `rxnb`.
 
 - `rxnb/echo` answers with the last user message, a word at a time.
-- `rxnb/scripted` answers with `script=` (a string), a word at a time.
+- `rxnb/scripted` answers with `script=` (a string), a word at a time, then asks for
+  the tool calls in `tool_calls=` (`[{"name": "weather", "arguments": {"city": "Paris"}}]`),
+  their arguments streamed in pieces as real providers do.
 
 Both take `delay=` (seconds per token, default 0.02) and report usage, so examples,
 tests and Binder run with no key and no network.
@@ -9,6 +11,7 @@ tests and Binder run with no key and no network.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -30,10 +33,10 @@ def tokens(text: str) -> list[str]:
 
 def _answer(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
     if model == "scripted":
-        script = params.get("script")
+        script = params.get("script", "" if params.get("tool_calls") else None)
         if not isinstance(script, str):
             raise BadRequestError(
-                message="rxnb/scripted needs script='the text to answer with'",
+                message="rxnb/scripted needs script='the text to answer with' (or tool_calls=)",
                 model=f"{PROVIDER}/{model}",
                 llm_provider=PROVIDER,
             )
@@ -51,6 +54,34 @@ def _answer(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) 
     )
 
 
+def _tool_calls(params: dict[str, Any]) -> list[tuple[str, str]]:
+    """`tool_calls=` as (name, JSON arguments), or a clear error."""
+    calls = params.get("tool_calls") or []
+    out = []
+    for call in calls if isinstance(calls, list) else [calls]:
+        if not (isinstance(call, dict) and isinstance(call.get("name"), str)):
+            raise BadRequestError(
+                message=f"rxnb/scripted: each of tool_calls= is "
+                f"{{'name': str, 'arguments': dict}}, not {call!r}",
+                model=f"{PROVIDER}/scripted",
+                llm_provider=PROVIDER,
+            )
+        out.append((call["name"], json.dumps(call.get("arguments", {}))))
+    return out
+
+
+def _chunk(text: str, **extra: Any) -> GenericStreamingChunk:
+    chunk: GenericStreamingChunk = {
+        "text": text,
+        "is_finished": False,
+        "finish_reason": "",
+        "usage": None,
+        "index": 0,
+    }
+    chunk.update(extra)  # type: ignore[typeddict-item]
+    return chunk
+
+
 class OfflineLLM(CustomLLM):
     """litellm's handler for `rxnb/...` models: no network, configurable speed."""
 
@@ -60,22 +91,26 @@ class OfflineLLM(CustomLLM):
         params = kwargs.get("optional_params") or {}
         text = _answer(model, messages, params)
         delay = float(params.get("delay", 0.02))
+        calls = _tool_calls(params) if model == "scripted" else []
         pieces = tokens(text)
         for piece in pieces:
             if delay > 0:
                 time.sleep(delay)
-            yield {
-                "text": piece,
-                "is_finished": False,
-                "finish_reason": "",
-                "usage": None,
-                "index": 0,
-            }
+            yield _chunk(piece)
+        for index, (name, arguments) in enumerate(calls):
+            head, tail = arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]
+            for part, first in ((head, True), (tail, False)):
+                if delay > 0:
+                    time.sleep(delay)
+                function = {"name": name if first else None, "arguments": part}
+                call = {"id": f"call_{index}" if first else None, "type": "function"}
+                yield _chunk("", tool_use={**call, "function": function, "index": index})
         prompt = sum(len(tokens(str(m.get("content", "")))) for m in messages)
+        pieces = [*pieces, *(name for name, _ in calls)]
         yield {
             "text": "",
             "is_finished": True,
-            "finish_reason": "stop",
+            "finish_reason": "tool_calls" if calls else "stop",
             "usage": {
                 "prompt_tokens": prompt,
                 "completion_tokens": len(pieces),

@@ -12,6 +12,8 @@ provider chunks, closing the provider's stream (its HTTP connection) on cancel.
    crash loses at most the text since the last write.
 4. Usage (tokens) and cost are recorded on the run, also on cancel and on error; when
    the provider reports none, an estimate from the text, marked `estimated`.
+   `stream_into` also records the generation in `rx_generations` (run, target row,
+   usage, cost, error, tool calls), finished in the same transaction as the row.
 5. A rate limit (HTTP 429) before the stream starts is waited out, honouring
    `Retry-After`, and counted in the usage (`rate_limited`); litellm's own retries are
    off (`max_retries=0`) unless asked for. A stream cut midway, or a timeout
@@ -30,6 +32,7 @@ from typing import Any
 
 from rxnb.errors import Cancelled, RxnbError
 from rxnb.llm._chunking import Chunker, Chunking
+from rxnb.llm._model import Generation
 from rxnb.runs import ActionContext, Run
 from rxnb.store import Writer
 
@@ -46,7 +49,8 @@ def _litellm() -> Any:
 
 
 class Usage:
-    """Token counts and cost of one generation, as recorded on its run."""
+    """What one generation produced besides its text chunks: token counts, cost, the
+    whole text, and the tool calls the model asked for (`tool_calls`)."""
 
     def __init__(self) -> None:
         self.prompt_tokens: int | None = None
@@ -56,6 +60,25 @@ class Usage:
         self.rate_limited = 0
         """How many times the provider answered 429 before streaming."""
         self.text = ""
+        self._calls: dict[int, dict[str, str]] = {}
+
+    @property
+    def tool_calls(self) -> list[dict[str, str]]:
+        """`[{"id", "name", "arguments"}]`, arguments as the JSON text the model sent."""
+        return [dict(self._calls[i]) for i in sorted(self._calls)]
+
+    def add_tool_call_delta(self, delta: Any) -> None:
+        """Fold one streamed piece of a tool call into the call at its index."""
+        function = getattr(delta, "function", None)
+        call = self._calls.setdefault(
+            getattr(delta, "index", None) or 0, {"id": "", "name": "", "arguments": ""}
+        )
+        if getattr(delta, "id", None):
+            call["id"] = delta.id
+        name = getattr(function, "name", None)
+        if name and not call["name"]:
+            call["name"] = name
+        call["arguments"] += getattr(function, "arguments", None) or ""
 
     def as_json(self) -> dict[str, Any]:
         prompt, completion = self.prompt_tokens, self.completion_tokens
@@ -101,7 +124,10 @@ def stream(
                 usage.prompt_tokens = getattr(reported, "prompt_tokens", None)
                 usage.completion_tokens = getattr(reported, "completion_tokens", None)
             if chunk.choices:
-                text = chunk.choices[0].delta.content
+                delta = chunk.choices[0].delta
+                for call in getattr(delta, "tool_calls", None) or ():
+                    usage.add_tool_call_delta(call)
+                text = delta.content
                 if text:
                     usage.text += text
                     yield text
@@ -202,12 +228,14 @@ def stream_into(
     messages: list[dict[str, Any]],
     chunking: Chunking = "clause",
     throttle_ms: float = 100,
+    usage: Usage | None = None,
     **litellm_kwargs: Any,
 ) -> str:
     """Stream a completion into `field` of row `row_id`; the whole text (rules 1-4).
 
     Ends the run as cancelled (raising `rx.Cancelled`) when it was cancelled, after
-    storing the text received so far.
+    storing the text received so far. Pass `usage=rx.llm.Usage()` to read the token
+    counts and the model's tool calls afterwards.
     """
     columns = getattr(model_class, "model_fields", {})
     if field not in columns:
@@ -217,9 +245,10 @@ def stream_into(
         )
     has_status = "status" in columns
     chunker = Chunker(chunking)
-    usage = Usage()
+    usage = usage if usage is not None else Usage()
+    generation: list[int] = []
 
-    def write(piece: str, status: str | None) -> None:
+    def write(piece: str, status: str | None, error: BaseException | None = None) -> None:
         def body(db: Writer) -> None:
             row = db.get(model_class, row_id)
             if row is None:
@@ -228,6 +257,10 @@ def stream_into(
                 setattr(row, field, (getattr(row, field) or "") + piece)
             if status is not None and has_status:
                 row.status = status
+            if not generation:
+                generation.append(_start_generation(db, ctx, model_class, row_id, field, model))
+            elif status is not None:
+                _finish_generation(db, generation[0], status, usage, error)
 
         ctx.store.database.write(body)
 
@@ -244,11 +277,42 @@ def stream_into(
             if pending and (first or (now - last) * 1000 >= throttle_ms):  # rule 1
                 write(pending, None)
                 pending, first, last = "", False, now
-    except BaseException:
-        write(pending + chunker.rest(), "failed")  # rules 2-3: nothing received is lost
+    except BaseException as exc:
+        write(pending + chunker.rest(), "failed", exc)  # rules 2-3: nothing received is lost
         raise
     final = "cancelled" if ctx.cancelled else "done"
     write(pending + chunker.rest(), final)  # rule 2
     if final == "cancelled":
         raise Cancelled("the generation was cancelled")
     return usage.text
+
+
+def _start_generation(
+    db: Writer, ctx: ActionContext, model_class: Any, row_id: Any, field: str, model: str
+) -> int:
+    row = Generation(
+        run_id=ctx.run_id,
+        target=model_class.__tablename__,
+        row_key=json.dumps(row_id),
+        field=field,
+        model=model,
+        started_at=time.time(),
+    )
+    db.add(row)
+    db.flush()
+    assert row.id is not None
+    return row.id
+
+
+def _finish_generation(
+    db: Writer, generation_id: int, status: str, usage: Usage, error: BaseException | None
+) -> None:
+    row = db.get(Generation, generation_id)
+    if row is None:
+        return
+    row.status, row.finished_at = status, time.time()
+    row.usage, row.cost = json.dumps(usage.as_json()), usage.cost
+    if error is not None:
+        row.error = f"{type(error).__name__}: {error}"[:2000]
+    if usage.tool_calls:
+        row.tool_calls = json.dumps(usage.tool_calls)

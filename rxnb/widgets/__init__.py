@@ -6,6 +6,7 @@ between the two are described in `docs/widget-protocol.md`.
 """
 
 from rxnb.widgets._cells import CellOwners, CellRun, current_cell, owners
+from rxnb.widgets._chat import ChatWidget, chat
 from rxnb.widgets._dispatcher import Dispatcher
 from rxnb.widgets._live import LiveWidget, dispatcher_for, live, live_widgets, settle
 from rxnb.widgets._payload import Payload, encode, message
@@ -14,9 +15,11 @@ from rxnb.widgets._runs import follow, runs, runs_table
 __all__ = [
     "CellOwners",
     "CellRun",
+    "ChatWidget",
     "Dispatcher",
     "LiveWidget",
     "Payload",
+    "chat",
     "current_cell",
     "dispatcher_for",
     "encode",

@@ -288,6 +288,10 @@ class LiveWidget(anywidget.AnyWidget):
 
     # -- called on the dispatcher thread -------------------------------------------
 
+    def _frame_for(self, pending: Payload) -> float:
+        """Seconds after the last send that `pending` may go (the lock is held)."""
+        return self._frame
+
     def _due(self) -> float | None:
         with self._lock:
             if self._closed:
@@ -296,7 +300,7 @@ class LiveWidget(anywidget.AnyWidget):
                 return 0.0
             at: float | None = None
             if self._pending is not None:
-                at = self._last_send + self._frame
+                at = self._last_send + self._frame_for(self._pending)
             if self._display_ids and self._snap_version != self._version:
                 snap_at = self._last_snap + SNAPSHOT_SECONDS
                 at = snap_at if at is None else min(at, snap_at)
@@ -306,7 +310,10 @@ class LiveWidget(anywidget.AnyWidget):
         with self._lock:
             outbox, self._outbox = self._outbox, []
             update: Message | None = None
-            if self._resync or (self._pending is not None and now >= self._last_send + self._frame):
+            if self._resync or (
+                self._pending is not None
+                and now >= self._last_send + self._frame_for(self._pending)
+            ):
                 new = self._pending if self._pending is not None else self._sent
                 version = self._version + 1
                 update = full(new, version) if self._resync else message(self._sent, new, version)

@@ -145,8 +145,10 @@ def message(old: Payload | None, new: Payload, version: int) -> Message:
 
     1. Kind, title, columns, key, error or view changed, or no old payload: `full`.
     2. Markdown that only grew: `append` of the new text.
-    3. Keyed rows: `diff` (removed, changed, inserted) when replaying it gives the new
-       order exactly and it touches fewer rows than the new result has; else `full`.
+    3. Keyed rows: `diff` (removed, changed, appended, inserted) when replaying it gives
+       the new order exactly and it touches fewer rows than the new result has; else
+       `full`. A changed row whose changed cells are all strings that only grew is
+       sent as `appended` text, not whole.
     4. Everything else: `full`.
     """
     base = version - 1
@@ -171,8 +173,9 @@ def message(old: Payload | None, new: Payload, version: int) -> Message:
         diff = _diff(old, old_keys, new, new_keys)  # rule 3
         if diff is not None:
             diff.update(type="diff", base=base, version=version)
+            # Appended text is always smaller than its row sent whole.
             entries = sum(len(diff.get(part, ())) for part in ("removed", "changed", "inserted"))
-            if entries < max(len(new.rows), 1):
+            if entries == 0 or entries < len(new.rows):
                 return diff
     return full(new, version)  # rule 4
 
@@ -183,11 +186,17 @@ def _diff(
     old_rows = dict(zip(old_keys, old.rows, strict=True))
     new_set = set(new_keys)
     removed = [k for k in old_keys if k not in new_set]
-    changed = [
-        list(row)
-        for k, row in zip(new_keys, new.rows, strict=True)
-        if k in old_rows and old_rows[k] != row
-    ]
+    changed: list[list[JSONValue]] = []
+    appended: list[list[JSONValue]] = []
+    for k, row in zip(new_keys, new.rows, strict=True):
+        before = old_rows.get(k)
+        if before is None or before == row:
+            continue
+        grown = _grown(before, row)
+        if grown is None:
+            changed.append(list(row))
+        else:
+            appended.extend([list(k), i, text] for i, text in grown)
     inserted = [
         (i, k, row)
         for i, (k, row) in enumerate(zip(new_keys, new.rows, strict=True))
@@ -203,6 +212,20 @@ def _diff(
         diff["removed"] = [list(k) for k in removed]
     if changed:
         diff["changed"] = changed
+    if appended:
+        diff["appended"] = appended
     if inserted:
         diff["inserted"] = [[index, list(row)] for index, _, row in inserted]
     return diff
+
+
+def _grown(old: tuple[JSONValue, ...], new: tuple[JSONValue, ...]) -> list[tuple[int, str]] | None:
+    """The text appended to each cell, if every cell that differs is a string that grew."""
+    grown: list[tuple[int, str]] = []
+    for i, (a, b) in enumerate(zip(old, new, strict=True)):
+        if a == b:
+            continue
+        if not (isinstance(a, str) and isinstance(b, str) and b.startswith(a)):
+            return None
+        grown.append((i, b[len(a) :]))
+    return grown

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import queue
+import sys
+import time
 from typing import Any
 
 from sqlmodel import select
 
 from rxnb.functions import query
-from rxnb.runs import Owner, Run, RunHandle, RunStatus, cancel_run, retry_run
+from rxnb.llm._model import Generation, target_model
+from rxnb.runs import TERMINAL, Owner, Run, RunHandle, RunStatus, cancel_run, retry_run
 from rxnb.store import Reader
 from rxnb.widgets._live import LiveWidget
 
@@ -91,20 +95,81 @@ def runs(limit: int = 100) -> LiveWidget:
     )
 
 
-def follow(handle: RunHandle, timeout: float | None = None) -> str | None:
-    """Show `handle`'s run live until it ends (see `RunHandle.follow`)."""
-    from IPython.display import display
+@query
+def run_text(db: Reader, run_id: str) -> dict[str, Any]:
+    """A run's status and, if it streams into a row (`rx.llm.stream_into`), that text."""
+    run = db.get(Run, run_id)
+    generation = db.exec(
+        select(Generation)
+        .where(Generation.run_id == run_id)
+        .order_by(Generation.id.desc())  # type: ignore[union-attr]
+        .limit(1)
+    ).first()
+    text = None
+    if generation is not None:
+        model = target_model(generation.target)
+        row = db.get(model, json.loads(generation.row_key)) if model is not None else None
+        text = getattr(row, generation.field, None) if row is not None else None
+    return {"status": None if run is None else run.status, "text": text}
 
-    widget = LiveWidget(
-        runs_table,
-        {"run_id": handle.id},
-        store=handle.store,
-        bind={"cancel": cancel_run},
-        view=VIEW,
-    )
-    display(widget)  # type: ignore[no-untyped-call]
+
+def follow(handle: RunHandle, timeout: float | None = None) -> str | None:
+    """Show `handle`'s run live until it ends (see `RunHandle.follow`).
+
+    In a notebook the run's row shows live (status, Cancel); a generation's text is
+    printed as it reaches the store, like a plain streaming call. Interrupting stops
+    following only.
+    """
     try:
-        return handle.wait(timeout)
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:  # pragma: no cover - IPython is a dependency of the widgets
+        shell = None
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        from IPython.display import display
+
+        widget = LiveWidget(
+            runs_table,
+            {"run_id": handle.id},
+            store=handle.store,
+            bind={"cancel": cancel_run},
+            view=VIEW,
+        )
+        display(widget)  # type: ignore[no-untyped-call]
+    try:
+        return _print_text(handle, timeout)
     except KeyboardInterrupt:
-        print(f"stopped following run {handle.id}; it goes on (rx.cancel to stop it)")
+        print(f"\nstopped following run {handle.id}; it goes on (rx.cancel to stop it)")
         return None
+
+
+def _print_text(handle: RunHandle, timeout: float | None) -> str:
+    """Print the run's text as it grows, until the run ends; its final status."""
+    handle.run()  # RunNotFoundError rather than following a run that does not exist
+    updates: queue.Queue[dict[str, Any]] = queue.Queue()
+    sub = handle.store.subscribe(run_text, {"run_id": handle.id}, updates.put)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    shown = ""
+    try:
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"run {handle.id} still {handle.status} after {timeout} s")
+            try:
+                state = updates.get(timeout=left)
+            except queue.Empty:
+                continue
+            text = state["text"] or ""
+            if text != shown:
+                grown = text.startswith(shown)
+                sys.stdout.write(text[len(shown) :] if grown else "\n" + text)
+                sys.stdout.flush()
+                shown = text
+            status = state["status"]
+            if status is not None and RunStatus(status) in TERMINAL:
+                if shown and not shown.endswith("\n"):
+                    sys.stdout.write("\n")
+                return str(status)
+    finally:
+        sub.close()

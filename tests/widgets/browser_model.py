@@ -38,6 +38,14 @@ class BrowserModel:
             rows = [r for r in self.payload["rows"] if self.key(r) not in removed]
             changed = {self.key(r): r for r in message.get("changed", [])}
             rows = [changed.get(self.key(r), r) for r in rows]
+            for keyvals, column, text in message.get("appended", []):
+                (index,) = [i for i, r in enumerate(rows) if self.key(r) == json.dumps(keyvals)]
+                assert isinstance(rows[index][column], str), message
+                rows[index] = [
+                    *rows[index][:column],
+                    rows[index][column] + text,
+                    *rows[index][column + 1 :],
+                ]
             for index, row in message.get("inserted", []):
                 rows.insert(index, row)
             self.payload["rows"] = rows

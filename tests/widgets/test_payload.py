@@ -94,6 +94,16 @@ def test_a_diff_larger_than_the_result_is_sent_whole() -> None:
     assert message(table([(1, "a"), (2, "b")]), table([(3, "c"), (4, "d")]), 2)["type"] == "full"
 
 
+def test_text_that_only_grows_is_sent_as_appended_text() -> None:
+    msg = message(table([(1, "hi"), (2, "Hel")]), table([(1, "hi"), (2, "Hello")]), 4)
+    assert msg == {"type": "diff", "base": 3, "version": 4, "appended": [[[2], 1, "lo"]]}
+    one = message(table([(2, "Hel")]), table([(2, "Hello")]), 2)  # even the only row
+    assert one["appended"] == [[[2], 1, "lo"]]
+    shrunk = message(table([(1, "hi"), (2, "Hello")]), table([(1, "hi"), (2, "Help")]), 5)
+    assert shrunk["changed"] == [[2, "Help"]]
+    assert "appended" not in shrunk
+
+
 def test_rows_that_move_send_the_whole_result() -> None:
     msg = message(table([(1, "a"), (2, "b"), (3, "c")]), table([(2, "b"), (1, "a"), (3, "c")]), 2)
     assert msg["type"] == "full"
@@ -131,9 +141,12 @@ def test_random_histories_rebuild_exactly() -> None:
                     next_id += 1
                 elif op < 0.75:
                     del rows[rng.randrange(len(rows))]
-                elif op < 0.95:
+                elif op < 0.85:
                     i = rng.randrange(len(rows))
                     rows[i] = (rows[i][0], rng.choice("abc"))
+                elif op < 0.95:  # streaming text: the cell only grows
+                    i = rng.randrange(len(rows))
+                    rows[i] = (rows[i][0], rows[i][1] + rng.choice(["y", " z", "é\n"]))
                 else:
                     rng.shuffle(rows)
             new = table(rows)

@@ -1,0 +1,272 @@
+"""`rx.chat(thread_id, send=..., messages=...)`: a live chat over the store.
+
+The widget is a live table widget of the thread's messages with a `chat` view
+(docs/widget-protocol.md, "Chat view"): the browser draws message bubbles, an input
+bound to the `send` mutation and an abort button bound to a cancel mutation. Each
+message row is joined with its latest generation (`rx_generations`) for its tokens,
+cost and failure reason. Streaming text travels as appended text, batched: the view
+reveals it smoothly, so fewer, larger messages read the same and cost fewer bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import inspect as sa_inspect
+from sqlmodel import select
+
+from rxnb.errors import ArgumentError, RxnbError
+from rxnb.functions import Mutation, Query
+from rxnb.llm._model import Generation, target_model
+from rxnb.reactive import Store, current_store
+from rxnb.runs import TERMINAL, Run, RunStatus
+from rxnb.runs._actions import _cancel_run
+from rxnb.store import Reader, Writer
+from rxnb.widgets._live import LiveWidget
+from rxnb.widgets._payload import Payload, message
+
+USAGE, ERROR = "rx_usage", "rx_error"
+"""The columns the chat adds to each message row (from its latest generation)."""
+
+ABORTABLE = ("pending", "streaming")
+
+APPEND_BATCH_BYTES = 480
+"""Appended text is held until this much has gathered (or `APPEND_HOLD_SECONDS`):
+a diff's envelope is about 60 bytes, so a batch this size costs ~12% on top."""
+APPEND_HOLD_SECONDS = 1.0
+"""The longest appended text waits; the view's smooth reveal hides the steps."""
+
+_UNFINISHED = [s.value for s in RunStatus if s not in TERMINAL]
+
+
+class ChatQuery:
+    """The user's messages query, each row joined with its latest generation.
+
+    It has the user's query's name, so redefining that query re-runs the chat too.
+    """
+
+    def __init__(self, messages: Query[..., Any]) -> None:
+        self.messages = messages
+        self.table: str | None = None
+        """The table the messages came from, once a run has seen some."""
+
+    @property
+    def name(self) -> str:
+        return self.messages.name
+
+    def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        return self.messages.validate(args)
+
+    def run(self, reader: Reader, args: Mapping[str, Any]) -> list[dict[str, Any]]:
+        result = self.messages.run(reader, args)
+        rows = list(result) if isinstance(result, list | tuple) else []
+        table, key = _table_and_key(rows)
+        self.table = table or self.table
+        latest: dict[str, Generation] = {}
+        if table is not None and key is not None and rows:
+            keys = [json.dumps(getattr(row, key)) for row in rows]
+            found = reader.exec(
+                select(Generation)
+                .where(Generation.target == table, Generation.row_key.in_(keys))  # type: ignore[attr-defined]
+                .order_by(Generation.id)  # type: ignore[arg-type]
+            ).all()
+            latest = {g.row_key: g for g in found}  # the newest wins
+        out = []
+        for row in rows:
+            data = _as_dict(row)
+            generation = latest.get(json.dumps(data.get(key))) if key is not None else None
+            data[USAGE] = generation.usage_json() if generation is not None else None
+            data[ERROR] = generation.error if generation is not None else None
+            out.append(data)
+        return out
+
+
+def _table_and_key(rows: list[Any]) -> tuple[str | None, str | None]:
+    """The mapped table of the rows and its (single) primary key attribute."""
+    classes = {type(row) for row in rows}
+    if len(classes) != 1:
+        return None, "id" if rows and all(isinstance(r, dict) for r in rows) else None
+    mapper = sa_inspect(next(iter(classes)), raiseerr=False)
+    if mapper is None or not hasattr(mapper, "primary_key") or len(mapper.primary_key) != 1:
+        return None, None
+    column = mapper.primary_key[0]
+    return column.table.name, mapper.get_property_by_column(column).key
+
+
+def _as_dict(row: Any) -> dict[str, Any]:
+    if isinstance(row, dict):
+        return dict(row)
+    dump = getattr(row, "model_dump", None)
+    if callable(dump):
+        data: dict[str, Any] = dump()
+        return data
+    raise RxnbError(
+        f"rx.chat: the messages query returned a {type(row).__name__}; return a list of "
+        "SQLModel rows (or dicts) with the text, role and status fields"
+    )
+
+
+class ChatWidget(LiveWidget):
+    """A live chat: a live widget of a `ChatQuery` that batches streaming text.
+
+    Responsibilities beyond a live widget: hold updates that only append text until
+    `APPEND_BATCH_BYTES` have gathered or `APPEND_HOLD_SECONDS` have passed (anything
+    else, such as a status change or a new message, goes out at the usual frame).
+    """
+
+    _held: tuple[Payload | None, float] = (None, 0.0)
+
+    def _frame_for(self, pending: Payload) -> float:
+        """Seconds after the last send that `pending` may go (the lock is held).
+
+        1. Anything but appended text: the usual frame.
+        2. The first text of a message: the usual frame (the reader waits for it).
+        3. Other appended text: held until `APPEND_BATCH_BYTES` or `APPEND_HOLD_SECONDS`.
+        """
+        held, frame = self._held
+        if held is pending:
+            return frame
+        frame = self._frame
+        update = message(self._sent, pending, self._version + 1)
+        appended = update.get("appended")
+        if set(update) == {"type", "base", "version", "appended"} and isinstance(appended, list):
+            sent = dict(zip(self._sent.row_keys() or (), self._sent.rows, strict=False))
+            entries = [e for e in appended if isinstance(e, list)]
+            starting = any(
+                sent.get(tuple(keyvals), ())[column : column + 1] == ("",)  # rule 2
+                for keyvals, column, _ in entries
+            )
+            size = sum(len(str(text)) for *_, text in entries)
+            if not starting and size < APPEND_BATCH_BYTES:
+                frame = APPEND_HOLD_SECONDS  # rule 3
+        self._held = (pending, frame)
+        return frame
+
+
+def _cancel_mutation(query: ChatQuery, thread_arg: str) -> Mutation[..., int]:
+    """A mutation that stops the generation of one message (the chat's abort button)."""
+
+    declared = _declared_table(query.messages.fn)
+
+    def cancel(db: Writer, message_id: int | str) -> int:
+        table = query.table or declared
+        run_ids: set[str] = set()
+        if table is not None:
+            streaming = db.exec(
+                select(Generation.run_id).where(
+                    Generation.target == table,
+                    Generation.row_key == json.dumps(message_id),
+                    Generation.status == "streaming",
+                )
+            ).all()
+            run_ids.update(r for r in streaming if r is not None)
+        # Before a generation starts, its run is known by its arguments only.
+        for run in db.exec(select(Run).where(Run.status.in_(_UNFINISHED))).all():  # type: ignore[attr-defined]
+            args = run.arguments()
+            if any(
+                value == message_id and name != thread_arg and name.endswith("id")
+                for name, value in args.items()
+            ):
+                run_ids.add(run.id)
+        live = [r for r in run_ids if (found := db.get(Run, r)) and found.status in _UNFINISHED]
+        if not live:
+            raise RxnbError(
+                f"no unfinished run is generating message {message_id!r}; it has ended "
+                "already (or its run was not given the message's id as an argument)"
+            )
+        for run_id in live:
+            if _cancel_run(db, run_id) == RunStatus.CANCELLED.value and table is not None:
+                _mark_cancelled(db, table, message_id)  # it never started: nothing will
+        return len(live)
+
+    return Mutation(cancel)
+
+
+def _declared_table(fn: Callable[..., Any]) -> str | None:
+    """The table of `-> list[Model]` in a query's return annotation, if it says."""
+    try:
+        hint = typing.get_type_hints(fn).get("return")
+    except Exception:  # an annotation that does not resolve: learn it from the rows
+        return None
+    for candidate in typing.get_args(hint):
+        name = getattr(candidate, "__tablename__", None)
+        if isinstance(name, str):
+            return name
+    return None
+
+
+def _mark_cancelled(db: Writer, table: str, message_id: int | str) -> None:
+    model = target_model(table)
+    row = db.get(model, message_id) if model is not None else None
+    if row is not None and getattr(row, "status", None) in ABORTABLE:
+        row.status = "cancelled"
+
+
+def chat(
+    thread_id: Any,
+    *,
+    send: Mutation[..., Any],
+    messages: Query[..., Any],
+    cancel: Mutation[..., Any] | None = None,
+    store: Store | None = None,
+    thread_arg: str = "thread_id",
+    text_arg: str = "text",
+    text: str = "content",
+    role: str = "role",
+    status: str | None = "status",
+    placeholder: str = "Message",
+) -> ChatWidget:
+    """A live chat widget of thread `thread_id`.
+
+    `messages(thread_id=...)` lists the thread's rows in order (each with `text`,
+    `role` and `status` fields); `send(thread_id=..., text=...)` stores the user's
+    message (and schedules the reply). The abort button cancels the run generating a
+    message: the one `rx.llm.stream_into` records, or before it starts, an unfinished
+    run given the message's id as an argument (`message_id=`); pass `cancel=` (a
+    mutation taking `message_id`) to decide yourself.
+    """
+    if not isinstance(messages, Query):
+        raise RxnbError(f"rx.chat: messages= must be an @rx.query, not {messages!r}")
+    if not isinstance(send, Mutation):
+        raise RxnbError(f"rx.chat: send= must be an @rx.mutation, not {send!r}")
+    for fn, names in ((send, (thread_arg, text_arg)), (messages, (thread_arg,))):
+        missing = [n for n in names if n not in fn.arguments.signature.parameters]
+        if missing:
+            raise ArgumentError(
+                f"rx.chat: {fn.name}{fn.arguments.signature} takes no "
+                f"{', '.join(missing)}; rename its parameters or pass "
+                f"thread_arg= / text_arg= with the names it uses"
+            )
+    store = store if store is not None else current_store()
+    args = {thread_arg: thread_id}
+    query = ChatQuery(messages)
+    bound: dict[str, Callable[..., Any]] = {
+        "send": send,
+        "cancel": cancel if cancel is not None else _cancel_mutation(query, thread_arg),
+    }
+    view = {
+        "chat": {
+            "text": text,
+            "role": role,
+            "status": status,
+            "usage": USAGE,
+            "error": ERROR,
+            "send": {"fn": "send", "args": _jsonable(args), "text_arg": text_arg},
+            "cancel": {"fn": "cancel", "arg": "message_id"},
+            "placeholder": placeholder,
+        }
+    }
+    return ChatWidget(query, args, store=store, bind=bound, view=view)
+
+
+def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
+    try:
+        json.dumps(args)
+    except TypeError:
+        raise ArgumentError(
+            f"rx.chat: the thread id must be JSON (a str or an int), not {args!r}"
+        ) from None
+    return args

@@ -1,0 +1,201 @@
+"""`rx.chat`: the chat widget's kernel side, with ipywidgets' real code, the example
+chat app (examples/chat_app.py) and the offline model streaming through litellm."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_model import BrowserModel
+from polling import until
+from recording_comm import Comms
+from sqlmodel import select
+
+import rxnb as rx
+from rxnb.widgets import ChatWidget
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "examples"))
+import chat_app
+
+
+def call(comms: Comms, widget: ChatWidget, fn: str, call_id: int, **args: Any) -> dict[str, Any]:
+    """Send a `call` as the browser would; the reply the kernel sends back."""
+    comms.receive(widget, {"type": "call", "id": call_id, "fn": fn, "args": args})
+    replies: list[dict[str, Any]] = []
+
+    def replied() -> bool:
+        replies[:] = [
+            m for m in comms.custom() if m.get("type") == "reply" and m.get("id") == call_id
+        ]
+        return bool(replies)
+
+    until(replied)
+    return replies[0]
+
+
+def browser_of(widget: ChatWidget) -> BrowserModel:
+    return BrowserModel(widget.get_state("payload")["payload"])
+
+
+def replay(browser: BrowserModel, comms: Comms, start: int = 0) -> list[dict[str, Any]]:
+    updates = [m for m in comms.custom()[start:] if m.get("type") != "reply"]
+    for m in updates:
+        browser.apply(m)
+    return updates
+
+
+def rows(browser: BrowserModel) -> list[dict[str, Any]]:
+    columns = browser.payload["columns"]
+    return [dict(zip(columns, row, strict=True)) for row in browser.payload["rows"]]
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chat_app, "DELAY", 0.005)
+
+
+def test_the_chat_view_binds_send_and_cancel_and_describes_its_columns(
+    store: rx.Store, comms: Comms
+) -> None:
+    widget = rx.chat("t", send=chat_app.send, messages=chat_app.messages)
+    state = widget.get_state()
+    assert state["functions"] == ["cancel", "send"]
+    view = state["payload"]["chat"]
+    assert view["send"] == {"fn": "send", "args": {"thread_id": "t"}, "text_arg": "text"}
+    assert view["cancel"] == {"fn": "cancel", "arg": "message_id"}
+    assert (view["text"], view["role"], view["status"]) == ("content", "role", "status")
+    assert state["payload"]["kind"] == "table"
+
+
+def test_a_reply_streams_in_as_appended_text_and_ends_with_its_usage(
+    store: rx.Store, comms: Comms, fast: None
+) -> None:
+    widget = rx.chat("t", send=chat_app.send, messages=chat_app.messages)
+    browser = browser_of(widget)
+    reply = call(comms, widget, "send", 1, thread_id="t", text="what is rxnb?")
+    assert reply["ok"] is True
+    reply_id = reply["result"]
+    until(lambda: chat_app.messages(thread_id="t")[-1].status == "done", timeout=30)
+    until(lambda: widget.data["rows"][-1][widget.data["columns"].index("status")] == "done")
+    updates = replay(browser, comms)
+    assert browser.resyncs == 0
+    assert browser.payload == widget.data
+    final = rows(browser)
+    assert [(m["role"], m["status"]) for m in final] == [("user", "done"), ("assistant", "done")]
+    assert final[1]["id"] == reply_id
+    assert final[1]["content"] == chat_app.offline_answer("what is rxnb?")
+    usage = final[1]["rx_usage"]
+    assert usage["completion_tokens"] > 50 and usage["estimated"] is False
+    assert final[1]["rx_error"] is None
+    appended = [m for m in updates if m.get("type") == "diff" and "appended" in m]
+    assert appended, "streaming text must travel as appended text"
+    # No message carries the reply's text whole again.
+    assert not any(final[1]["content"] in json.dumps(m) for m in updates)
+
+
+def test_abort_from_the_widget_cancels_the_generation_and_keeps_its_text(
+    store: rx.Store, comms: Comms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chat_app, "DELAY", 0.03)
+    widget = rx.chat("t", send=chat_app.send, messages=chat_app.messages)
+    reply_id = call(comms, widget, "send", 1, thread_id="t", text="go")["result"]
+
+    def streaming() -> bool:
+        last = chat_app.messages(thread_id="t")[-1]
+        return last.status == "streaming" and len(last.content) > 20
+
+    until(streaming, timeout=30)
+    assert call(comms, widget, "cancel", 2, message_id=reply_id) == {
+        "type": "reply",
+        "id": 2,
+        "ok": True,
+        "result": 1,
+    }
+    until(lambda: chat_app.messages(thread_id="t")[-1].status == "cancelled", timeout=10)
+    text = chat_app.messages(thread_id="t")[-1].content
+    assert 20 < len(text) < len(chat_app.offline_answer("go"))
+    assert chat_app.offline_answer("go").startswith(text)
+    again = call(comms, widget, "cancel", 3, message_id=reply_id)
+    assert again["ok"] is False
+    assert "no unfinished run is generating message" in again["error"]["message"]
+
+
+def test_abort_before_the_generation_starts_cancels_its_run_and_the_message(
+    store: rx.Store, comms: Comms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    widget = rx.chat("t", send=chat_app.send, messages=chat_app.messages)
+    # A reply scheduled an hour from now: its run is queued, no generation yet.
+    monkeypatch.setattr(chat_app, "DELAY", 0.0)
+
+    @rx.mutation
+    def send_later(db: rx.Writer, thread_id: str, text: str) -> int:
+        reply = chat_app.Message(thread_id=thread_id, role="assistant", status="pending")
+        db.add(reply)
+        db.flush()
+        assert reply.id is not None
+        rx.run_after(3600, chat_app.generate, message_id=reply.id)
+        return reply.id
+
+    reply_id = send_later(thread_id="t", text="x")
+    assert call(comms, widget, "cancel", 1, message_id=reply_id)["ok"] is True
+    row = chat_app.messages(thread_id="t")[-1]
+    assert row.status == "cancelled"
+
+
+def test_chat_refuses_functions_that_do_not_fit(store: rx.Store, comms: Comms) -> None:
+    @rx.query
+    def by_topic(db: rx.Reader, topic: str) -> list[Any]:
+        return []
+
+    with pytest.raises(rx.ArgumentError, match="thread_arg="):
+        rx.chat("t", send=chat_app.send, messages=by_topic)
+    with pytest.raises(rx.RxnbError, match=r"must be an @rx\.mutation"):
+        rx.chat("t", send=chat_app.generate, messages=chat_app.messages)  # type: ignore[arg-type]
+    with pytest.raises(rx.ArgumentError, match="takes no topic"):
+        rx.chat("t", send=chat_app.send, messages=by_topic, thread_arg="topic")
+
+
+def test_follow_prints_a_generation_as_it_streams(
+    store: rx.Store, fast: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reply_id = chat_app.send(thread_id="t", text="follow me")
+    runs = store.database.read(lambda db: db.exec(select(rx.Run)).all())[0]
+    (run,) = [r for r in runs if r.arguments().get("message_id") == reply_id]
+    status = rx.RunHandle(run.id, store).follow(timeout=30)
+    assert status == "succeeded"
+    printed = capsys.readouterr().out
+    assert printed == chat_app.offline_answer("follow me") + "\n"
+
+
+def test_the_scripted_model_asks_for_tool_calls(store: rx.Store) -> None:
+    @rx.action
+    def ask(ctx: rx.ActionContext, message_id: int) -> list[dict[str, str]]:
+        usage = rx.llm.Usage()
+        rx.llm.stream_into(
+            ctx,
+            chat_app.Message,
+            message_id,
+            model="rxnb/scripted",
+            messages=[{"role": "user", "content": "weather?"}],
+            script="Let me look.",
+            tool_calls=[{"name": "weather", "arguments": {"city": "Paris"}}],
+            delay=0,
+            usage=usage,
+        )
+        return usage.tool_calls
+
+    @rx.mutation
+    def pending(db: rx.Writer) -> int:
+        row = chat_app.Message(thread_id="t", role="assistant", status="pending")
+        db.add(row)
+        db.flush()
+        assert row.id is not None
+        return row.id
+
+    calls = ask.start(message_id=pending()).result(timeout=30)
+    assert calls == [{"id": "call_0", "name": "weather", "arguments": '{"city": "Paris"}'}]
+    last = chat_app.messages(thread_id="t")[-1]
+    assert (last.content, last.status) == ("Let me look.", "done")
