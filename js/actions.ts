@@ -36,7 +36,7 @@ export class RowActions {
   /** Calls waiting for their reply, by `callKey`, with the function that forgets each. */
   readonly #pending = new Map<string, () => void>();
   readonly #keys = new WeakMap<HTMLButtonElement, string>();
-  #error: { line: HTMLDivElement; text: HTMLSpanElement } | null = null;
+  #error: CallError | null = null;
 
   constructor(caller: Caller, table: HTMLTableElement) {
     this.#caller = caller;
@@ -67,7 +67,7 @@ export class RowActions {
   dispose(): void {
     for (const forget of this.#pending.values()) forget();
     this.#pending.clear();
-    this.#error?.line.remove();
+    this.#error?.remove();
   }
 
   #call(key: string, fn: string, args: Record<string, Json>): void {
@@ -90,7 +90,26 @@ export class RowActions {
   }
 
   #showError(error: ErrorInfo): void {
-    if (this.#error === null) {
+    this.#error ??= new CallError(this.#table);
+    this.#error.show(error);
+  }
+}
+
+/**
+ * The line that tells why a call failed: `.rxnb-call-error` (`role="alert"`) just before
+ * `anchor`, holding `.rxnb-call-error-text` (`type: message`) and a × that hides it. Made
+ * on the first failure; the next one replaces its text.
+ */
+export class CallError {
+  readonly #anchor: Element;
+  #line: { line: HTMLDivElement; text: HTMLSpanElement } | null = null;
+
+  constructor(anchor: Element) {
+    this.#anchor = anchor;
+  }
+
+  show(error: ErrorInfo): void {
+    if (this.#line === null) {
       const line = document.createElement("div");
       line.className = "rxnb-call-error";
       line.setAttribute("role", "alert");
@@ -105,10 +124,15 @@ export class RowActions {
         line.hidden = true;
       });
       line.append(text, close);
-      this.#table.before(line);
-      this.#error = { line, text };
+      this.#anchor.before(line);
+      this.#line = { line, text };
     }
-    this.#error.text.textContent = `${error.type}: ${error.message}`;
-    this.#error.line.hidden = false;
+    this.#line.text.textContent = `${error.type}: ${error.message}`;
+    this.#line.line.hidden = false;
+  }
+
+  remove(): void {
+    this.#line?.line.remove();
+    this.#line = null;
   }
 }

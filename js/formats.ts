@@ -117,17 +117,25 @@ function fillStatus(td: HTMLElement, status: string, cancelRequested: Json | und
   // The kernel sets cancel_requested and leaves a running run running until its code
   // sees the request: what the reader waits for is the cancellation.
   const shown = status === "running" && Boolean(cancelRequested) ? "cancelling" : status;
+  td.replaceChildren(statusBadge(shown, ACTIVE.has(shown)));
+}
+
+/**
+ * `span.rxnb-badge[data-status]` with `status` as its text, preceded by a spinner when
+ * `spinning` (also the chat's message statuses, whose active ones are other words).
+ */
+export function statusBadge(status: string, spinning: boolean): HTMLSpanElement {
   const badge = document.createElement("span");
   badge.className = "rxnb-badge";
-  badge.setAttribute("data-status", shown);
-  if (ACTIVE.has(shown)) {
+  badge.setAttribute("data-status", status);
+  if (spinning) {
     const spinner = document.createElement("span");
     spinner.className = "rxnb-spinner";
     spinner.setAttribute("aria-hidden", "true");
     badge.append(spinner);
   }
-  badge.append(shown);
-  td.replaceChildren(badge);
+  badge.append(status);
+  return badge;
 }
 
 /** `{done, total, message}` or null; a string is read as its JSON (a TEXT column). False: not progress. */

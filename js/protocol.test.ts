@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { applyMessage, keyString, normalizePayload, parseReply, rowKey, type Outcome, type Payload } from "./protocol";
-import { diff, tablePayload } from "./testing";
+import { CHAT, CHAT_COLUMNS, chatPayload, diff, tablePayload } from "./testing";
 
 function applied(outcome: Outcome): Payload {
   if (outcome.status !== "applied") throw new Error(`expected applied, got ${JSON.stringify(outcome)}`);
@@ -222,6 +222,168 @@ describe("diff", () => {
   it("is a gap on a keyless table or a markdown payload", () => {
     expect(applyMessage(tablePayload([a], { key: null }), diff(1, {})).status).toBe("gap");
     expect(applyMessage(markdown("x", 1), diff(1, {})).status).toBe("gap");
+  });
+});
+
+describe("diff: appended", () => {
+  const a = [1, "user", "hi", "done"];
+  const b = [2, "assistant", "Hel", "streaming"];
+  const c = [3, "user", "yo", null];
+  const held = () => tablePayload([a, b, c], { columns: ["id", "role", "content", "status"] });
+
+  it("adds the text to the cell, and keeps every other row array", () => {
+    const before = held();
+    const next = applied(applyMessage(before, diff(1, { appended: [[[2], 2, "lo"]] })));
+    expect(next.rows).toEqual([a, [2, "assistant", "Hello", "streaming"], c]);
+    expect(next.version).toBe(2);
+    expect(next.rows[0]).toBe(a);
+    expect(next.rows[2]).toBe(c);
+    // The held payload and its row are left as they were.
+    expect(before.rows[1]).toBe(b);
+    expect(b).toEqual([2, "assistant", "Hel", "streaming"]);
+  });
+
+  it("applies several entries, to one row's cells or one cell, in the order sent", () => {
+    const next = applied(
+      applyMessage(
+        held(),
+        diff(1, {
+          appended: [
+            [[2], 2, "l"],
+            [[2], 3, "!"],
+            [[2], 2, "o"],
+            [[1], 2, "!"],
+          ],
+        }),
+      ),
+    );
+    expect(next.rows).toEqual([[1, "user", "hi!", "done"], [2, "assistant", "Hello", "streaming!"], c]);
+  });
+
+  it("applies after removed and changed, before inserted", () => {
+    const x = [9, "user", "new", "done"];
+    const next = applied(
+      applyMessage(
+        held(),
+        diff(1, {
+          removed: [[1]],
+          changed: [[3, "user", "yo2", "done"]],
+          appended: [[[3], 2, "+"]], // the changed row, as changed by this diff
+          inserted: [[0, x]],
+        }),
+      ),
+    );
+    expect(next.rows).toEqual([x, b, [3, "user", "yo2+", "done"]]);
+  });
+
+  it("sets `cells` after the appended text, in the same row copy", () => {
+    const before = held();
+    const next = applied(
+      applyMessage(before, diff(1, { appended: [[[2], 2, "lo"]], cells: [[[2], 3, "done"], [[3], 3, 7]] })),
+    );
+    expect(next.rows).toEqual([a, [2, "assistant", "Hello", "done"], [3, "user", "yo", 7]]);
+    expect(next.rows[0]).toBe(a);
+    expect(before.rows[1]).toBe(b);
+    expect(b).toEqual([2, "assistant", "Hel", "streaming"]);
+  });
+
+  it.each([
+    { name: "a row not held", entry: [[42], 3, "x"] },
+    { name: "a column index past the row", entry: [[2], 4, "x"] },
+    { name: "a malformed entry", entry: [[2], 3] },
+  ])("cells: $name is a gap", ({ entry }) => {
+    expect(applyMessage(held(), diff(1, { cells: [entry] })).status).toBe("gap");
+  });
+
+  it("finds the row by composite and string keys", () => {
+    const rows = [
+      ["t1", 1, "a"],
+      ["t1", 2, "b"],
+    ];
+    const payload = tablePayload(rows, { key: [0, 1], columns: ["thread", "n", "content"] });
+    const next = applied(applyMessage(payload, diff(1, { appended: [[["t1", 2], 2, "c"]] })));
+    expect(next.rows).toEqual([["t1", 1, "a"], ["t1", 2, "bc"]]);
+    expect(next.rows[0]).toBe(rows[0]);
+  });
+
+  it.each([
+    { name: "a row not held", entry: [[42], 2, "x"] },
+    { name: "a row this diff removed", entry: [[2], 2, "x"], removed: [[2]] },
+    { name: "a row this diff inserts (inserted comes after)", entry: [[9], 2, "x"], inserted: true },
+    { name: "a column index past the row", entry: [[2], 4, "x"] },
+    { name: "a negative column index", entry: [[2], -1, "x"] },
+    { name: "a fractional column index", entry: [[2], 1.5, "x"] },
+    { name: "a column index as a string", entry: [[2], "2", "x"] },
+    { name: "a number cell", entry: [[2], 0, "x"] },
+    { name: "a null cell", entry: [[3], 3, "x"] },
+    { name: "text that is not a string", entry: [[2], 2, 5] },
+    { name: "key values that are not a list", entry: [2, 2, "x"] },
+    { name: "an entry of two", entry: [[2], 2] },
+  ])("is a gap with $name", ({ entry, removed, inserted }) => {
+    const message = {
+      ...(diff(1, { removed: removed ?? [], inserted: inserted ? [[3, [9, "user", "", "done"]]] : [] }) as object),
+      appended: [entry],
+    };
+    const before = held();
+    expect(applyMessage(before, message).status).toBe("gap");
+    expect(before.rows[1]).toEqual([2, "assistant", "Hel", "streaming"]);
+  });
+
+  it("is a gap when it is not a list, and nothing when it is empty", () => {
+    expect(applyMessage(held(), { ...(diff(1, {}) as object), appended: { 2: "x" } }).status).toBe("gap");
+    expect(applied(applyMessage(held(), diff(1, { appended: [] }))).rows).toEqual([a, b, c]);
+  });
+});
+
+describe("normalizePayload: chat", () => {
+  it("keeps a well-formed chat field as it is", () => {
+    const payload = chatPayload([[1, "user", "hi", "done", null, null]]);
+    expect(normalizePayload(payload)).toEqual(payload);
+    expect(normalizePayload(payload).chat).toEqual(CHAT);
+  });
+
+  it("reads missing or mistyped optional parts as none, with defaults", () => {
+    const payload = normalizePayload({
+      ...tablePayload([]),
+      chat: { text: "content", role: 3, status: null, send: { fn: "send" }, cancel: null },
+    });
+    expect(payload.chat).toEqual({
+      text: "content",
+      role: null,
+      status: null,
+      usage: null,
+      error: null,
+      send: { fn: "send", args: {}, text_arg: "text" },
+      cancel: null,
+      placeholder: "Message",
+    });
+  });
+
+  it.each([
+    { name: "send without fn", chat: { ...CHAT, send: { args: {}, text_arg: "text" } }, part: "send" },
+    { name: "send with args a list", chat: { ...CHAT, send: { fn: "send", args: [1] } }, part: "send" },
+    { name: "send with text_arg a number", chat: { ...CHAT, send: { fn: "send", text_arg: 1 } }, part: "send" },
+    { name: "send a string", chat: { ...CHAT, send: "send" }, part: "send" },
+    { name: "cancel without arg", chat: { ...CHAT, cancel: { fn: "cancel" } }, part: "cancel" },
+  ])("a malformed part is null: $name", ({ chat, part }) => {
+    const payload = normalizePayload({ ...tablePayload([]), columns: CHAT_COLUMNS, chat });
+    expect(payload.chat?.[part as "send" | "cancel"]).toBeNull();
+    expect(payload.chat?.text).toBe("content");
+  });
+
+  it.each([
+    { name: "not an object", chat: "content" },
+    { name: "without text", chat: { ...CHAT, text: undefined } },
+    { name: "text not a string", chat: { ...CHAT, text: 2 } },
+    { name: "null", chat: null },
+  ])("a malformed chat field is absent: $name", ({ chat }) => {
+    const payload = normalizePayload({ ...tablePayload([]), chat });
+    expect("chat" in payload).toBe(false);
+  });
+
+  it("is absent from a payload that is not a table", () => {
+    const payload = normalizePayload({ ...tablePayload([]), kind: "markdown", chat: CHAT });
+    expect("chat" in payload).toBe(false);
   });
 });
 

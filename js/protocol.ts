@@ -6,8 +6,8 @@
  * - row key strings (`rowKey`, `keyString`);
  * - `applyMessage`: a `full`, `diff` or `append` applied to a payload under the
  *   version rules, returning what happened instead of throwing;
- * - the optional table fields `actions` and `formats`, and the `call` / `reply` pair
- *   that row actions travel in (`parseReply`).
+ * - the optional table fields `actions`, `formats` and `chat`, and the `call` / `reply`
+ *   pair that row actions, the chat's input and its abort button travel in (`parseReply`).
  *
  * Nothing here touches the DOM or the model; payloads are never mutated, and a diff
  * keeps the identity of every row array it does not change (the table view relies on
@@ -38,6 +38,31 @@ export interface Payload {
   actions?: RowAction[];
   /** Kind "table": how some columns' cells read (absent: all as plain text). */
   formats?: Formats;
+  /** Kind "table": show the rows as a chat thread instead of a table (absent: a table). */
+  chat?: ChatView;
+}
+
+/**
+ * The `chat` field: which columns of the rows mean what, and which bound functions the
+ * input and the abort button call. A column named here that the payload lacks reads as
+ * null in every row.
+ */
+export interface ChatView {
+  /** Column of the message text. */
+  text: string;
+  /** Column of the role ("user", "assistant", …), or null: every message is plain text. */
+  role: string | null;
+  /** Column of the status (pending, streaming, done, cancelled, failed), or null. */
+  status: string | null;
+  /** Column of the token usage and cost, or null. */
+  usage: string | null;
+  /** Column of the reason a reply failed, or null. */
+  error: string | null;
+  /** What the input calls: `fn` with `{...args, [text_arg]: text}`; null: no input. */
+  send: { fn: string; args: Record<string, Json>; text_arg: string } | null;
+  /** What the abort button calls: `fn` with `{[arg]: <first key value>}`; null: no button. */
+  cancel: { fn: string; arg: string } | null;
+  placeholder: string;
 }
 
 /** A row action: a button that calls `name` with `{[arg]: row[column]}`. */
@@ -78,6 +103,10 @@ export interface DiffMessage {
   version: number;
   removed: Json[][];
   changed: Row[];
+  /** `[keyvals, column index, text]`: text added at the end of a string cell. */
+  appended?: [Json[], number, string][];
+  /** `[keyvals, column index, value]`: a cell's new value (beside `appended` text). */
+  cells?: [Json[], number, Json][];
   inserted: [number, Row][];
 }
 
@@ -146,7 +175,45 @@ export function normalizePayload(raw: unknown): Payload {
   if (raw.value !== undefined) payload.value = raw.value as Json;
   if (Array.isArray(raw.actions)) payload.actions = raw.actions.flatMap(normalizeAction);
   if (isRecord(raw.formats)) payload.formats = normalizeFormats(raw.formats);
+  const chat = payload.kind === "table" ? normalizeChat(raw.chat) : null;
+  if (chat !== null) payload.chat = chat;
   return payload;
+}
+
+/** A column name, or null for anything else (a missing or mistyped column means "none"). */
+function columnName(value: unknown): string | null {
+  return typeof value === "string" ? value : null;
+}
+
+/**
+ * The `chat` field, or null (no chat: the rows show as a table) if it cannot be one: it
+ * must name the text column. A malformed `send` or `cancel` is null, like one the kernel
+ * left out: no input, or no abort button, rather than a call that cannot be right.
+ */
+function normalizeChat(raw: unknown): ChatView | null {
+  if (!isRecord(raw) || typeof raw.text !== "string") return null;
+  let send: ChatView["send"] = null;
+  if (isRecord(raw.send) && typeof raw.send.fn === "string") {
+    const args = raw.send.args ?? {};
+    const textArg = raw.send.text_arg ?? "text";
+    if (isRecord(args) && typeof textArg === "string") {
+      send = { fn: raw.send.fn, args: args as Record<string, Json>, text_arg: textArg };
+    }
+  }
+  let cancel: ChatView["cancel"] = null;
+  if (isRecord(raw.cancel) && typeof raw.cancel.fn === "string" && typeof raw.cancel.arg === "string") {
+    cancel = { fn: raw.cancel.fn, arg: raw.cancel.arg };
+  }
+  return {
+    text: raw.text,
+    role: columnName(raw.role),
+    status: columnName(raw.status),
+    usage: columnName(raw.usage),
+    error: columnName(raw.error),
+    send,
+    cancel,
+    placeholder: typeof raw.placeholder === "string" ? raw.placeholder : "Message",
+  };
 }
 
 /**
@@ -208,8 +275,8 @@ function isUpdateMessage(message: unknown): message is UpdateMessage {
  *    missed: a gap.
  * 4. A `diff` or `append` whose `base` equals the version held applies, and the payload
  *    takes its `version`. One that cannot apply (a diff to a keyless table or a key
- *    that is not there, an append to a non-markdown payload) is treated as a gap too:
- *    only a full can repair it.
+ *    that is not there, appended text for a cell that is not a string, an append to a
+ *    non-markdown payload) is treated as a gap too: only a full can repair it.
  */
 export function applyMessage(held: Payload, message: unknown): Outcome {
   if (!isUpdateMessage(message)) return { status: "ignored" };
@@ -231,8 +298,9 @@ function applyAppend(held: Payload, message: AppendMessage): Outcome {
 }
 
 /**
- * Table rows after a diff: drop `removed`, replace `changed` in place by key, then
- * insert each `inserted` row at its index of the new list, in ascending index order.
+ * Table rows after a diff: drop `removed`, replace `changed` in place by key, add the
+ * `appended` text to its cells, set the `cells`, then insert each `inserted` row at its
+ * index of the new list, in ascending index order.
  */
 function applyDiff(held: Payload, message: DiffMessage): Outcome {
   const key = held.key;
@@ -241,6 +309,10 @@ function applyDiff(held: Payload, message: DiffMessage): Outcome {
   }
   const removed = message.removed ?? [];
   const changed = message.changed ?? [];
+  const appended: unknown = message.appended ?? [];
+  if (!Array.isArray(appended)) return { status: "gap", reason: "appended is not a list" };
+  const cells: unknown = message.cells ?? [];
+  if (!Array.isArray(cells)) return { status: "gap", reason: "cells is not a list" };
   const inserted = message.inserted ?? [];
 
   const drop = new Set(removed.map(keyString));
@@ -249,7 +321,7 @@ function applyDiff(held: Payload, message: DiffMessage): Outcome {
     return { status: "gap", reason: "a removed key is not held" };
   }
 
-  if (changed.length > 0) {
+  if (changed.length > 0 || appended.length > 0 || cells.length > 0) {
     const position = new Map<string, number>();
     rows.forEach((row, i) => position.set(rowKey(key, row), i));
     for (const row of changed) {
@@ -257,6 +329,9 @@ function applyDiff(held: Payload, message: DiffMessage): Outcome {
       if (i === undefined) return { status: "gap", reason: `changed key ${rowKey(key, row)} is not held` };
       rows[i] = row;
     }
+    const copied = new Set<number>();
+    const gap = patchCells(rows, position, appended, "appended", copied) ?? patchCells(rows, position, cells, "cells", copied);
+    if (gap !== null) return { status: "gap", reason: gap };
   }
 
   // Sorting is stable, so equal indexes keep the order the kernel sent them in.
@@ -268,4 +343,42 @@ function applyDiff(held: Payload, message: DiffMessage): Outcome {
     rows.splice(index, 0, row);
   }
   return { status: "applied", payload: { ...held, version: message.version, rows }, by: "diff" };
+}
+
+/**
+ * Apply each `appended` entry (text added to a string cell) or `cells` entry (a cell's
+ * new value) in `rows` (the diff's working copy), copying a row before its first
+ * change so the held payload stays as it was. Returns why an entry cannot apply (a
+ * gap), or null once all have.
+ */
+function patchCells(
+  rows: Row[],
+  position: ReadonlyMap<string, number>,
+  entries: unknown[],
+  part: "appended" | "cells",
+  copied: Set<number>,
+): string | null {
+  for (const entry of entries) {
+    if (!Array.isArray(entry) || entry.length !== 3 || !Array.isArray(entry[0])) {
+      return `a malformed ${part} entry`;
+    }
+    if (part === "appended" && typeof entry[2] !== "string") return "a malformed appended entry";
+    const [keyValues, column, value] = entry as [Json[], unknown, Json];
+    const i = position.get(keyString(keyValues));
+    if (i === undefined) return `${part} key ${keyString(keyValues)} is not held`;
+    const row = rows[i]!;
+    if (!Number.isInteger(column) || (column as number) < 0 || (column as number) >= row.length) {
+      return `${part} column ${String(column)} is outside the row`;
+    }
+    const c = column as number;
+    const cell = row[c];
+    if (part === "appended" && typeof cell !== "string") {
+      return `appended to a ${cell === null ? "null" : typeof cell} cell`;
+    }
+    const copy = copied.has(i) ? row : row.slice();
+    copied.add(i);
+    copy[c] = part === "appended" ? (cell as string) + (value as string) : value;
+    rows[i] = copy;
+  }
+  return null;
 }

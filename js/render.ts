@@ -5,18 +5,29 @@
  * - the root's `data-kind`, `data-version` and `data-state`;
  * - the header: title, row count (tables) and sync status;
  * - the error banner above the last good data, which stays, dimmed;
- * - the body for each kind: table (see table.ts), markdown, value, json. The body is
- *   rebuilt only when the kind changes; otherwise each kind updates in place.
+ * - the body for each kind: table (see table.ts), markdown, value, json, and the chat
+ *   view (chat.ts) for a table payload with a `chat` field (root `data-kind="chat"`).
+ *   The body is rebuilt only when the kind changes; otherwise each kind updates in place.
  */
 import type { Caller } from "./calls";
 import { fillCell } from "./cells";
+import { ChatPanel } from "./chat";
 import { renderMarkdown } from "./markdown";
 import type { Kind, Payload } from "./protocol";
+import { browserMotion, type Motion } from "./smooth";
 import type { SyncStatus } from "./state";
 import { TableView } from "./table";
 
+/** What a view shows: a payload's kind, or a chat (a table payload with `chat`). */
+export type ViewKind = Kind | "chat";
+
+export function viewKind(payload: Payload): ViewKind {
+  return payload.kind === "table" && payload.chat !== undefined ? "chat" : payload.kind;
+}
+
 type Body =
   | { kind: "table"; view: TableView }
+  | { kind: "chat"; view: ChatPanel }
   | { kind: "markdown"; el: HTMLDivElement; text: string | null }
   | { kind: "value"; el: HTMLDivElement }
   | { kind: "json"; el: HTMLPreElement };
@@ -41,11 +52,17 @@ export class LiveView {
   readonly #errorMessage = element("span", "rxnb-error-message");
   readonly #content = element("div", "rxnb-body");
   readonly #caller: Caller | null;
+  readonly #motion: Motion | null;
   #body: Body | null = null;
 
-  /** `caller`: the model's functions, for a table's row actions (null: none shown). */
-  constructor(parent: HTMLElement, caller: Caller | null = null) {
+  /**
+   * `caller`: the model's functions, for a table's row actions and a chat's input and
+   * abort button (null: none shown). `motion`: the clock and animation frames of a
+   * chat's smooth text (null: the browser's).
+   */
+  constructor(parent: HTMLElement, caller: Caller | null = null, motion: Motion | null = null) {
     this.#caller = caller;
+    this.#motion = motion;
     this.root = element("div", "rxnb-live");
     const header = element("div", "rxnb-header");
     header.append(this.#title, this.#count, this.#status);
@@ -57,13 +74,14 @@ export class LiveView {
 
   update(payload: Payload, sync: SyncStatus = "live"): void {
     const state = payload.error === null ? "ok" : "error";
-    this.root.setAttribute("data-kind", payload.kind);
+    const kind = viewKind(payload);
+    this.root.setAttribute("data-kind", kind);
     this.root.setAttribute("data-version", String(payload.version));
     this.root.setAttribute("data-state", state);
 
     this.#title.textContent = payload.title;
-    this.#count.hidden = payload.kind !== "table";
-    this.#count.textContent = payload.kind === "table" ? plural(payload.rows.length, "row") : "";
+    this.#count.hidden = kind !== "table";
+    this.#count.textContent = kind === "table" ? plural(payload.rows.length, "row") : "";
     const status = sync === "resyncing" ? "resyncing" : state === "error" ? "error" : "live";
     this.#status.setAttribute("data-status", status);
     this.#status.textContent = sync === "resyncing" ? "resyncing…" : status;
@@ -73,22 +91,27 @@ export class LiveView {
     this.#errorType.textContent = payload.error?.type ?? "";
     this.#errorMessage.textContent = payload.error?.message ?? "";
 
-    this.#updateBody(payload);
+    this.#updateBody(payload, kind);
   }
 
   dispose(): void {
-    if (this.#body?.kind === "table") this.#body.view.dispose();
+    this.#disposeBody();
     this.root.remove();
   }
 
-  #updateBody(payload: Payload): void {
-    if (this.#body?.kind !== payload.kind) {
-      if (this.#body?.kind === "table") this.#body.view.dispose();
-      this.#body = this.#makeBody(payload.kind);
+  #disposeBody(): void {
+    if (this.#body?.kind === "table" || this.#body?.kind === "chat") this.#body.view.dispose();
+  }
+
+  #updateBody(payload: Payload, kind: ViewKind): void {
+    if (this.#body?.kind !== kind) {
+      this.#disposeBody();
+      this.#body = this.#makeBody(kind);
     }
     const body = this.#body;
     switch (body.kind) {
       case "table":
+      case "chat":
         body.view.update(payload);
         return;
       case "markdown":
@@ -108,11 +131,13 @@ export class LiveView {
     }
   }
 
-  #makeBody(kind: Kind): Body {
+  #makeBody(kind: ViewKind): Body {
     this.#content.replaceChildren();
     switch (kind) {
       case "table":
         return { kind, view: new TableView(this.#content, this.#caller) };
+      case "chat":
+        return { kind, view: new ChatPanel(this.#content, this.#caller, this.#motion ?? browserMotion()) };
       case "markdown":
         return { kind, el: this.#content.appendChild(element("div", "rxnb-markdown")), text: null };
       case "value":

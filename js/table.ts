@@ -26,7 +26,7 @@ interface Sort {
   direction: SortDirection;
 }
 
-interface Entry {
+export interface Entry {
   /** Identity across updates: the key string, or the position for keyless tables. */
   id: string;
   key: string | null;
@@ -285,7 +285,7 @@ function sameRow(a: Row, b: Row): boolean {
 }
 
 /** Each row with its identity; a repeated key (never expected) is made unique by a suffix. */
-function identify(payload: Payload): Entry[] {
+export function identify(payload: Payload): Entry[] {
   const { key, rows } = payload;
   if (key === null) return rows.map((row, i) => ({ id: `#${i}`, key: null, row }));
   const seen = new Map<string, number>();

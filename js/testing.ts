@@ -2,8 +2,12 @@
  * Test doubles for the widget tests: a model as anywidget's host keeps it, and the
  * payloads and messages the kernel would send. Not part of the bundle.
  */
+import { Calls } from "./calls";
+import type { CallMessage, ChatView, Json, Payload, Row, RowAction } from "./protocol";
+import { LiveView } from "./render";
+import type { Motion } from "./smooth";
+import { LiveState } from "./state";
 import type { Model, Traits } from "./widget";
-import type { Json, Payload, Row, RowAction } from "./protocol";
 
 /** The host's event handler type (`(...args: any[]) => void`). */
 type Handler = Parameters<Model["on"]>[1];
@@ -79,7 +83,7 @@ export function tablePayload(rows: Row[], extra: Partial<Payload> = {}): Payload
 
 export function diff(
   base: number,
-  parts: { removed?: Json[][]; changed?: Row[]; inserted?: [number, Row][] },
+  parts: { removed?: Json[][]; changed?: Row[]; appended?: [Json[], number, string][]; cells?: unknown[]; inserted?: [number, Row][] },
 ): unknown {
   return {
     type: "diff",
@@ -87,6 +91,9 @@ export function diff(
     version: base + 1,
     removed: parts.removed ?? [],
     changed: parts.changed ?? [],
+    // Like the kernel, leave the part out when it is empty.
+    ...(parts.appended === undefined ? {} : { appended: parts.appended }),
+    ...(parts.cells === undefined ? {} : { cells: parts.cells }),
     inserted: parts.inserted ?? [],
   };
 }
@@ -149,4 +156,132 @@ export function runRow(
     [fields.started ?? null, fields.finished ?? null],
     fields.created ?? null,
   ];
+}
+
+/** A clock and animation frames that only move when a test says so. */
+export class FakeMotion implements Motion {
+  time = 1000;
+  reducedMotion = false;
+  readonly #frames = new Map<number, () => void>();
+  #next = 1;
+
+  now(): number {
+    return this.time;
+  }
+
+  requestFrame(callback: () => void): number {
+    const handle = this.#next++;
+    this.#frames.set(handle, callback);
+    return handle;
+  }
+
+  cancelFrame(handle: number): void {
+    this.#frames.delete(handle);
+  }
+
+  reduced(): boolean {
+    return this.reducedMotion;
+  }
+
+  /** Frames requested and not yet run. */
+  get pending(): number {
+    return this.#frames.size;
+  }
+
+  /** Let `ms` pass, then run the frames requested until now (one animation frame). */
+  frame(ms = 16): void {
+    this.time += ms;
+    const due = [...this.#frames.values()];
+    this.#frames.clear();
+    for (const callback of due) callback();
+  }
+
+  /** Run frames `ms` apart for `total` ms, or until none is requested. */
+  run(total: number, ms = 16): void {
+    for (let t = 0; t < total && this.pending > 0; t += ms) this.frame(ms);
+  }
+}
+
+export const CHAT_COLUMNS = ["id", "role", "content", "status", "usage", "error"];
+
+/** The `chat` field of a thread's messages in `CHAT_COLUMNS`. */
+export const CHAT: ChatView = {
+  text: "content",
+  role: "role",
+  status: "status",
+  usage: "usage",
+  error: "error",
+  send: { fn: "send", args: { thread_id: "t1" }, text_arg: "text" },
+  cancel: { fn: "cancel", arg: "message_id" },
+  placeholder: "Message",
+};
+
+/** A chat: key `id`, columns `CHAT_COLUMNS`, `chat` as `CHAT` unless told otherwise. */
+export function chatPayload(rows: Row[], extra: Partial<Payload> = {}): Payload {
+  return tablePayload(rows, { title: "chat(thread_id='t1')", columns: CHAT_COLUMNS, chat: CHAT, ...extra });
+}
+
+/** A message's row in `CHAT_COLUMNS` order. */
+export function message(
+  id: number,
+  role: string,
+  content: string,
+  fields: { status?: string | null; usage?: Json; error?: string | null } = {},
+): Row {
+  const status = fields.status === undefined ? "done" : fields.status;
+  return [id, role, content, status, fields.usage ?? null, fields.error ?? null];
+}
+
+/**
+ * One model and one view, wired as widget.ts wires them, but with a clock and animation
+ * frames the test drives (`motion`).
+ */
+export function mountView(payload: unknown, { functions = ["send", "cancel"], reduced = false } = {}) {
+  const model = new FakeModel(payload, "", functions);
+  const proxy = model.proxy();
+  const motion = new FakeMotion();
+  motion.reducedMotion = reduced;
+  const state = new LiveState(proxy.get("payload"), (content) => proxy.send(content));
+  const calls = new Calls(proxy.get("functions"), (content) => proxy.send(content));
+  proxy.on("msg:custom", (content: unknown) => {
+    if (!calls.receive(content)) state.receive(content);
+  });
+  const el = document.body.appendChild(document.createElement("div"));
+  const view = new LiveView(el, calls, motion);
+  view.update(state.payload, state.sync);
+  state.subscribe((next, sync) => view.update(next, sync));
+  const q = <E extends Element = HTMLElement>(selector: string): E => {
+    const found = el.querySelector<E>(selector);
+    if (found === null) throw new Error(`nothing matches ${selector}`);
+    return found;
+  };
+  return { model, motion, el, view, q };
+}
+
+/** The `call` messages a model sent. */
+export function sentCalls(model: FakeModel): CallMessage[] {
+  return model.sent.filter((m): m is CallMessage => (m as { type?: unknown }).type === "call");
+}
+
+/** The kernel answers `call`: ok, or failed with a ValueError. */
+export function replyTo(model: FakeModel, call: CallMessage, ok = true): void {
+  model.message(
+    ok
+      ? { type: "reply", id: call.id, ok: true, result: null }
+      : { type: "reply", id: call.id, ok: false, error: { type: "ValueError", message: "thread is closed" } },
+  );
+}
+
+/** Type `value` into a chat's input. */
+export function typeIn(el: HTMLElement, value: string): void {
+  const input = el.querySelector<HTMLTextAreaElement>("textarea.rxnb-chat-input")!;
+  input.value = value;
+  input.dispatchEvent(new Event("input"));
+}
+
+/** Press a key (Enter unless told) in a chat's input; returns the event. */
+export function press(el: HTMLElement, init: KeyboardEventInit = {}): KeyboardEvent {
+  const event = new KeyboardEvent("keydown", { key: "Enter", bubbles: true, cancelable: true, ...init });
+  el.querySelector("textarea.rxnb-chat-input")!.dispatchEvent(event);
+  return event;
 }

@@ -2,6 +2,7 @@
 
 rxnb worker [--url URL] [--import MODULE ...] [--concurrency N]
 rxnb runs [--url URL] [--limit N]
+rxnb demo [--dir DIR] [--worker] [--port N] [--no-browser]
 """
 
 from __future__ import annotations
@@ -9,12 +10,16 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import importlib.util
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from sqlmodel import select
 
@@ -40,9 +45,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = commands.add_parser("runs", help="print the runs in a store")
     runs.add_argument("--url")
     runs.add_argument("--limit", type=int, default=50)
+    demo = commands.add_parser(
+        "demo", help="open the chat demo (01_chat.ipynb, offline model) in JupyterLab"
+    )
+    demo.add_argument("--dir", default="rxnb-demo", help="where to copy it (default ./rxnb-demo)")
+    demo.add_argument("--worker", action="store_true", help="also run an `rxnb worker` there")
+    demo.add_argument("--port", type=int, default=8888)
+    demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
     args = parser.parse_args(argv)
     if args.command == "worker":
         return _worker(args.url, args.modules, args.concurrency)
+    if args.command == "demo":
+        return _demo(
+            Path(args.dir), worker=args.worker, port=args.port, browser=not args.no_browser
+        )
     return _runs(args.url, args.limit)
 
 
@@ -71,6 +87,52 @@ def _worker(url: str | None, modules: list[str], concurrency: int | None) -> int
     stop.wait()
     store.close()
     return 0
+
+
+DEMO_FILES = ("01_chat.ipynb", "chat_app.py")
+
+
+def demo_sources() -> Path:
+    """Where the demo's files are: inside the installed package, else the source tree."""
+    for folder in (Path(__file__).parent / "_demo", Path(__file__).parents[1] / "examples"):
+        if all((folder / name).is_file() for name in DEMO_FILES):
+            return folder
+    raise SystemExit("rxnb demo: the demo files are missing from this installation; reinstall rxnb")
+
+
+def copy_demo(folder: Path) -> Path:
+    """Copy the demo into `folder` (keeping a notebook already there); the notebook."""
+    folder.mkdir(parents=True, exist_ok=True)
+    source = demo_sources()
+    for name in DEMO_FILES:
+        if name.endswith(".py") or not (folder / name).exists():  # the app stays current
+            shutil.copy(source / name, folder / name)
+    return folder / DEMO_FILES[0]
+
+
+def _demo(folder: Path, *, worker: bool, port: int, browser: bool) -> int:
+    if importlib.util.find_spec("jupyterlab") is None:
+        print("rxnb demo needs JupyterLab: pip install jupyterlab", file=sys.stderr)
+        return 2
+    notebook = copy_demo(folder)
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    print(f"rxnb demo: {notebook} (store: {folder / '.rxnb' / 'rxnb.db'})", flush=True)
+    helper = None
+    if worker:
+        command = [sys.executable, "-m", "rxnb", "worker", "--import", "chat_app"]
+        helper = subprocess.Popen(command, cwd=folder, env=env)
+    lab = [sys.executable, "-m", "jupyter", "lab", notebook.name, "--ServerApp.ip=127.0.0.1"]
+    lab += [f"--ServerApp.port={port}", "--LabApp.extension_manager=readonly"]
+    lab += [] if browser else ["--no-browser"]
+    lab += ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    try:
+        return subprocess.call(lab, cwd=folder, env=env)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if helper is not None:
+            helper.terminate()
+            helper.wait(10)
 
 
 def _runs(url: str | None, limit: int) -> int:

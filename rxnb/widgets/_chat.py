@@ -33,10 +33,10 @@ USAGE, ERROR = "rx_usage", "rx_error"
 
 ABORTABLE = ("pending", "streaming")
 
-APPEND_BATCH_BYTES = 480
+APPEND_BATCH_BYTES = 512
 """Appended text is held until this much has gathered (or `APPEND_HOLD_SECONDS`):
 a diff's envelope is about 60 bytes, so a batch this size costs ~12% on top."""
-APPEND_HOLD_SECONDS = 1.0
+APPEND_HOLD_SECONDS = 2.0
 """The longest appended text waits; the view's smooth reveal hides the steps."""
 
 _UNFINISHED = [s.value for s in RunStatus if s not in TERMINAL]

@@ -147,8 +147,8 @@ def message(old: Payload | None, new: Payload, version: int) -> Message:
     2. Markdown that only grew: `append` of the new text.
     3. Keyed rows: `diff` (removed, changed, appended, inserted) when replaying it gives
        the new order exactly and it touches fewer rows than the new result has; else
-       `full`. A changed row whose changed cells are all strings that only grew is
-       sent as `appended` text, not whole.
+       `full`. A changed row in which a string only grew is sent as that `appended`
+       text plus its other changed `cells`, not whole.
     4. Everything else: `full`.
     """
     base = version - 1
@@ -188,15 +188,17 @@ def _diff(
     removed = [k for k in old_keys if k not in new_set]
     changed: list[list[JSONValue]] = []
     appended: list[list[JSONValue]] = []
+    cells: list[list[JSONValue]] = []
     for k, row in zip(new_keys, new.rows, strict=True):
         before = old_rows.get(k)
         if before is None or before == row:
             continue
-        grown = _grown(before, row)
-        if grown is None:
+        grown, others = _grown(before, row)
+        if not grown:
             changed.append(list(row))
-        else:
-            appended.extend([list(k), i, text] for i, text in grown)
+            continue
+        appended.extend([list(k), i, text] for i, text in grown)
+        cells.extend([list(k), i, value] for i, value in others)
     inserted = [
         (i, k, row)
         for i, (k, row) in enumerate(zip(new_keys, new.rows, strict=True))
@@ -214,18 +216,24 @@ def _diff(
         diff["changed"] = changed
     if appended:
         diff["appended"] = appended
+    if cells:
+        diff["cells"] = cells
     if inserted:
         diff["inserted"] = [[index, list(row)] for index, _, row in inserted]
     return diff
 
 
-def _grown(old: tuple[JSONValue, ...], new: tuple[JSONValue, ...]) -> list[tuple[int, str]] | None:
-    """The text appended to each cell, if every cell that differs is a string that grew."""
+def _grown(
+    old: tuple[JSONValue, ...], new: tuple[JSONValue, ...]
+) -> tuple[list[tuple[int, str]], list[tuple[int, JSONValue]]]:
+    """The cells that differ: (strings that only grew, with the text added; the others)."""
     grown: list[tuple[int, str]] = []
+    others: list[tuple[int, JSONValue]] = []
     for i, (a, b) in enumerate(zip(old, new, strict=True)):
         if a == b:
             continue
-        if not (isinstance(a, str) and isinstance(b, str) and b.startswith(a)):
-            return None
-        grown.append((i, b[len(a) :]))
-    return grown
+        if isinstance(a, str) and isinstance(b, str) and b.startswith(a):
+            grown.append((i, b[len(a) :]))
+        else:
+            others.append((i, b))
+    return grown, others

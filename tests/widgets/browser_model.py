@@ -46,6 +46,9 @@ class BrowserModel:
                     rows[index][column] + text,
                     *rows[index][column + 1 :],
                 ]
+            for keyvals, column, value in message.get("cells", []):
+                (index,) = [i for i, r in enumerate(rows) if self.key(r) == json.dumps(keyvals)]
+                rows[index] = [*rows[index][:column], value, *rows[index][column + 1 :]]
             for index, row in message.get("inserted", []):
                 rows.insert(index, row)
             self.payload["rows"] = rows

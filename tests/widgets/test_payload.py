@@ -104,6 +104,27 @@ def test_text_that_only_grows_is_sent_as_appended_text() -> None:
     assert "appended" not in shrunk
 
 
+def test_a_row_whose_text_grew_sends_its_other_changed_cells_beside_the_text() -> None:
+    def chat(text: str, status: str) -> Any:
+        data = [
+            {"id": 1, "content": "q", "status": "done"},
+            {"id": 2, "content": text, "status": status},
+        ]
+        return encode("q()", data, data)
+
+    msg = message(chat("Hel", "streaming"), chat("Hello", "done"), 3)
+    assert msg == {
+        "type": "diff",
+        "base": 2,
+        "version": 3,
+        "appended": [[[2], 1, "lo"]],
+        "cells": [[[2], 2, "done"]],
+    }
+    browser = BrowserModel(full(chat("Hel", "streaming"), 2)["payload"])
+    browser.apply(msg)
+    assert browser.payload == full(chat("Hello", "done"), 3)["payload"]
+
+
 def test_rows_that_move_send_the_whole_result() -> None:
     msg = message(table([(1, "a"), (2, "b"), (3, "c")]), table([(2, "b"), (1, "a"), (3, "c")]), 2)
     assert msg["type"] == "full"

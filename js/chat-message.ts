@@ -1,0 +1,242 @@
+/**
+ * One message of a chat view: `div.rxnb-msg`, kept in step with its row.
+ *
+ * Responsibilities:
+ * - the block's parts: `.rxnb-msg-role`, the status badge in `.rxnb-msg-status`,
+ *   `button.rxnb-abort` while abortable, `.rxnb-msg-text`, `.rxnb-msg-error` and
+ *   `.rxnb-msg-usage`; a row update touches only the parts that changed;
+ * - the text: as text for every role but `assistant`, whose text is markdown (sanitized,
+ *   markdown.ts); revealed smoothly (smooth.ts) once the message is on screen, rendered
+ *   at most once per animation frame (`frame`), `data-revealed="true"` once all shown;
+ * - the usage line: `N tokens` (`~N` when estimated) and the cost.
+ */
+import { formatValue } from "./cells";
+import { statusBadge } from "./formats";
+import { renderMarkdown } from "./markdown";
+import type { Json } from "./protocol";
+import { cut, Reveal } from "./smooth";
+
+/** Statuses of a reply still coming: their badge spins, and they may be aborted. */
+export const LIVE_STATUSES: ReadonlySet<string> = new Set(["pending", "streaming"]);
+
+/** What a block shows of its row. */
+export interface MessageFields {
+  /** The row's key string (null: a keyless table). */
+  key: string | null;
+  /** The role, or "" when unknown. */
+  role: string;
+  text: string;
+  status: string | null;
+  usage: Json;
+  error: string | null;
+  /** The abort call's arguments while the message can be aborted, else null. */
+  abort: Record<string, Json> | null;
+}
+
+/** What the chat view does for its blocks: the abort calls in flight, and making one. */
+export interface AbortControl {
+  waiting(args: Record<string, Json>): boolean;
+  abort(args: Record<string, Json>): void;
+}
+
+function isRecord(value: Json | undefined): value is { [key: string]: Json } {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** `$0.0012`: two significant digits below a dollar, cents above. */
+export function formatCost(cost: number): string {
+  if (cost === 0) return "$0";
+  if (cost < 0.0001) return "<$0.0001";
+  if (cost < 1) return `$${Number(cost.toPrecision(2))}`;
+  return `$${cost.toFixed(2)}`;
+}
+
+/**
+ * The usage line: `1,234 tokens · $0.0012`, `~N tokens` when estimated; null when there
+ * is nothing to tell. A string is read as the JSON it holds (a TEXT column).
+ */
+export function usageText(value: Json | undefined): string | null {
+  let usage = value;
+  if (typeof usage === "string") {
+    try {
+      usage = JSON.parse(usage) as Json;
+    } catch {
+      return null;
+    }
+  }
+  if (!isRecord(usage)) return null;
+  const { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total, cost } = usage;
+  const tokens =
+    typeof total === "number"
+      ? total
+      : typeof prompt === "number" && typeof completion === "number"
+        ? prompt + completion
+        : null;
+  const parts: string[] = [];
+  if (tokens !== null && Number.isFinite(tokens)) {
+    const n = `${usage.estimated === true ? "~" : ""}${tokens.toLocaleString("en")}`;
+    parts.push(`${n} ${tokens === 1 ? "token" : "tokens"}`);
+  }
+  if (typeof cost === "number" && Number.isFinite(cost) && cost >= 0) parts.push(formatCost(cost));
+  return parts.length === 0 ? null : parts.join(" · ");
+}
+
+function element<K extends keyof HTMLElementTagNameMap>(tag: K, className: string): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  el.className = className;
+  return el;
+}
+
+export class MessageBlock {
+  readonly el = element("div", "rxnb-msg");
+  /** The row last shown: an update with the same array (a diff left it alone) is skipped. */
+  row: unknown = null;
+  readonly #role = element("span", "rxnb-msg-role");
+  readonly #status = element("span", "rxnb-msg-status");
+  readonly #head = element("div", "rxnb-msg-head");
+  readonly #text = element("div", "rxnb-msg-text");
+  readonly #error = element("div", "rxnb-msg-error");
+  readonly #usage = element("div", "rxnb-msg-usage");
+  readonly #control: AbortControl;
+  #abort: { button: HTMLButtonElement; args: Record<string, Json> } | null = null;
+  #fields: MessageFields;
+  #reveal: Reveal;
+  /** Characters of the text in the DOM now, or -1: render it on the next frame. */
+  #rendered = -1;
+
+  /** A message first shown: its text shows at once (smooth.ts rule 1). */
+  constructor(fields: MessageFields, control: AbortControl, now: number) {
+    this.#control = control;
+    this.#fields = fields;
+    this.#reveal = new Reveal(fields.text.length, now);
+    this.#error.hidden = true;
+    this.#usage.hidden = true;
+    this.#head.append(this.#role, this.#status);
+    this.el.append(this.#head, this.#text, this.#error, this.#usage);
+    if (fields.key !== null) this.el.setAttribute("data-key", fields.key);
+    this.#showRole();
+    this.#showStatus();
+    this.#showError();
+    this.#showUsage();
+    this.#showAbort();
+    this.#renderText();
+  }
+
+  /**
+   * The row changed. Returns true if its text has more to reveal: the caller runs
+   * `frame` on each animation frame until it returns false.
+   */
+  set(fields: MessageFields, now: number): boolean {
+    const old = this.#fields;
+    this.#fields = fields;
+    if (fields.role !== old.role) {
+      this.#showRole();
+      this.#rendered = -1; // markdown or text: the other way now
+    }
+    if (fields.status !== old.status) this.#showStatus();
+    if (fields.error !== old.error) this.#showError();
+    if (JSON.stringify(fields.usage) !== JSON.stringify(old.usage)) this.#showUsage();
+    if (JSON.stringify(fields.abort) !== JSON.stringify(old.abort)) this.#showAbort();
+
+    const live = fields.status !== null && LIVE_STATUSES.has(fields.status);
+    if (fields.text !== old.text) {
+      if (fields.text.startsWith(old.text)) {
+        this.#reveal.update(fields.text.length, live, now);
+      } else {
+        // Not text added at the end (an edit, a full after a resync): no stream to follow.
+        this.#reveal = new Reveal(fields.text.length, now);
+      }
+      this.#rendered = -1;
+      this.#text.removeAttribute("data-revealed");
+    } else {
+      this.#reveal.update(fields.text.length, live, now);
+    }
+    return this.#rendered === -1 || !this.#reveal.done;
+  }
+
+  /**
+   * One animation frame: reveal more text, rendering it if it changed. Returns whether
+   * there is more to come (false: this block needs no more frames for now).
+   */
+  frame(now: number, reduced: boolean): { changed: boolean; more: boolean } {
+    if (reduced) this.#reveal.skip(); // smooth.ts rule 4
+    else this.#reveal.step(now);
+    const changed = this.#reveal.shown !== this.#rendered;
+    if (changed) this.#renderText();
+    return { changed, more: !this.#reveal.done };
+  }
+
+  /** Enable or disable the abort button as its call waits or not. */
+  refreshAbort(): void {
+    if (this.#abort !== null) this.#abort.button.disabled = this.#control.waiting(this.#abort.args);
+  }
+
+  #renderText(): void {
+    const { text, role } = this.#fields;
+    const shown = this.#reveal.shown;
+    const visible = cut(text, shown);
+    if (role === "assistant") {
+      this.#text.classList.add("rxnb-markdown");
+      this.#text.replaceChildren(renderMarkdown(visible));
+    } else {
+      this.#text.classList.remove("rxnb-markdown");
+      this.#text.textContent = visible;
+    }
+    this.#rendered = shown;
+    if (visible.length >= text.length) this.#text.setAttribute("data-revealed", "true");
+    else this.#text.removeAttribute("data-revealed");
+  }
+
+  #showRole(): void {
+    const { role } = this.#fields;
+    this.el.setAttribute("data-role", role);
+    this.#role.textContent = role;
+    this.#role.hidden = role === "";
+  }
+
+  #showStatus(): void {
+    const { status } = this.#fields;
+    this.el.setAttribute("data-status", status ?? "");
+    if (status === null) this.#status.replaceChildren();
+    else this.#status.replaceChildren(statusBadge(status, LIVE_STATUSES.has(status)));
+  }
+
+  #showError(): void {
+    const { error } = this.#fields;
+    this.#error.textContent = error ?? "";
+    this.#error.hidden = error === null || error === "";
+  }
+
+  #showUsage(): void {
+    const text = usageText(this.#fields.usage);
+    this.#usage.textContent = text ?? "";
+    this.#usage.hidden = text === null;
+  }
+
+  #showAbort(): void {
+    const { abort } = this.#fields;
+    if (abort === null) {
+      this.#abort?.button.remove();
+      this.#abort = null;
+      return;
+    }
+    if (this.#abort === null) {
+      const button = element("button", "rxnb-abort");
+      button.type = "button";
+      button.textContent = "Stop";
+      button.title = "Stop this reply";
+      button.addEventListener("click", () => {
+        if (this.#abort !== null) this.#control.abort(this.#abort.args);
+      });
+      this.#head.append(button);
+      this.#abort = { button, args: abort };
+    }
+    this.#abort.args = abort;
+    this.refreshAbort();
+  }
+}
+
+/** A cell as message text: strings as they are, null as nothing, anything else as JSON. */
+export function cellText(value: Json | undefined): string {
+  return value === null || value === undefined ? "" : formatValue(value);
+}

@@ -1,0 +1,240 @@
+/**
+ * The chat view (a table payload with a `chat` field, docs/widget-protocol.md):
+ * `div.rxnb-chat`, shown instead of the table.
+ *
+ * Responsibilities:
+ * - the log `.rxnb-chat-log`: one `MessageBlock` (chat-message.ts) per row, in row
+ *   order, found again by key on each update, so a diff touches only the messages it
+ *   changed (a row array a diff left alone is not even looked at);
+ * - one animation-frame loop per view for the smooth text of every message (smooth.ts),
+ *   running only while some text is still being revealed;
+ * - the abort calls: a message's button stays disabled until its reply, and a failed
+ *   reply shows in `.rxnb-call-error` above the log, as a row action's does;
+ * - auto-scroll: while the log is at its bottom (within `STICK_PX`), new content keeps
+ *   it there; once the reader scrolls up, it stays put until they scroll back down;
+ * - the input and its optimistic messages (chat-input.ts).
+ *
+ * `dispose` cancels the frame, the timers and the calls in flight.
+ */
+import { CallError } from "./actions";
+import type { Caller } from "./calls";
+import { ChatInput, type SentRow } from "./chat-input";
+import { cellText, LIVE_STATUSES, MessageBlock, type AbortControl, type MessageFields } from "./chat-message";
+import type { ChatView, Json, Payload, Row } from "./protocol";
+import { FrameLoop, type Motion } from "./smooth";
+import { identify } from "./table";
+
+/** How close to the bottom (px) still counts as at the bottom. */
+export const STICK_PX = 24;
+
+/** Where each of the chat's columns is in a row (-1: not there). */
+interface Columns {
+  text: number;
+  role: number;
+  status: number;
+  usage: number;
+  error: number;
+  /** The first key column: the abort call's argument. */
+  key: number;
+}
+
+function columnsOf(payload: Payload, chat: ChatView): Columns {
+  const at = (name: string | null): number => (name === null ? -1 : payload.columns.indexOf(name));
+  return {
+    text: at(chat.text),
+    role: at(chat.role),
+    status: at(chat.status),
+    usage: at(chat.usage),
+    error: at(chat.error),
+    key: payload.key?.[0] ?? -1,
+  };
+}
+
+export class ChatPanel implements AbortControl {
+  readonly root: HTMLDivElement;
+  readonly log: HTMLDivElement;
+  readonly #caller: Caller | null;
+  readonly #motion: Motion;
+  readonly #input: ChatInput;
+  readonly #callError: CallError;
+  readonly #loop: FrameLoop;
+  #blocks = new Map<string, MessageBlock>();
+  readonly #animating = new Set<MessageBlock>();
+  /** Abort calls waiting for their reply, by their arguments, with what forgets each. */
+  readonly #pending = new Map<string, () => void>();
+  #layout = "";
+  #chat: ChatView | null = null;
+  #columns: Columns | null = null;
+  /** Whether new content keeps the log scrolled to its bottom. */
+  #stuck = true;
+  /** The log's scrollTop when last seen, to tell the reader scrolling up. */
+  #lastTop = 0;
+
+  constructor(parent: HTMLElement, caller: Caller | null, motion: Motion) {
+    this.#caller = caller;
+    this.#motion = motion;
+    this.root = document.createElement("div");
+    this.root.className = "rxnb-chat";
+    this.log = document.createElement("div");
+    this.log.className = "rxnb-chat-log";
+    this.log.addEventListener("scroll", () => this.#onScroll());
+    this.#input = new ChatInput(this.log, caller, () => {
+      this.#stuck = true; // the reader just sent: show what they sent, and the reply
+      this.#follow();
+    });
+    this.#callError = new CallError(this.log);
+    this.#loop = new FrameLoop(motion, (now) => this.#frame(now));
+    this.root.append(this.log, this.#input.form);
+    parent.append(this.root);
+  }
+
+  /** Whether the log follows new content (it is scrolled to its bottom). */
+  get following(): boolean {
+    return this.#stuck;
+  }
+
+  update(payload: Payload): void {
+    const chat = payload.chat;
+    if (chat === undefined) return;
+    const layout = JSON.stringify([chat, payload.columns, payload.key]);
+    if (layout !== this.#layout) {
+      // A new `chat` field comes as a full: columns may mean other things now.
+      this.#layout = layout;
+      this.#chat = chat;
+      this.#columns = columnsOf(payload, chat);
+      for (const block of this.#blocks.values()) block.el.remove();
+      this.#blocks.clear();
+      this.#animating.clear();
+      this.#input.configure(chat.send, chat.placeholder);
+    }
+    const now = this.#motion.now();
+    const columns = this.#columns!;
+    const next = new Map<string, MessageBlock>();
+    const sent: SentRow[] = [];
+    for (const { id, key, row } of identify(payload)) {
+      let block = this.#blocks.get(id);
+      if (block === undefined) {
+        block = new MessageBlock(this.#fields(key, row), this, now);
+      } else if (block.row !== row && block.set(this.#fields(key, row), now)) {
+        this.#animating.add(block);
+      }
+      block.row = row;
+      next.set(id, block);
+      const role = columns.role < 0 ? null : row[columns.role];
+      sent.push({ id, role: cellText(role), text: cellText(row[columns.text]) });
+    }
+    this.#place(next);
+    this.#input.reconcile(sent);
+    if (this.#animating.size > 0) this.#loop.wake();
+    this.#follow();
+  }
+
+  dispose(): void {
+    this.#loop.stop();
+    this.#input.dispose();
+    for (const forget of this.#pending.values()) forget();
+    this.#pending.clear();
+    this.#callError.remove();
+    this.root.remove();
+  }
+
+  // AbortControl, for the blocks' abort buttons.
+
+  waiting(args: Record<string, Json>): boolean {
+    return this.#pending.has(JSON.stringify(args));
+  }
+
+  abort(args: Record<string, Json>): void {
+    const cancel = this.#chat?.cancel;
+    const id = JSON.stringify(args);
+    if (cancel == null || this.#caller === null || this.#pending.has(id)) return;
+    const forget = this.#caller.call(cancel.fn, args, (reply) => {
+      this.#pending.delete(id);
+      this.#refreshAborts();
+      if (!reply.ok) this.#callError.show(reply.error);
+    });
+    this.#pending.set(id, forget);
+    this.#refreshAborts();
+  }
+
+  #refreshAborts(): void {
+    for (const block of this.#blocks.values()) block.refreshAbort();
+  }
+
+  /** What `row` shows, read through the `chat` field's columns. */
+  #fields(key: string | null, row: Row): MessageFields {
+    const columns = this.#columns!;
+    const cancel = this.#chat!.cancel;
+    const cell = (i: number): Json => (i < 0 ? null : (row[i] ?? null));
+    const role = typeof cell(columns.role) === "string" ? (cell(columns.role) as string) : "";
+    const statusCell = cell(columns.status);
+    const status = statusCell === null ? null : cellText(statusCell);
+    const errorCell = cell(columns.error);
+    const abortable =
+      cancel !== null &&
+      this.#caller?.functions.has(cancel.fn) === true &&
+      columns.key >= 0 &&
+      role === "assistant" &&
+      status !== null &&
+      LIVE_STATUSES.has(status);
+    return {
+      key,
+      role,
+      text: cellText(cell(columns.text)),
+      status,
+      usage: cell(columns.usage),
+      error: errorCell === null ? null : cellText(errorCell),
+      abort: abortable ? { [cancel.arg]: cell(columns.key) } : null,
+    };
+  }
+
+  /** Make the log hold `next`'s blocks in order, before the optimistic messages. */
+  #place(next: Map<string, MessageBlock>): void {
+    for (const [id, block] of this.#blocks) {
+      if (next.get(id) !== block) {
+        block.el.remove();
+        this.#animating.delete(block);
+      }
+    }
+    // Walk the wanted order against the DOM; nodes already in place are not moved.
+    let cursor = this.log.firstChild;
+    for (const { el } of next.values()) {
+      if (el === cursor) cursor = cursor.nextSibling;
+      else this.log.insertBefore(el, cursor);
+    }
+    this.#blocks = next;
+  }
+
+  /** One animation frame: reveal more of each streaming text; true while any has more. */
+  #frame(now: number): boolean {
+    const reduced = this.#motion.reduced();
+    let changed = false;
+    for (const block of this.#animating) {
+      const step = block.frame(now, reduced);
+      changed ||= step.changed;
+      if (!step.more) this.#animating.delete(block);
+    }
+    if (changed) this.#follow();
+    return this.#animating.size > 0;
+  }
+
+  /**
+   * At the bottom (within `STICK_PX`): follow. Scrolled up, and not near the bottom:
+   * stay. A scroll down that stops short changes nothing: our own scroll to the bottom
+   * lands short when content grew before its scroll event came, and must not stop
+   * the following.
+   */
+  #onScroll(): void {
+    const { scrollHeight, scrollTop, clientHeight } = this.log;
+    if (scrollHeight - scrollTop - clientHeight <= STICK_PX) this.#stuck = true;
+    else if (scrollTop < this.#lastTop) this.#stuck = false;
+    this.#lastTop = scrollTop;
+  }
+
+  /** Keep the log at its bottom, unless the reader scrolled up. */
+  #follow(): void {
+    if (!this.#stuck) return;
+    this.log.scrollTop = this.log.scrollHeight;
+    this.#lastTop = this.log.scrollTop;
+  }
+}
