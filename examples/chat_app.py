@@ -42,15 +42,29 @@ def messages(db: rx.Reader, thread_id: str) -> list[Message]:
 def send(db: rx.Writer, thread_id: str, text: str) -> int:
     """Store the user's message and a pending reply; the reply's generation is
     scheduled in the same transaction, so it exists if and only if they do."""
+    reply_id = add_turn(db, thread_id, text)
+    db.schedule(generate, message_id=reply_id)
+    return reply_id
+
+
+@rx.mutation
+def ask(db: rx.Writer, thread_id: str, text: str) -> int:
+    """Like `send`, without scheduling the reply: start `generate` yourself."""
+    return add_turn(db, thread_id, text)
+
+
+def add_turn(db: rx.Writer, thread_id: str, text: str) -> int:
+    """The user's message and an empty assistant reply after it; the reply's id."""
     text = text.strip()
     if not text:
         raise rx.RxnbError("send: the message is empty; type something first")
+    if len(text) > 20_000:
+        raise rx.RxnbError(f"send: the message has {len(text)} characters; keep it under 20,000")
     db.add(Message(thread_id=thread_id, role="user", content=text))
     reply = Message(thread_id=thread_id, role="assistant", status="pending")
     db.add(reply)
     db.flush()
     assert reply.id is not None
-    db.schedule(generate, message_id=reply.id)
     return reply.id
 
 

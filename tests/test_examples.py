@@ -18,6 +18,8 @@ NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
 
 def execute(notebook: Path, cwd: Path) -> nbformat.NotebookNode:
     shutil.copy(notebook, cwd / notebook.name)
+    for module in EXAMPLES.glob("*_app.py"):  # the apps the notebooks import
+        shutil.copy(module, cwd / module.name)
     nb = nbformat.read(cwd / notebook.name, as_version=4)
     client = NotebookClient(
         nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
