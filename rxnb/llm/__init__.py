@@ -1,10 +1,11 @@
 """The llm layer: litellm streaming into the store, chunked and throttled, with usage
-and cost on the run, and embedded offline models (`rxnb/echo`, `rxnb/scripted`).
+and cost on the run and in `rx_generations` (`Generation`), and embedded offline models (`rxnb/echo`, `rxnb/scripted`).
 
 litellm is imported on first use, not by `import rxnb`.
 """
 
 from rxnb.llm._chunking import Chunker, Chunking
+from rxnb.llm._model import Generation
 from rxnb.llm._stream import Usage, stream, stream_into
 
-__all__ = ["Chunker", "Chunking", "Usage", "stream", "stream_into"]
+__all__ = ["Chunker", "Chunking", "Generation", "Usage", "stream", "stream_into"]

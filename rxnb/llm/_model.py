@@ -27,6 +27,12 @@ class Generation(SQLModel, table=True):
     """That row's primary key, as JSON (`5`, `"a1"`)."""
     field: str
     model: str
+    attempt: int = 1
+    """The run's attempt that made it; a retry's generation has attempt 2 and up."""
+    offset: int = 0
+    """Length of the field's text when it started (its own text comes after)."""
+    replaced: str | None = None
+    """A failed attempt's text, once a retry of the run took its place in the row."""
     status: str = "streaming"
     """streaming | done | cancelled | failed, like the row's."""
     started_at: float

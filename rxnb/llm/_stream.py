@@ -19,6 +19,9 @@ provider chunks, closing the provider's stream (its HTTP connection) on cancel.
    off (`max_retries=0`) unless asked for. A stream cut midway, or a timeout
    (`timeout=`, `stream_timeout=`), fails the row and the run with the reason, the
    text received so far kept.
+6. A retry of the run (an action with `retries=`) replaces the failed attempt's text
+   in the row; that text stays in the failed attempt's `rx_generations` row
+   (`replaced`), and the new generation says which attempt it is.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ import os
 import time
 from collections.abc import Iterator
 from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import select
 
 from rxnb.errors import Cancelled, RxnbError
 from rxnb.llm._chunking import Chunker, Chunking
@@ -258,7 +264,7 @@ def stream_into(
             if status is not None and has_status:
                 row.status = status
             if not generation:
-                generation.append(_start_generation(db, ctx, model_class, row_id, field, model))
+                generation.append(_start_generation(db, ctx, row, field, model))
             elif status is not None:
                 _finish_generation(db, generation[0], status, usage, error)
 
@@ -287,21 +293,49 @@ def stream_into(
     return usage.text
 
 
-def _start_generation(
-    db: Writer, ctx: ActionContext, model_class: Any, row_id: Any, field: str, model: str
-) -> int:
-    row = Generation(
+def _start_generation(db: Writer, ctx: ActionContext, row: Any, field: str, model: str) -> int:
+    """Record a generation into `row`; rule 6: a retry of a run replaces the text of
+    its failed attempt (kept in that attempt's generation, `replaced`)."""
+    table, key = type(row).__tablename__, json.dumps(_row_key(row))
+    text = getattr(row, field) or ""
+    if ctx.run_id is not None and ctx.attempt > 1:
+        failed = db.exec(
+            select(Generation)
+            .where(
+                Generation.run_id == ctx.run_id,
+                Generation.target == table,
+                Generation.row_key == key,
+                Generation.status == "failed",
+                Generation.replaced == None,  # noqa: E711 - SQL IS NULL
+            )
+            .order_by(Generation.id)  # type: ignore[arg-type]
+        ).first()
+        if failed is not None:
+            failed.replaced = text[failed.offset :]
+            text = text[: failed.offset]
+            setattr(row, field, text)
+    generation = Generation(
         run_id=ctx.run_id,
-        target=model_class.__tablename__,
-        row_key=json.dumps(row_id),
+        target=table,
+        row_key=key,
         field=field,
         model=model,
+        attempt=ctx.attempt,
+        offset=len(text),
         started_at=time.time(),
     )
-    db.add(row)
+    db.add(generation)
     db.flush()
-    assert row.id is not None
-    return row.id
+    assert generation.id is not None
+    return generation.id
+
+
+def _row_key(row: Any) -> Any:
+    """The row's primary key value (a list for a composite key)."""
+    identity = sa.inspect(row).identity
+    if identity is None:
+        raise RxnbError(f"stream_into: the {type(row).__name__} row has no primary key yet")
+    return identity[0] if len(identity) == 1 else list(identity)
 
 
 def _finish_generation(

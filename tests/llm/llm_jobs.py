@@ -70,3 +70,17 @@ def generate_http(
         throttle_ms=0,
         **extra,
     )
+
+
+@rx.action(retries=1, backoff=0.05)
+def generate_http_retried(ctx: rx.ActionContext, reply_id: int, api_base: str) -> str:
+    return llm.stream_into(
+        ctx,
+        Reply,
+        reply_id,
+        model="openai/fake",
+        api_base=api_base,
+        api_key="not-a-secret",
+        messages=[{"role": "user", "content": "go"}],
+        throttle_ms=0,
+    )

@@ -8,10 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 from fake_openai import Cut, FakeOpenAI, Hang, Ok, RateLimited
-from llm_jobs import generate_http, new_reply, reply
+from llm_jobs import generate_http, generate_http_retried, new_reply, reply
 from polling import until
+from sqlmodel import select
 
 import rxnb as rx
+from rxnb.llm._model import Generation
 
 TOKENS = [f"token{i} " for i in range(30)]
 
@@ -52,6 +54,28 @@ def test_a_stream_cut_midway_keeps_the_text_and_fails(store: rx.Store, server: F
     with pytest.raises(rx.RunFailedError, match=r"MidStreamFallbackError|APIConnectionError"):
         run.result(20)
     assert reply(reply_id=reply_id) == {"content": "".join(TOKENS[:5]), "status": "failed"}
+
+
+def test_a_retried_cut_replaces_the_partial_text_and_keeps_it_in_the_journal(
+    store: rx.Store, server: FakeOpenAI
+) -> None:
+    server.plan = [Cut(TOKENS, after=5), Ok(TOKENS)]
+    reply_id = new_reply()
+    run = generate_http_retried.start(reply_id=reply_id, api_base=server.api_base)
+    assert run.result(30) == "".join(TOKENS)
+    assert reply(reply_id=reply_id) == {"content": "".join(TOKENS), "status": "done"}
+    generations = store.database.read(
+        lambda db: [g.model_dump() for g in db.exec(select(Generation).order_by(Generation.id))]
+    )[0]
+    first, second = generations
+    assert (first["attempt"], first["status"], first["replaced"]) == (
+        1,
+        "failed",
+        "".join(TOKENS[:5]),
+    )
+    assert "MidStreamFallbackError" in first["error"] or "APIConnectionError" in first["error"]
+    assert (second["attempt"], second["status"], second["offset"]) == (2, "done", 0)
+    assert first["run_id"] == second["run_id"] == run.id
 
 
 def test_a_stalled_stream_times_out_keeping_the_text(store: rx.Store, server: FakeOpenAI) -> None:
