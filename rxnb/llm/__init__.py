@@ -1,5 +1,6 @@
 """The llm layer: litellm streaming into the store, chunked and throttled, with usage
-and cost on the run and in `rx_generations` (`Generation`), and embedded offline models (`rxnb/echo`, `rxnb/scripted`).
+and cost on the run and in `rx_generations` (`Generation`), and embedded offline
+models (`rxnb/echo`, `rxnb/scripted`).
 
 litellm is imported on first use, not by `import rxnb`.
 """
