@@ -147,8 +147,9 @@ def message(old: Payload | None, new: Payload, version: int) -> Message:
     2. Markdown that only grew: `append` of the new text.
     3. Keyed rows: `diff` (removed, changed, appended, inserted) when replaying it gives
        the new order exactly and it touches fewer rows than the new result has; else
-       `full`. A changed row in which a string only grew is sent as that `appended`
-       text plus its other changed `cells`, not whole.
+       `full`. A changed row is sent as the text `appended` to its strings that only
+       grew plus its other changed `cells`, or whole (`changed`) when no string grew
+       and most of its cells changed.
     4. Everything else: `full`.
     """
     base = version - 1
@@ -194,7 +195,7 @@ def _diff(
         if before is None or before == row:
             continue
         grown, others = _grown(before, row)
-        if not grown:
+        if not grown and len(others) * 2 > len(row):  # most of the row: send it whole
             changed.append(list(row))
             continue
         appended.extend([list(k), i, text] for i, text in grown)

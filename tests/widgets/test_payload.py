@@ -86,7 +86,7 @@ def test_change_and_remove_in_one_diff() -> None:
     )
     assert msg["type"] == "diff"
     assert msg["removed"] == [[2]]
-    assert msg["changed"] == [[1, "A"]]
+    assert msg["cells"] == [[[1], 1, "A"]]  # one cell of the row, not the row
     assert msg["inserted"] == [[2, [4, "d"]]]
 
 
@@ -100,8 +100,8 @@ def test_text_that_only_grows_is_sent_as_appended_text() -> None:
     one = message(table([(2, "Hel")]), table([(2, "Hello")]), 2)  # even the only row
     assert one["appended"] == [[[2], 1, "lo"]]
     shrunk = message(table([(1, "hi"), (2, "Hello")]), table([(1, "hi"), (2, "Help")]), 5)
-    assert shrunk["changed"] == [[2, "Help"]]
-    assert "appended" not in shrunk
+    assert shrunk["cells"] == [[[2], 1, "Help"]]  # one cell of two: not the whole row
+    assert "appended" not in shrunk and "changed" not in shrunk
 
 
 def test_a_row_whose_text_grew_sends_its_other_changed_cells_beside_the_text() -> None:
@@ -123,6 +123,9 @@ def test_a_row_whose_text_grew_sends_its_other_changed_cells_beside_the_text() -
     browser = BrowserModel(full(chat("Hel", "streaming"), 2)["payload"])
     browser.apply(msg)
     assert browser.payload == full(chat("Hello", "done"), 3)["payload"]
+    # Cancelled with no new text: the status alone, not the text again.
+    stopped = message(chat("Hello", "streaming"), chat("Hello", "cancelled"), 4)
+    assert stopped == {"type": "diff", "base": 3, "version": 4, "cells": [[[2], 2, "cancelled"]]}
 
 
 def test_rows_that_move_send_the_whole_result() -> None:
