@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -135,3 +136,41 @@ def test_follow_shows_the_run_and_an_interrupt_only_stops_following(
     assert "stopped following" in kernel.text(kernel.outputs(following))
     assert kernel.eval("long.status") in ("'running'", "'succeeded'")
     assert kernel.eval("long.wait(20)") == "'succeeded'", "the run went on"
+
+
+def test_follow_streams_a_generation_into_the_cell_and_an_interrupt_loses_nothing(
+    kernel: KernelSession,
+) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    kernel.run(
+        f"import sys; sys.path.insert(0, {str(examples)!r})\n"
+        "import rxnb as rx, chat_app\nchat_app.DELAY = 0.03\nstore = rx.open()"
+    )
+    kernel.run("reply_id = chat_app.ask(thread_id='t', text='hi')")
+    following = kernel.execute("run = chat_app.generate.start(message_id=reply_id)\nrun.follow()")
+
+    def streamed() -> str:
+        return "".join(
+            m["content"]["text"]
+            for m in kernel.outputs(following)
+            if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
+        )
+
+    # The text arrives in the cell in pieces while the cell still runs.
+    kernel.wait_for(lambda: len(streamed()) > 80 and not kernel.idle(following), timeout=30)
+    pieces = [m for m in kernel.outputs(following) if m["msg_type"] == "stream"]
+    assert len(pieces) >= 2
+    kernel.manager.interrupt_kernel()
+    reply = kernel.reply(following, timeout=10)
+    kernel.wait_for(lambda: kernel.idle(following))
+    assert reply["content"]["status"] == "ok", "the interrupt is absorbed by follow()"
+    answer = ast.literal_eval(kernel.eval("chat_app.offline_answer('hi')"))
+    shown = streamed()
+    assert "stopped following run" in shown
+    printed = shown.split("\nstopped following run")[0]
+    assert printed and answer.startswith(printed) and len(printed) < len(answer)
+    assert kernel.eval("run.wait(30)") == "'succeeded'", "the generation went on"
+    assert (
+        kernel.eval("chat_app.messages(thread_id='t')[-1].content == chat_app.offline_answer('hi')")
+        == "True"
+    )
