@@ -125,14 +125,27 @@ def _demo(folder: Path, *, worker: bool, port: int, browser: bool) -> int:
     lab += [f"--ServerApp.port={port}", "--LabApp.extension_manager=readonly"]
     lab += [] if browser else ["--no-browser"]
     lab += ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    server = subprocess.Popen(lab, cwd=folder, env=env)
+    signal.signal(signal.SIGTERM, _stop)
     try:
-        return subprocess.call(lab, cwd=folder, env=env)
-    except KeyboardInterrupt:
+        return server.wait()
+    except (KeyboardInterrupt, SystemExit):
         return 0
-    finally:
-        if helper is not None:
-            helper.terminate()
-            helper.wait(10)
+    finally:  # stop and reap both children, however this ends
+        for child in (server, helper):
+            if child is not None and child.poll() is None:
+                child.terminate()
+        for child in (server, helper):
+            if child is not None:
+                try:
+                    child.wait(15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+
+
+def _stop(*_: object) -> None:
+    raise SystemExit(0)
 
 
 def _runs(url: str | None, limit: int) -> int:
