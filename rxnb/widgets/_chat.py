@@ -52,6 +52,8 @@ class ChatQuery:
         self.messages = messages
         self.table: str | None = None
         """The table the messages came from, once a run has seen some."""
+        self.key: str | None = None
+        """Their primary key's name, likewise."""
 
     @property
     def name(self) -> str:
@@ -65,6 +67,7 @@ class ChatQuery:
         rows = list(result) if isinstance(result, list | tuple) else []
         table, key = _table_and_key(rows)
         self.table = table or self.table
+        self.key = key or self.key
         latest: dict[str, Generation] = {}
         if table is not None and key is not None and rows:
             keys = [json.dumps(getattr(row, key)) for row in rows]
@@ -146,12 +149,19 @@ class ChatWidget(LiveWidget):
         return frame
 
 
-def _cancel_mutation(query: ChatQuery, thread_arg: str) -> Mutation[..., int]:
-    """A mutation that stops the generation of one message (the chat's abort button)."""
+def _cancel_mutation(query: ChatQuery, thread_arg: str, args: dict[str, Any]) -> Mutation[..., int]:
+    """A mutation that stops the generation of one message of this chat's thread (the
+    abort button); a message of another thread is refused."""
 
     declared = _declared_table(query.messages.fn)
 
     def cancel(db: Writer, message_id: int | str) -> int:
+        in_thread = {row.get(query.key or "id") for row in query.run(db, args)}
+        if message_id not in in_thread:
+            raise RxnbError(
+                f"message {message_id!r} is not in this chat's thread "
+                f"({thread_arg}={args[thread_arg]!r}); the chat stops only its own replies"
+            )
         table = query.table or declared
         run_ids: set[str] = set()
         if table is not None:
@@ -165,10 +175,9 @@ def _cancel_mutation(query: ChatQuery, thread_arg: str) -> Mutation[..., int]:
             run_ids.update(r for r in streaming if r is not None)
         # Before a generation starts, its run is known by its arguments only.
         for run in db.exec(select(Run).where(Run.status.in_(_UNFINISHED))).all():  # type: ignore[attr-defined]
-            args = run.arguments()
             if any(
                 value == message_id and name != thread_arg and name.endswith("id")
-                for name, value in args.items()
+                for name, value in run.arguments().items()
             ):
                 run_ids.add(run.id)
         live = [r for r in run_ids if (found := db.get(Run, r)) and found.status in _UNFINISHED]
@@ -245,7 +254,7 @@ def chat(
     query = ChatQuery(messages)
     bound: dict[str, Callable[..., Any]] = {
         "send": send,
-        "cancel": cancel if cancel is not None else _cancel_mutation(query, thread_arg),
+        "cancel": cancel if cancel is not None else _cancel_mutation(query, thread_arg, args),
     }
     view = {
         "chat": {

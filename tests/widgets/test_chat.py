@@ -200,3 +200,15 @@ def test_the_scripted_model_asks_for_tool_calls(store: rx.Store) -> None:
     assert calls == [{"id": "call_0", "name": "weather", "arguments": '{"city": "Paris"}'}]
     last = chat_app.messages(thread_id="t")[-1]
     assert (last.content, last.status) == ("Let me look.", "done")
+
+
+def test_abort_refuses_a_message_of_another_thread(
+    store: rx.Store, comms: Comms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chat_app, "DELAY", 0.05)
+    mine = rx.chat("mine", send=chat_app.send, messages=chat_app.messages)
+    theirs = chat_app.send(thread_id="theirs", text="hello")
+    refused = call(comms, mine, "cancel", 1, message_id=theirs)
+    assert refused["ok"] is False
+    assert "not in this chat's thread (thread_id='mine')" in refused["error"]["message"]
+    until(lambda: chat_app.messages(thread_id="theirs")[-1].status == "done", timeout=30)
