@@ -15,12 +15,13 @@
 Only the names in `__all__` are public.
 """
 
-from typing import Any
+from typing import Any as _Any
 
 from rxnb.errors import (
     ArgumentError,
     Cancelled,
     FunctionError,
+    NonDeterminismError,
     NonRetryableError,
     NoStoreError,
     ReadOnlyError,
@@ -31,10 +32,12 @@ from rxnb.errors import (
     RunNotFoundError,
     RxnbError,
     SchemaMismatchError,
+    StepError,
     StoreBusyError,
     StoreClosedError,
     StoreError,
     StoreOpenError,
+    WorkflowError,
 )
 from rxnb.functions import Mutation, Query, mutation, query
 from rxnb.reactive import Store, Subscription, current_store, open
@@ -51,6 +54,7 @@ from rxnb.runs import (
     run_at,
 )
 from rxnb.store import DataProblem, Reader, Writer
+from rxnb.workflows import Workflow, WorkflowContext, restart, send_event, workflow
 
 __version__ = "0.1.0"
 
@@ -68,7 +72,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'rxnb' has no attribute {name!r}")
 
 
-def chat(thread_id: object, **options: Any) -> Any:
+def chat(thread_id: object, **options: _Any) -> _Any:
     """A live chat widget of one thread: `rx.chat("t1", send=send, messages=messages)`.
 
     Messages stream in as they are stored, the input calls `send`, the abort button
@@ -102,6 +106,7 @@ __all__ = [
     "FunctionError",
     "Mutation",
     "NoStoreError",
+    "NonDeterminismError",
     "NonRetryableError",
     "Query",
     "ReadOnlyError",
@@ -116,12 +121,16 @@ __all__ = [
     "RunStatus",
     "RxnbError",
     "SchemaMismatchError",
+    "StepError",
     "Store",
     "StoreBusyError",
     "StoreClosedError",
     "StoreError",
     "StoreOpenError",
     "Subscription",
+    "Workflow",
+    "WorkflowContext",
+    "WorkflowError",
     "Writer",
     "__version__",
     "action",
@@ -131,8 +140,11 @@ __all__ = [
     "mutation",
     "open",
     "query",
+    "restart",
     "retry",
     "run_after",
     "run_at",
     "runs",
+    "send_event",
+    "workflow",
 ]

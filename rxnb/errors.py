@@ -17,6 +17,9 @@ The tree::
     │   ├── RunFailedError          it failed (its last error is in the message)
     │   ├── RunCancelledError       it was cancelled
     │   └── RunNotFoundError        no run has that id
+    ├── WorkflowError               a workflow cannot go on as written
+    │   ├── NonDeterminismError     its code no longer matches the run's journal
+    │   └── StepError               a step failed after its retries (replayed as recorded)
     └── NonRetryableError           raised by an action: fail now, do not retry
 
     Cancelled (a BaseException)     raised by ctx.check_cancelled() inside an action, so
@@ -34,6 +37,7 @@ __all__ = [
     "Cancelled",
     "FunctionError",
     "NoStoreError",
+    "NonDeterminismError",
     "NonRetryableError",
     "ReadOnlyError",
     "ResultError",
@@ -43,10 +47,12 @@ __all__ = [
     "RunNotFoundError",
     "RxnbError",
     "SchemaMismatchError",
+    "StepError",
     "StoreBusyError",
     "StoreClosedError",
     "StoreError",
     "StoreOpenError",
+    "WorkflowError",
 ]
 
 
@@ -132,3 +138,15 @@ class Cancelled(BaseException):
     A BaseException, so that `except Exception` in user code lets it through; the
     executor catches it and records the run as cancelled.
     """
+
+
+class WorkflowError(RxnbError):
+    """A workflow cannot go on as written."""
+
+
+class NonDeterminismError(WorkflowError):
+    """A workflow's code no longer matches the journal of a run in flight."""
+
+
+class StepError(WorkflowError):
+    """A workflow step failed after its retries; replayed as recorded."""

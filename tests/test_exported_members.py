@@ -21,6 +21,7 @@ PUBLIC = [
     "FunctionError",
     "Mutation",
     "NoStoreError",
+    "NonDeterminismError",
     "NonRetryableError",
     "Query",
     "ReadOnlyError",
@@ -35,12 +36,16 @@ PUBLIC = [
     "RunStatus",
     "RxnbError",
     "SchemaMismatchError",
+    "StepError",
     "Store",
     "StoreBusyError",
     "StoreClosedError",
     "StoreError",
     "StoreOpenError",
     "Subscription",
+    "Workflow",
+    "WorkflowContext",
+    "WorkflowError",
     "Writer",
     "__version__",
     "action",
@@ -50,10 +55,13 @@ PUBLIC = [
     "mutation",
     "open",
     "query",
+    "restart",
     "retry",
     "run_after",
     "run_at",
     "runs",
+    "send_event",
+    "workflow",
 ]
 
 
@@ -67,7 +75,17 @@ def test_all_is_pinned_and_sorted() -> None:
 def test_public_names_not_in_all_are_modules() -> None:
     extra = {n for n in dir(rxnb) if not n.startswith("_") and n not in rxnb.__all__}
     # load_ipython_extension is IPython's hook for `%load_ext rxnb`, not an API.
-    modules = {"errors", "functions", "reactive", "store", "widgets", "ipython", "runs", "llm"}
+    modules = {
+        "errors",
+        "functions",
+        "reactive",
+        "store",
+        "widgets",
+        "ipython",
+        "runs",
+        "llm",
+        "workflows",
+    }
     assert extra <= modules | {"load_ipython_extension"}
 
 

@@ -26,6 +26,7 @@ from rxnb.errors import (
 )
 from rxnb.functions import StoreFunction, registry
 from rxnb.reactive import Store, current_store, open_stores, to_jsonable
+from rxnb.runs import _clock as clock
 from rxnb.runs._context import ActionContext
 from rxnb.runs._executor import Executor, backoff_delay
 from rxnb.runs._model import TERMINAL, Run, RunStatus
@@ -51,6 +52,8 @@ class Action(StoreFunction[P, R]):
     """A function that runs in the background as a run (`rx_runs`), claimed by an executor."""
 
     kind = "action"
+    retry_on_raise = True
+    """Whether a raise is retried while attempts are left (a workflow retries steps)."""
 
     def __init__(
         self,
@@ -80,6 +83,10 @@ class Action(StoreFunction[P, R]):
             if getattr(store, "_rx_executor", None) is not None or store is stores[-1]:
                 executor_for(store).register(self)
 
+    def context(self, store: Store, run_id: str, attempt: int) -> ActionContext:
+        """The context a run of this function gets."""
+        return ActionContext(store, run_id, attempt)
+
     def delay(self, attempt: int) -> float:
         """Seconds before retrying after failed attempt number `attempt`."""
         return backoff_delay(attempt, self.backoff)
@@ -100,7 +107,7 @@ class Action(StoreFunction[P, R]):
         an unfinished run with that key is returned instead of a new one.
         """
         key = kwargs.pop("key", None)
-        return self._enqueue(time.time(), args, kwargs, key)
+        return self._enqueue(clock.now(), args, kwargs, key)
 
     def _enqueue(
         self, due_at: float, args: tuple[Any, ...], kwargs: Mapping[str, Any], key: Any
@@ -188,7 +195,7 @@ def _schedule(db: Writer, action: Any, args: dict[str, Any]) -> str:
     if not isinstance(action, Action):
         raise FunctionError(f"db.schedule takes an @rx.action, not {action!r}")
     checked = action.arguments.bind((), args)
-    run_id = _insert(db, action, _encode_args(action, checked), time.time(), None)
+    run_id = _insert(db, action, _encode_args(action, checked), clock.now(), None)
     executor_for(_store_of(db)).register(action)
     return run_id
 
@@ -208,7 +215,7 @@ Writer._rx_scheduler = _schedule
 
 def run_after(seconds: float, action: Action[..., Any], /, **args: Any) -> RunHandle:
     """Start `action(**args)` in `seconds` seconds."""
-    return action._enqueue(time.time() + float(seconds), (), args, args.pop("key", None))
+    return action._enqueue(clock.now() + float(seconds), (), args, args.pop("key", None))
 
 
 def run_at(when: datetime.datetime, action: Action[..., Any], /, **args: Any) -> RunHandle:
@@ -250,7 +257,7 @@ def _retry_run(db: Writer, run_id: str) -> str:
                 f"run {other} with the same key {run.key!r} is unfinished; "
                 "follow that one instead of retrying this"
             )
-    run.status, run.owner, run.due_at = RunStatus.QUEUED.value, None, time.time()
+    run.status, run.owner, run.due_at = RunStatus.QUEUED.value, None, clock.now()
     run.cancel_requested, run.finished_at = False, None
     run.max_attempts = run.attempt + 1
     return run.status

@@ -14,6 +14,17 @@ if TYPE_CHECKING:
     from rxnb.reactive import Store
 
 
+class Parked(BaseException):
+    """Raised inside a run to give its thread back until `due_at` (a workflow's durable
+    sleep or wait): the executor records the run as `status` (sleeping or waiting), due
+    at `due_at`, and any executor resumes it then. A BaseException, so that user code's
+    `except Exception` cannot swallow it."""
+
+    def __init__(self, status: str, due_at: float) -> None:
+        super().__init__(f"parked ({status}) until {due_at}")
+        self.status, self.due_at = status, due_at
+
+
 class ActionContext:
     """The first argument of every @rx.action.
 

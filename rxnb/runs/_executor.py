@@ -18,7 +18,8 @@ from sqlmodel import func, select
 
 from rxnb.errors import Cancelled, NonRetryableError, ResultError
 from rxnb.reactive import Store, to_jsonable
-from rxnb.runs._context import ActionContext
+from rxnb.runs import _clock as clock
+from rxnb.runs._context import ActionContext, Parked
 from rxnb.runs._model import Owner, Run, RunStatus
 from rxnb.runs._owners import HOST, delete_owner, orphans_exist, recover_orphans
 from rxnb.store import EVERYTHING, Write, Writer
@@ -33,6 +34,11 @@ STOPPED = "the executor stopped"
 
 HEARTBEAT_SECONDS = 1.0
 """How often an executor renews its owner row."""
+
+CLAIMABLE = [RunStatus.QUEUED.value, RunStatus.SLEEPING.value, RunStatus.WAITING.value]
+"""Statuses an executor claims once `due_at` has come: queued runs, and parked
+workflows whose wake time (or event wait timeout) has come; an event makes a waiting
+run due at once."""
 
 MAX_WAIT = 3600.0
 """Longest the scheduler sleeps before looking at the queue again."""
@@ -151,10 +157,10 @@ class Executor:
                 if self._stopped.is_set() or self.store.closed:
                     return
                 log.exception("rxnb: the run scheduler failed; retrying in 1 s")
-                next_due = time.time() + 1.0
+                next_due = clock.now() + 1.0
             # A run due in years (or at a time no clock can wait for) is looked at again
             # within the hour: waits are capped, so none can overflow the platform timer.
-            timeout = None if next_due is None else min(MAX_WAIT, max(0.0, next_due - time.time()))
+            timeout = None if next_due is None else min(MAX_WAIT, max(0.0, next_due - clock.now()))
             self._wake.wait(timeout)
 
     def _free_slots(self) -> int:
@@ -173,10 +179,11 @@ class Executor:
         if claimed is None:
             return False
         run_id, function, args, attempt = claimed
-        ctx = ActionContext(self.store, run_id, attempt)
+        with self._lock:
+            action = self._functions[function]
+        ctx = action.context(self.store, run_id, attempt)
         with self._lock:
             self._running[run_id] = (ctx, attempt)
-            action = self._functions[function]
         try:
             self._pool.submit(self._execute, action, ctx, args)
         except RuntimeError:  # the interpreter is exiting: give the run back, untouched
@@ -195,7 +202,7 @@ class Executor:
         def earliest(db: Any) -> float | None:
             value = db.exec(
                 select(func.min(Run.due_at)).where(
-                    Run.status == RunStatus.QUEUED.value,
+                    Run.status.in_(CLAIMABLE),  # type: ignore[attr-defined]
                     Run.function.in_(names),  # type: ignore[attr-defined]
                 )
             ).one()
@@ -324,11 +331,13 @@ def _outcome(action: Action[Any, Any], ctx: ActionContext, args: dict[str, Any])
         value = action.fn(ctx, **action.arguments.check(args))
     except Cancelled as exc:
         return ("cancelled", str(exc))
+    except Parked as parked:
+        return ("parked", (parked.status, parked.due_at))
     except NonRetryableError as exc:
         return ("final", _describe(exc))
     except Exception as exc:
         log.debug("rxnb: run %s raised", ctx.run_id, exc_info=True)
-        return ("raised", _describe(exc))
+        return ("raised" if action.retry_on_raise else "final", _describe(exc))
     except BaseException as exc:  # KeyboardInterrupt, SystemExit in a pool thread
         return ("final", f"the action raised {_describe(exc)}")
     try:
@@ -342,12 +351,12 @@ def _outcome(action: Action[Any, Any], ctx: ActionContext, args: dict[str, Any])
 
 
 def _claim(db: Writer, names: list[str], owner: str) -> tuple[str, str, dict[str, Any], int] | None:
-    now = time.time()
+    now = clock.now()
     while True:
         run = db.exec(
             select(Run)
             .where(
-                Run.status == RunStatus.QUEUED.value,
+                Run.status.in_(CLAIMABLE),  # type: ignore[attr-defined]
                 Run.due_at <= now,
                 Run.function.in_(names),  # type: ignore[attr-defined]
             )
@@ -392,7 +401,10 @@ def _finish(
     elif run.cancel_requested or kind == "cancelled":
         run.status, run.finished_at = RunStatus.CANCELLED.value, now
         return
-    if kind == "returned":
+    if kind == "parked":  # resumed by whichever executor claims it when due
+        run.status, run.due_at = value
+        run.owner = None
+    elif kind == "returned":
         run.status, run.result, run.error = RunStatus.SUCCEEDED.value, json.dumps(value), None
         run.finished_at = now
     elif kind == "raised" and run.attempt < run.max_attempts:
@@ -423,8 +435,8 @@ def _due_exists(db: Any, names: list[str]) -> bool:
         db.exec(
             select(Run.id)
             .where(
-                Run.status == RunStatus.QUEUED.value,
-                Run.due_at <= time.time(),
+                Run.status.in_(CLAIMABLE),  # type: ignore[attr-defined]
+                Run.due_at <= clock.now(),
                 Run.function.in_(names),  # type: ignore[attr-defined]
             )
             .limit(1)

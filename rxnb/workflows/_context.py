@@ -1,0 +1,341 @@
+"""`WorkflowContext`: what a workflow receives; every call on it is journaled.
+
+Replay rules (each call takes the next sequence number `seq`):
+
+1. A journal entry at `seq` with the same kind and name: return its output (or raise
+   its error) without running anything.
+2. An entry at `seq` of another kind or name: `NonDeterminismError`, naming the
+   recorded and the expected step and what to do.
+3. No entry at `seq`: run it now and journal it, one commit per completed step (a
+   mutation's entry commits in the mutation's own transaction).
+4. `sleep` and `wait_for_event` park the run (no thread is held) until due; the
+   executor that claims it then replays the journal up to there and goes on.
+5. `patched(name)`: true for runs that reach it fresh; for runs whose journal has
+   something else at `seq`, false, and `seq` is not consumed (Temporal's patching).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import select
+
+from rxnb.errors import NonDeterminismError, ResultError, StepError, WorkflowError
+from rxnb.reactive import to_jsonable
+from rxnb.runs import ActionContext, _clock
+from rxnb.runs._context import Parked
+from rxnb.store import Writer
+from rxnb.workflows._model import Event, JournalEntry
+
+if TYPE_CHECKING:
+    from rxnb.reactive import Store
+
+FOREVER = 1e15
+"""The wake time of a wait without a timeout (the year ~33,000)."""
+
+
+def clock() -> float:
+    """The time workflows use: the runs layer's due-time clock."""
+    return _clock.now()
+
+
+class WorkflowContext(ActionContext):
+    """The first argument of every @rx.workflow (see the module docstring for replay).
+
+    - `ctx.step(fn, *args, retries=0, backoff=1.0, name=None, **kwargs)`;
+    - `ctx.query(fn, **args)` and `ctx.mutation(fn, **args)`, journaled;
+    - `ctx.now()`, `ctx.random()`, `ctx.uuid()`: recorded, the same on replay;
+    - `ctx.sleep(timedelta)`, `ctx.sleep_until(datetime)`: durable, holding no thread;
+    - `ctx.wait_for_event(name, timeout=None)`: the payload `rx.send_event` sent, or
+      None once `timeout` has passed;
+    - `ctx.patched(name)`: for changing a workflow while runs are in flight.
+    """
+
+    def __init__(
+        self, store: Store, run_id: str | None, attempt: int = 1, *, workflow: str
+    ) -> None:
+        super().__init__(store, run_id, attempt)
+        self.workflow = workflow
+        self._seq = 0
+        self._journal: dict[int, JournalEntry] = {}
+        if run_id is not None:
+            rows = store.database.read(
+                lambda db: db.exec(select(JournalEntry).where(JournalEntry.run_id == run_id)).all()
+            )[0]
+            self._journal = {row.seq: row for row in rows}
+
+    @property
+    def replaying(self) -> bool:
+        """True while the code is still before the last journaled step."""
+        return self._seq <= max(self._journal, default=-1)
+
+    # -- steps -----------------------------------------------------------------------
+
+    def step(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        retries: int = 0,
+        backoff: float = 1.0,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run `fn(*args, **kwargs)` once for this run, journaling its (JSON) result.
+
+        On failure it is tried `retries` more times (backoff `backoff`, 2·`backoff`, …
+        seconds); after the last, the error is journaled and `rx.StepError` raised (on
+        replay too, at the same point).
+        """
+        label = name or getattr(fn, "__qualname__", None) or repr(fn)
+        seq, entry = self._next("step", label)
+        if entry is not None:
+            return self._replayed(entry)
+        started, attempt = clock(), 0
+        while True:
+            attempt += 1
+            self.check_cancelled()
+            try:
+                value = fn(*args, **kwargs)
+                break
+            except Exception as exc:
+                if attempt > retries:
+                    error = f"{type(exc).__name__}: {exc}"
+                    self._record(seq, "step", label, None, error, started, attempt)
+                    raise StepError(f"step {seq} `{label}` failed: {error}") from exc
+                if self.wait(backoff * 2 ** (attempt - 1)):
+                    self.check_cancelled()
+        output = self._encode(seq, label, value)
+        self._record(seq, "step", label, output, None, started, attempt)
+        return json.loads(output)
+
+    def query(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Run a query once for this run; its JSON result is journaled."""
+        seq, entry = self._next("query", fn.name)
+        if entry is not None:
+            return self._replayed(entry)
+        started = clock()
+        output = self._encode(seq, fn.name, self.store.call(fn, *args, **kwargs))
+        self._record(seq, "query", fn.name, output, None, started)
+        return json.loads(output)
+
+    def mutation(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Run a mutation once for this run: its journal entry commits with it."""
+        from rxnb.functions import registry
+
+        seq, entry = self._next("mutation", fn.name)
+        if entry is not None:
+            return self._replayed(entry)
+        started = clock()
+        checked = fn.arguments.bind(args, kwargs)
+        latest = registry.latest(fn)
+
+        def body(db: Writer) -> str:
+            output = self._encode(seq, fn.name, latest.fn(db, **checked))
+            if self.run_id is not None:
+                db.add(self._entry(seq, "mutation", fn.name, output, None, started))
+            return output
+
+        output = self.store.database.write(body)
+        self._remember(seq, "mutation", fn.name, output, None, started)
+        return json.loads(output)
+
+    # -- recorded values ---------------------------------------------------------------
+
+    def now(self) -> datetime.datetime:
+        """The current time (UTC), recorded: the same on every replay."""
+        value = self._value("now", clock)
+        return datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+
+    def random(self) -> float:
+        """A random float in [0, 1), recorded."""
+        return float(self._value("random", random.random))
+
+    def uuid(self) -> str:
+        """A random UUID (as text), recorded."""
+        return str(self._value("uuid", lambda: str(uuid.uuid4())))
+
+    def _value(self, name: str, make: Callable[[], Any]) -> Any:
+        seq, entry = self._next("value", name)
+        if entry is not None:
+            return self._replayed(entry)
+        started = clock()
+        value = make()
+        self._record(seq, "value", name, json.dumps(value), None, started)
+        return value
+
+    # -- durable sleep and events --------------------------------------------------------
+
+    def sleep(self, duration: datetime.timedelta | float) -> None:
+        """Sleep durably for `duration` (a timedelta or seconds): the run is parked
+        (`sleeping`, holding no thread) and resumed by any executor when due."""
+        seconds = duration.total_seconds() if isinstance(duration, datetime.timedelta) else duration
+        self._sleep("sleep", lambda: clock() + float(seconds))
+
+    def sleep_until(self, when: datetime.datetime) -> None:
+        """Sleep durably until `when` (an aware datetime, or a naive one in UTC)."""
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        self._sleep("sleep_until", when.timestamp)
+
+    def _sleep(self, name: str, wake_at: Callable[[], float]) -> None:
+        seq, entry = self._next("sleep", name)
+        if entry is None:
+            started = clock()
+            due = wake_at()
+            self._record(seq, "sleep", name, json.dumps(due), None, started)
+        else:
+            due = float(json.loads(entry.output or "0"))
+        if self.run_id is None:  # called inline, not as a run: just sleep
+            time.sleep(max(0.0, due - clock()))
+        elif clock() < due:
+            raise Parked("sleeping", due)  # rule 4
+
+    def wait_for_event(self, name: str, timeout: datetime.timedelta | float | None = None) -> Any:
+        """The payload of the next event `name` sent to this run (`rx.send_event`), or
+        None once `timeout` has passed. An event sent before this wait is kept for it.
+        While waiting the run is parked (`waiting`), holding no thread."""
+        if self.run_id is None:
+            raise WorkflowError(
+                f"wait_for_event({name!r}) needs a run to send the event to: start the "
+                "workflow with .start(...) instead of calling it"
+            )
+        seq, entry = self._next("event", name)
+        if entry is not None and entry.finished_at is not None:
+            return self._replayed(entry)
+        if entry is None:
+            started = clock()
+            seconds = (
+                timeout.total_seconds() if isinstance(timeout, datetime.timedelta) else timeout
+            )
+            deadline = FOREVER if seconds is None else started + float(seconds)
+            output = json.dumps({"deadline": deadline})
+            self.store.database.write(
+                lambda db: db.add(
+                    self._entry(seq, "event", name, output, None, started, done=False)
+                )
+            )
+            entry = self._entry(seq, "event", name, output, None, started, done=False)
+            self._journal[seq] = entry
+        deadline = float(json.loads(entry.output or "{}").get("deadline", FOREVER))
+        run_id = self.run_id
+
+        def take(db: Writer) -> tuple[bool, str | None]:
+            """Consume the oldest unread event `name`, or time out, or neither."""
+            event = db.exec(
+                select(Event)
+                .where(Event.run_id == run_id, Event.name == name, Event.consumed == False)  # noqa: E712
+                .order_by(Event.id)  # type: ignore[arg-type]
+            ).first()
+            if event is None and clock() < deadline:
+                return False, None
+            payload = "null" if event is None else event.payload
+            if event is not None:
+                event.consumed = True
+            row = db.get(JournalEntry, (run_id, seq))
+            if row is not None:
+                row.output, row.finished_at = payload, clock()
+                row.error = None if event is not None else "timed out"
+            return True, payload
+
+        done, payload = self.store.database.write(take)
+        if not done:
+            raise Parked("waiting", deadline)  # rule 4
+        entry.output, entry.finished_at = payload, clock()
+        return None if payload is None else json.loads(payload)
+
+    def patched(self, name: str) -> bool:
+        """True where new code runs; False for runs journaled before the patch (rule 5)."""
+        entry = self._journal.get(self._seq)
+        if entry is not None and not (entry.kind == "patch" and entry.name == name):
+            return False
+        seq, entry = self._next("patch", name)
+        if entry is None:
+            self._record(seq, "patch", name, "true", None, clock())
+        return True
+
+    # -- the journal ---------------------------------------------------------------------
+
+    def _next(self, kind: str, name: str) -> tuple[int, JournalEntry | None]:
+        """The next sequence number and its journal entry, checked (rules 1-3)."""
+        seq = self._seq
+        self._seq += 1
+        entry = self._journal.get(seq)
+        if entry is not None and (entry.kind, entry.name) != (kind, name):
+            raise NonDeterminismError(
+                f"workflow `{self.workflow}` run {self.run_id}: step {seq} is journaled as "
+                f"{entry.kind} `{entry.name}`, but the code now reaches {kind} `{name}` there. "
+                "The workflow's code changed while this run was in flight. Keep the steps "
+                "it has done in their order (guard new ones with `if ctx.patched(...)`), "
+                f"or start it over from there: rx.restart({self.run_id!r}, from_step={seq})"
+            )
+        return seq, entry
+
+    def _replayed(self, entry: JournalEntry) -> Any:
+        if entry.kind == "step" and entry.error is not None:
+            raise StepError(f"step {entry.seq} `{entry.name}` failed: {entry.error}")
+        return None if entry.output is None else json.loads(entry.output)
+
+    def _encode(self, seq: int, name: str, value: Any) -> str:
+        try:
+            return json.dumps(to_jsonable(value, where=f"step {seq} `{name}`"), allow_nan=False)
+        except (ResultError, TypeError, ValueError) as exc:
+            raise ResultError(
+                f"workflow `{self.workflow}`: step {seq} `{name}` returned {type(value).__name__}, "
+                f"which cannot be journaled ({exc}); return JSON values (dict, list, str, "
+                "number, bool, None), SQLModel rows or pydantic models"
+            ) from None
+
+    def _entry(
+        self,
+        seq: int,
+        kind: str,
+        name: str,
+        output: str | None,
+        error: str | None,
+        started: float,
+        attempts: int = 1,
+        *,
+        done: bool = True,
+    ) -> JournalEntry:
+        return JournalEntry(
+            run_id=self.run_id or "",
+            seq=seq,
+            name=name,
+            kind=kind,
+            output=output,
+            error=error,
+            started_at=started,
+            finished_at=clock() if done else None,
+            attempts=attempts,
+        )
+
+    def _record(
+        self,
+        seq: int,
+        kind: str,
+        name: str,
+        output: str | None,
+        error: str | None,
+        started: float,
+        attempts: int = 1,
+    ) -> None:
+        """Journal a completed step: one commit (rule 3)."""
+        if self.run_id is not None:
+            row = self._entry(seq, kind, name, output, error, started, attempts)
+            self.store.database.write(lambda db: db.add(row))
+        self._journal[seq] = self._entry(seq, kind, name, output, error, started, attempts)
+
+    def _remember(
+        self, seq: int, kind: str, name: str, output: str | None, error: str | None, started: float
+    ) -> None:
+        self._journal[seq] = self._entry(seq, kind, name, output, error, started)
+
+    def __repr__(self) -> str:
+        return f"<rx.WorkflowContext {self.workflow} run {self.run_id} at step {self._seq}>"

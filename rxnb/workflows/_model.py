@@ -1,0 +1,43 @@
+"""The `rx_journal` and `rx_events` tables: what each workflow run has done, and the
+events sent to runs (kept until the run waits for them)."""
+
+from __future__ import annotations
+
+from sqlmodel import Field, SQLModel
+
+
+class JournalEntry(SQLModel, table=True):
+    """One completed step (or recorded value, sleep, wait) of one workflow run.
+
+    Written in one commit when the step completes; a replay returns `output` (or
+    raises `error`) instead of running the step again.
+    """
+
+    __tablename__ = "rx_journal"
+
+    run_id: str = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    """The step's position in the run: 0, 1, 2, … in the order the code reaches them."""
+    name: str
+    kind: str
+    """step | query | mutation | value | sleep | event | patch"""
+    output: str | None = None
+    """The step's result as JSON (a sleep: its wake time; an event: its payload)."""
+    error: str | None = None
+    started_at: float
+    finished_at: float | None = None
+    """None while a wait is in progress (an event not yet received)."""
+    attempts: int = 1
+
+
+class Event(SQLModel, table=True):
+    """An event sent to a run (`rx.send_event`); consumed by `ctx.wait_for_event`."""
+
+    __tablename__ = "rx_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True)
+    name: str
+    payload: str = "null"
+    sent_at: float
+    consumed: bool = False

@@ -1,0 +1,134 @@
+"""`@rx.workflow`, `rx.send_event` and `rx.restart`.
+
+A workflow is an action whose runs are replayed from their journal: whichever
+executor claims a run (the first time, after a durable sleep or wait, or after its
+owner died) runs the function from the top, and every journaled step returns its
+recorded result instead of running again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sqlmodel import delete
+
+from rxnb.errors import FunctionError, RunError, RunNotFoundError, WorkflowError
+from rxnb.reactive import Store, current_store, to_jsonable
+from rxnb.runs import TERMINAL, Action, ActionContext, Run, RunStatus, _clock
+from rxnb.store import Writer
+from rxnb.workflows._context import WorkflowContext, clock
+from rxnb.workflows._model import Event, JournalEntry
+
+RESUMES = 10**9
+"""A workflow's `max_attempts`: an orphaned run is always resumed from its journal."""
+
+
+class Workflow(Action[Any, Any]):
+    """A durable function: `def f(ctx: rx.WorkflowContext, ...)`, replayed from its journal.
+
+    Its run is failed (not retried) when the function raises: steps have their own
+    `retries=`. An orphaned run (its owner died) is resumed by any live executor that
+    has it registered.
+    """
+
+    kind = "workflow"
+    retry_on_raise = False
+
+    def __init__(self, fn: Callable[..., Any], *, version: str | None = None) -> None:
+        self.version = version
+        super().__init__(fn, retries=RESUMES - 1)
+
+    def context(self, store: Store, run_id: str, attempt: int) -> ActionContext:
+        return WorkflowContext(store, run_id, attempt, workflow=self.name)
+
+    def call_on(self, store: Store, /, *args: Any, **kwargs: Any) -> Any:
+        """Run inline, journaling nothing (sleeps block; events need a run)."""
+        from rxnb.functions import registry
+
+        checked = self.arguments.bind(args, kwargs)
+        latest = registry.latest(self)
+        return latest.fn(WorkflowContext(store, None, workflow=self.name), **checked)
+
+
+def workflow(fn: Callable[..., Any] | None = None, *, version: str | None = None) -> Any:
+    """Declare a durable workflow: `def f(ctx: rx.WorkflowContext, ...)`.
+
+    `f.start(**args)` starts a run at once and returns its `RunHandle`. Each
+    `ctx.step(...)` is journaled; a run that stops (its process killed, a durable
+    sleep, a wait for an event) resumes where it stopped, in any process that defines
+    the workflow. `version=` is a label recorded for you to tell code versions apart.
+    """
+
+    def wrap(f: Callable[..., Any]) -> Workflow:
+        return Workflow(f, version=version)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def _send_event(db: Writer, run_id: str, name: str, payload: Any) -> None:
+    run = db.get(Run, run_id)
+    if run is None:
+        raise RunNotFoundError(f"no run has id {run_id!r}")
+    if RunStatus(run.status) in TERMINAL:
+        raise RunError(
+            f"run {run_id} has {run.status}: no one will wait for event {name!r}; "
+            "send it to a run that is still going"
+        )
+    db.add(Event(run_id=run_id, name=name, payload=payload, sent_at=clock()))
+    if run.status == RunStatus.WAITING.value:
+        run.due_at = clock()  # due now: an executor resumes it and takes the event
+
+
+def send_event(run_id: str, name: str, payload: Any = None, *, store: Store | None = None) -> None:
+    """Send event `name` (with a JSON `payload`) to workflow run `run_id`.
+
+    A run waiting for it (`ctx.wait_for_event(name)`) resumes at once; one that has
+    not reached the wait yet gets it when it does.
+    """
+    given: Any = name
+    if not isinstance(given, str) or not given:
+        raise FunctionError(f"send_event: the event name must be a non-empty str, not {name!r}")
+    encoded = json.dumps(to_jsonable(payload, where=f"event {name!r}"), allow_nan=False)
+    (store or current_store()).database.write(lambda db: _send_event(db, run_id, name, encoded))
+
+
+def _restart(db: Writer, run_id: str, from_step: int) -> str:
+    run = db.get(Run, run_id)
+    if run is None:
+        raise RunNotFoundError(f"no run has id {run_id!r}")
+    if run.status == RunStatus.RUNNING.value:
+        raise RunError(
+            f"run {run_id} is running; cancel it (rx.cancel) and restart it once it has stopped"
+        )
+    db.exec(
+        delete(JournalEntry).where(
+            JournalEntry.run_id == run_id,  # type: ignore[arg-type]
+            JournalEntry.seq >= from_step,  # type: ignore[arg-type]
+        )
+    )
+    run.status, run.owner, run.due_at = RunStatus.QUEUED.value, None, clock()
+    run.error = run.result = run.finished_at = None
+    run.cancel_requested = False
+    return run.status
+
+
+def advance_clock(seconds: float, *, store: Store | None = None) -> None:
+    """Move due times' clock forward by `seconds` in this process, and wake its
+    executor: a test sees a 30-day durable sleep end at once."""
+    from rxnb.runs import executor_for
+
+    _clock.advance(seconds)
+    executor_for(store or current_store())._wake.set()
+
+
+def restart(run_id: str, *, from_step: int = 0, store: Store | None = None) -> str:
+    """Run workflow run `run_id` again from step `from_step`: the journal from there on
+    is dropped (steps before it are replayed, not run again); its status after."""
+    step: Any = from_step
+    if not isinstance(step, int) or step < 0:
+        raise WorkflowError(f"restart: from_step must be a step number >= 0, not {from_step!r}")
+    return str(
+        (store or current_store()).database.write(lambda db: _restart(db, run_id, from_step))
+    )
