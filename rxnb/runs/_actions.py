@@ -29,7 +29,7 @@ from rxnb.reactive import Store, current_store, open_stores, to_jsonable
 from rxnb.runs import _clock as clock
 from rxnb.runs._context import ActionContext
 from rxnb.runs._executor import Executor, backoff_delay
-from rxnb.runs._model import TERMINAL, Run, RunStatus
+from rxnb.runs._model import TERMINAL, Run, RunStatus, ended
 from rxnb.store import Writer
 
 P = ParamSpec("P")
@@ -232,6 +232,7 @@ def _cancel_run(db: Writer, run_id: str) -> str:
     run.cancel_requested = True
     if run.status != RunStatus.RUNNING.value:
         run.status, run.finished_at = RunStatus.CANCELLED.value, time.time()
+        ended(db, run)
     return run.status
 
 

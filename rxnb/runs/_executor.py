@@ -20,7 +20,7 @@ from rxnb.errors import Cancelled, NonRetryableError, ResultError
 from rxnb.reactive import Store, to_jsonable
 from rxnb.runs import _clock as clock
 from rxnb.runs._context import ActionContext, Parked
-from rxnb.runs._model import Owner, Run, RunStatus
+from rxnb.runs._model import TERMINAL, Owner, Run, RunStatus, ended
 from rxnb.runs._owners import HOST, delete_owner, orphans_exist, recover_orphans
 from rxnb.store import EVERYTHING, Write, Writer
 
@@ -400,6 +400,7 @@ def _finish(
         kind, value = "final", f"TimeoutError: {ctx._reason}"
     elif run.cancel_requested or kind == "cancelled":
         run.status, run.finished_at = RunStatus.CANCELLED.value, now
+        ended(db, run)
         return
     if kind == "parked":  # resumed by whichever executor claims it when due
         run.status, run.due_at = value
@@ -412,6 +413,8 @@ def _finish(
         run.due_at = now + action.delay(run.attempt)
     else:
         run.status, run.error, run.finished_at = RunStatus.FAILED.value, value, now
+    if RunStatus(run.status) in TERMINAL:
+        ended(db, run)
 
 
 def _fail_now(db: Writer, ctx: ActionContext, owner: str, reason: str) -> None:
@@ -422,6 +425,7 @@ def _fail_now(db: Writer, ctx: ActionContext, owner: str, reason: str) -> None:
         return
     run.status, run.finished_at = RunStatus.FAILED.value, time.time()
     run.error = f"TimeoutError: {reason}"
+    ended(db, run)
 
 
 def _unclaim(db: Writer, run_id: str, owner: str, attempt: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlmodel import Field, SQLModel
@@ -81,3 +82,14 @@ class Owner(SQLModel, table=True):
     started_at: float
     heartbeat_at: float = Field(index=True)
     functions: str = "[]"
+
+
+RUN_ENDED: list[Callable[[Any, Run], None]] = []
+"""Called with (db, run) in the transaction that ends a run (a later layer's hook: the
+workflows layer wakes a parent waiting for its child)."""
+
+
+def ended(db: Any, run: Run) -> None:
+    """Tell the hooks that `run` has just ended, in the transaction that ended it."""
+    for hook in RUN_ENDED:
+        hook(db, run)

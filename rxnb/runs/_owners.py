@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from rxnb.runs._model import Owner, Run, RunStatus
+from rxnb.runs._model import Owner, Run, RunStatus, ended
 from rxnb.store import Writer
 
 
@@ -74,12 +74,14 @@ def recover_orphans(db: Writer, me: str | None = None) -> int:
         recovered += 1
         if run.cancel_requested:
             run.status, run.finished_at = RunStatus.CANCELLED.value, now
+            ended(db, run)
         elif run.attempt < run.max_attempts:
             run.status, run.owner, run.due_at = RunStatus.QUEUED.value, None, now
             run.error = f"owner process died (attempt {run.attempt}); retrying"
         else:
             run.status, run.finished_at = RunStatus.FAILED.value, now
             run.error = "owner process died"
+            ended(db, run)
     for owner_id in dead:
         db.delete(owners[owner_id])
     return recovered

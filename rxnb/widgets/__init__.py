@@ -11,6 +11,7 @@ from rxnb.widgets._dispatcher import Dispatcher
 from rxnb.widgets._live import LiveWidget, dispatcher_for, live, live_widgets, settle
 from rxnb.widgets._payload import Payload, encode, message
 from rxnb.widgets._runs import follow, runs, runs_table
+from rxnb.widgets._timeline import timeline, timeline_rows
 
 __all__ = [
     "CellOwners",
@@ -31,4 +32,6 @@ __all__ = [
     "runs",
     "runs_table",
     "settle",
+    "timeline",
+    "timeline_rows",
 ]

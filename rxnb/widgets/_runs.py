@@ -52,6 +52,10 @@ VIEW = {
 }
 
 
+RESUMABLE = 10**9
+"""`max_attempts` from here on: a workflow's run (see `rxnb.workflows.RESUMES`)."""
+
+
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -76,7 +80,10 @@ def runs_table(db: Reader, limit: int = 100, run_id: str | None = None) -> list[
                 "id": run.id,
                 "function": run.function.rsplit(".", 1)[-1],
                 "status": "cancelling" if cancelling else run.status,
-                "attempt": f"{run.attempt}/{run.max_attempts}",
+                # A workflow is resumed as often as it takes: its count has no limit.
+                "attempt": str(run.attempt)
+                if run.max_attempts >= RESUMABLE
+                else f"{run.attempt}/{run.max_attempts}",
                 "created": run.created_at,
                 "elapsed": [run.started_at, run.finished_at],
                 "progress": _loads(run.progress),

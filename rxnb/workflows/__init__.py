@@ -6,10 +6,11 @@ claims it, and `WorkflowContext` replays its journal.
 """
 
 from rxnb.workflows._context import WorkflowContext
-from rxnb.workflows._model import Event, JournalEntry
+from rxnb.workflows._model import ChildLink, Event, JournalEntry
 from rxnb.workflows._workflow import Workflow, advance_clock, restart, send_event, workflow
 
 __all__ = [
+    "ChildLink",
     "Event",
     "JournalEntry",
     "Workflow",

@@ -21,17 +21,18 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import select
 
 from rxnb.errors import NonDeterminismError, ResultError, StepError, WorkflowError
 from rxnb.reactive import to_jsonable
-from rxnb.runs import ActionContext, _clock
+from rxnb.runs import TERMINAL, ActionContext, Run, RunStatus, _clock
 from rxnb.runs._context import Parked
 from rxnb.store import Writer
-from rxnb.workflows._model import Event, JournalEntry
+from rxnb.workflows._model import ChildLink, Event, JournalEntry
 
 if TYPE_CHECKING:
     from rxnb.reactive import Store
@@ -48,7 +49,9 @@ def clock() -> float:
 class WorkflowContext(ActionContext):
     """The first argument of every @rx.workflow (see the module docstring for replay).
 
-    - `ctx.step(fn, *args, retries=0, backoff=1.0, name=None, **kwargs)`;
+    - `ctx.step(fn, *args, retries=0, backoff=1.0, name=None, **kwargs)`, and
+      `ctx.parallel([(fn, *args), ...])` for steps that run at once;
+    - `ctx.child(workflow, **args)`: a child workflow's result (its own run);
     - `ctx.query(fn, **args)` and `ctx.mutation(fn, **args)`, journaled;
     - `ctx.now()`, `ctx.random()`, `ctx.uuid()`: recorded, the same on replay;
     - `ctx.sleep(timedelta)`, `ctx.sleep_until(datetime)`: durable, holding no thread;
@@ -97,6 +100,19 @@ class WorkflowContext(ActionContext):
         seq, entry = self._next("step", label)
         if entry is not None:
             return self._replayed(entry)
+        return self._run_step(seq, label, fn, args, kwargs, retries, backoff)
+
+    def _run_step(
+        self,
+        seq: int,
+        label: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retries: int,
+        backoff: float,
+    ) -> Any:
+        """Run a step now, with retries, and journal its result or its last error."""
         started, attempt = clock(), 0
         while True:
             attempt += 1
@@ -114,6 +130,85 @@ class WorkflowContext(ActionContext):
         output = self._encode(seq, label, value)
         self._record(seq, "step", label, output, None, started, attempt)
         return json.loads(output)
+
+    def parallel(
+        self, calls: Sequence[Callable[[], Any] | tuple[Any, ...]], *, retries: int = 0
+    ) -> list[Any]:
+        """Run several steps at once (threads), each journaled when it completes; their
+        results in order. Each call is `fn` or `(fn, *args)`. On replay the finished
+        ones return their journaled results and only the others run again."""
+        planned: list[tuple[int, str, Callable[..., Any], tuple[Any, ...]]] = []
+        for call in calls:
+            fn, *args = call if isinstance(call, tuple) else (call,)
+            label = getattr(fn, "__qualname__", None) or repr(fn)
+            seq, _ = self._next("step", label)
+            planned.append((seq, label, fn, tuple(args)))
+        pending = [p for p in planned if p[0] not in self._journal]
+        if pending:
+            with ThreadPoolExecutor(min(8, len(pending)), thread_name_prefix="rxnb-step") as pool:
+                futures = [
+                    pool.submit(self._run_step, seq, label, fn, args, {}, retries, 1.0)
+                    for seq, label, fn, args in pending
+                ]
+                for future in futures:
+                    future.exception()  # wait for all: each journals itself
+        return [self._replayed(self._journal[seq]) for seq, *_ in planned]
+
+    def child(self, workflow: Any, /, **args: Any) -> Any:
+        """Start `workflow(**args)` as a child run (once) and return its result.
+
+        The parent is parked (`waiting`, no thread) until the child ends; a child that
+        fails or is cancelled raises `rx.StepError` here, on replay too.
+        """
+        from rxnb.runs import executor_for
+        from rxnb.runs._actions import _encode_args, _insert
+
+        if self.run_id is None:  # called inline: so is the child
+            return workflow.call_on(self.store, **args)
+        seq, entry = self._next("child", workflow.name)
+        if entry is not None and entry.finished_at is not None:
+            return self._replayed(entry)
+        run_id = self.run_id
+        if entry is None:
+            encoded = _encode_args(workflow, workflow.arguments.bind((), args))
+            started = clock()
+
+            def start(db: Writer) -> str:
+                child_id = _insert(db, workflow, encoded, clock(), None)
+                db.add(self._entry(seq, "child", workflow.name, None, None, started, done=False))
+                db.add(ChildLink(child_id=child_id, parent_id=run_id, seq=seq))
+                return child_id
+
+            self.store.database.write(start)
+            executor_for(self.store).register(workflow)
+            self._journal[seq] = self._entry(
+                seq, "child", workflow.name, None, None, started, done=False
+            )
+
+        def take(db: Writer) -> tuple[bool, str | None, str | None]:
+            link = db.exec(
+                select(ChildLink).where(ChildLink.parent_id == run_id, ChildLink.seq == seq)
+            ).first()
+            child = db.get(Run, link.child_id) if link is not None else None
+            if child is None:
+                return True, None, f"the child run of step {seq} is gone"
+            if RunStatus(child.status) not in TERMINAL:
+                return False, None, None
+            error = None
+            if child.status != RunStatus.SUCCEEDED.value:
+                error = f"child run {child.id} {child.status}: {child.error or ''}".rstrip(": ")
+            output = child.result if error is None else None
+            row = db.get(JournalEntry, (run_id, seq))
+            if row is not None:
+                row.output, row.error, row.finished_at = output, error, clock()
+            return True, output, error
+
+        done, output, error = self.store.database.write(take)
+        if not done:
+            raise Parked("waiting", FOREVER)  # woken when the child ends (rule 4)
+        finished = self._journal[seq]
+        finished.output, finished.error, finished.finished_at = output, error, clock()
+        return self._replayed(finished)
 
     def query(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Run a query once for this run; its JSON result is journaled."""
@@ -278,7 +373,7 @@ class WorkflowContext(ActionContext):
         return seq, entry
 
     def _replayed(self, entry: JournalEntry) -> Any:
-        if entry.kind == "step" and entry.error is not None:
+        if entry.kind in ("step", "child") and entry.error is not None:
             raise StepError(f"step {entry.seq} `{entry.name}` failed: {entry.error}")
         return None if entry.output is None else json.loads(entry.output)
 

@@ -41,3 +41,13 @@ class Event(SQLModel, table=True):
     payload: str = "null"
     sent_at: float
     consumed: bool = False
+
+
+class ChildLink(SQLModel, table=True):
+    """A child workflow's run and the parent step waiting for it (`ctx.child`)."""
+
+    __tablename__ = "rx_children"
+
+    child_id: str = Field(primary_key=True)
+    parent_id: str = Field(index=True)
+    seq: int

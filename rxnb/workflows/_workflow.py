@@ -17,9 +17,23 @@ from sqlmodel import delete
 from rxnb.errors import FunctionError, RunError, RunNotFoundError, WorkflowError
 from rxnb.reactive import Store, current_store, to_jsonable
 from rxnb.runs import TERMINAL, Action, ActionContext, Run, RunStatus, _clock
+from rxnb.runs._model import RUN_ENDED
 from rxnb.store import Writer
 from rxnb.workflows._context import WorkflowContext, clock
-from rxnb.workflows._model import Event, JournalEntry
+from rxnb.workflows._model import ChildLink, Event, JournalEntry
+
+
+def _wake_parent(db: Writer, run: Run) -> None:
+    """A run has ended: a parent workflow waiting for it as its child is due now."""
+    link = db.get(ChildLink, run.id)
+    if link is None:
+        return
+    parent = db.get(Run, link.parent_id)
+    if parent is not None and parent.status == RunStatus.WAITING.value:
+        parent.due_at = clock()
+
+
+RUN_ENDED.append(_wake_parent)
 
 RESUMES = 10**9
 """A workflow's `max_attempts`: an orphaned run is always resumed from its journal."""

@@ -1,0 +1,88 @@
+"""`rx.widgets.timeline(run_id=None)`: a workflow's steps as a live chart of bars."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from sqlmodel import select
+
+from rxnb.functions import query
+from rxnb.runs import Run
+from rxnb.store import Reader
+from rxnb.widgets._live import LiveWidget
+from rxnb.workflows import JournalEntry
+
+PREVIEW = 120
+"""Characters of a step's output (or error) shown beside its bar."""
+
+VIEW = {
+    "timeline": {
+        "run": "run_id",
+        "label": "name",
+        "seq": "seq",
+        "kind": "kind",
+        "status": "status",
+        "start": "started_at",
+        "end": "finished_at",
+        "attempts": "attempts",
+        "preview": "preview",
+    }
+}
+
+
+def _status(entry: JournalEntry, run: Run | None) -> str:
+    if entry.error is not None and entry.error != "timed out":
+        return "failed"
+    if entry.finished_at is None:
+        return (
+            run.status if run is not None and run.status in ("waiting", "sleeping") else "running"
+        )
+    return "done"
+
+
+@query
+def timeline_rows(db: Reader, run_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """The journal of one workflow run (or of the newest `limit` runs), as timeline rows."""
+    if run_id is not None:
+        run_ids = [run_id]
+    else:
+        run_ids = list(
+            db.exec(select(JournalEntry.run_id).distinct().order_by(JournalEntry.run_id)).all()
+        )
+        runs = db.exec(select(Run).where(Run.id.in_(run_ids))).all()  # type: ignore[attr-defined]
+        run_ids = [r.id for r in sorted(runs, key=lambda r: r.created_at)][-limit:]
+    entries = db.exec(
+        select(JournalEntry)
+        .where(JournalEntry.run_id.in_(run_ids))  # type: ignore[attr-defined]
+        .order_by(JournalEntry.run_id, JournalEntry.seq)  # type: ignore[arg-type]
+    ).all()
+    runs_by_id = {r.id: r for r in db.exec(select(Run).where(Run.id.in_(run_ids))).all()}  # type: ignore[attr-defined]
+    order = {rid: i for i, rid in enumerate(run_ids)}
+    rows = []
+    for entry in sorted(entries, key=lambda e: (order.get(e.run_id, 0), e.seq)):
+        shown = entry.error if entry.error is not None else entry.output
+        end = entry.finished_at
+        if entry.kind == "sleep" and entry.output is not None:  # a bar up to the wake time
+            end = float(entry.output)
+            shown = "until " + datetime.datetime.fromtimestamp(end).isoformat(" ", "seconds")
+        rows.append(
+            {
+                "id": f"{entry.run_id}:{entry.seq}",
+                "run_id": entry.run_id,
+                "seq": entry.seq,
+                "name": entry.name.rsplit(".", 1)[-1],
+                "kind": entry.kind,
+                "status": _status(entry, runs_by_id.get(entry.run_id)),
+                "started_at": entry.started_at,
+                "finished_at": end,
+                "attempts": entry.attempts,
+                "preview": (shown or "")[:PREVIEW],
+            }
+        )
+    return rows
+
+
+def timeline(run_id: str | None = None, limit: int = 20) -> LiveWidget:
+    """A live chart of the steps of workflow run `run_id` (or of the newest runs)."""
+    return LiveWidget(timeline_rows, {"run_id": run_id, "limit": limit}, view=VIEW)
