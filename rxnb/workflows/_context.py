@@ -10,8 +10,10 @@ Replay rules (each call takes the next sequence number `seq`):
    mutation's entry commits in the mutation's own transaction).
 4. `sleep` and `wait_for_event` park the run (no thread is held) until due; the
    executor that claims it then replays the journal up to there and goes on.
-5. `patched(name)`: true for runs that reach it fresh; for runs whose journal has
-   something else at `seq`, false, and `seq` is not consumed (Temporal's patching).
+5. `patched(name)`: true where the run goes fresh (a new run, or an old one past
+   the end of its journal), and journaled so; false where the journal has something
+   else at `seq` (an old run replaying), and `seq` is not consumed (Temporal's
+   patching: `if ctx.patched("x"): new steps` leaves old runs' replays intact).
 """
 
 from __future__ import annotations

@@ -14,7 +14,14 @@ from typing import Any
 
 from sqlmodel import delete
 
-from rxnb.errors import FunctionError, RunError, RunNotFoundError, WorkflowError
+from rxnb.errors import (
+    ArgumentError,
+    FunctionError,
+    ResultError,
+    RunError,
+    RunNotFoundError,
+    WorkflowError,
+)
 from rxnb.reactive import Store, current_store, to_jsonable
 from rxnb.runs import TERMINAL, Action, ActionContext, Run, RunStatus, _clock
 from rxnb.runs._model import RUN_ENDED
@@ -104,7 +111,13 @@ def send_event(run_id: str, name: str, payload: Any = None, *, store: Store | No
     given: Any = name
     if not isinstance(given, str) or not given:
         raise FunctionError(f"send_event: the event name must be a non-empty str, not {name!r}")
-    encoded = json.dumps(to_jsonable(payload, where=f"event {name!r}"), allow_nan=False)
+    try:
+        encoded = json.dumps(to_jsonable(payload, where="the payload"), allow_nan=False)
+    except (ResultError, ValueError) as exc:
+        raise ArgumentError(
+            f"send_event({run_id!r}, {name!r}, ...): the payload must be JSON (dict, list, "
+            f"str, number, bool, None) or a pydantic model: {exc}"
+        ) from None
     (store or current_store()).database.write(lambda db: _send_event(db, run_id, name, encoded))
 
 
