@@ -7,6 +7,7 @@ worth retrying, how the change log is appended to and watched.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -24,7 +25,7 @@ from rxnb.store._changelog import LoggedChange, encode, internal_metadata
 from rxnb.store._readset import ReadSet
 from rxnb.store._schema import DataProblem, apply_plan, check_rows, plan_schema
 from rxnb.store._sessions import Reader, Writer
-from rxnb.store._tracking import TRACKER, Tracker, Write, install_engine_hooks
+from rxnb.store._tracking import TRACKER, RowWrite, Tracker, Write, install_engine_hooks
 
 log = logging.getLogger("rxnb.store")
 
@@ -162,6 +163,38 @@ class Database(ABC):
         if writes:
             self._publish(writes)
         return result
+
+    def insert_rows(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert `rows` into `table` and their change-log entries in one transaction,
+        through SQLAlchemy Core: the hot path of append-only tables (a workflow's
+        journal), a fraction of an ORM session's cost. Inside a write on this thread,
+        it joins that write's transaction instead."""
+        active = self._active()
+        if active is not None and isinstance(active[0], Writer):
+            active[0].execute(table.insert(), list(rows))
+            return
+        self._check_open()
+        self._check_new_tables()
+        keys = [c.name for c in table.primary_key.columns]
+        writes: list[Write] = [
+            RowWrite(table.name, tuple(row[k] for k in keys), None, row) for row in rows
+        ]
+        changes = encode(writes, self.origin)
+
+        def once() -> None:
+            with self._write_lock if self.serialize_writers else _NO_LOCK:
+                self._insert_once(table, rows, changes)
+
+        self._retrying("A journal write", once)
+        self._publish(writes)
+
+    def _insert_once(
+        self, table: sa.Table, rows: Sequence[dict[str, Any]], changes: list[tuple[object, ...]]
+    ) -> None:
+        """One transaction of `insert_rows` (a dialect may do it closer to the driver)."""
+        with self._write_engine.begin() as conn:
+            conn.execute(table.insert(), list(rows))
+            self.append_changes(conn, changes)
 
     def _serialized(self, fn: Callable[[Writer], T]) -> tuple[T, list[Write]]:
         if not self.serialize_writers:
@@ -310,6 +343,9 @@ class _Tracked:
         self._local.session = self._local.tracker = None
         self._conn.info.pop(TRACKER, None)
         self._session.close()
+
+
+_NO_LOCK = contextlib.nullcontext()
 
 
 def _metadata_fingerprint() -> tuple[int, ...]:

@@ -6,6 +6,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -141,6 +142,31 @@ class SQLiteDatabase(Database):
 
     def open_watcher(self) -> ChangeWatcher:
         return _DataVersionWatcher(self.path)
+
+    def _insert_once(
+        self, table: sa.Table, rows: Sequence[dict[str, Any]], changes: list[tuple[object, ...]]
+    ) -> None:
+        """On the sqlite3 connection itself: a journal write costs a few tens of µs
+        instead of SQLAlchemy's hundreds."""
+        columns = list(rows[0])
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
+        )
+        pooled = self._write_engine.raw_connection()
+        try:
+            driver = pooled.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            driver.execute("BEGIN IMMEDIATE")
+            try:
+                driver.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+                driver.executemany(INSERT_CHANGE, changes)
+                driver.execute("COMMIT")
+            except BaseException:
+                driver.execute("ROLLBACK")
+                raise
+        finally:
+            pooled.close()
 
 
 def _enable_wal(path: Path) -> None:

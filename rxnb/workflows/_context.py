@@ -18,6 +18,7 @@ Replay rules (each call takes the next sequence number `seq`):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import random
@@ -38,6 +39,8 @@ from rxnb.workflows._model import ChildLink, Event, JournalEntry
 
 if TYPE_CHECKING:
     from rxnb.reactive import Store
+
+JOURNAL: Any = JournalEntry.__table__  # type: ignore[attr-defined]
 
 FOREVER = 1e15
 """The wake time of a wait without a timeout (the year ~33,000)."""
@@ -68,12 +71,12 @@ class WorkflowContext(ActionContext):
         super().__init__(store, run_id, attempt)
         self.workflow = workflow
         self._seq = 0
-        self._journal: dict[int, JournalEntry] = {}
+        self._journal: dict[int, Recorded] = {}
         if run_id is not None:
             rows = store.database.read(
                 lambda db: db.exec(select(JournalEntry).where(JournalEntry.run_id == run_id)).all()
             )[0]
-            self._journal = {row.seq: row for row in rows}
+            self._journal = {row.seq: Recorded(**_row(row)) for row in rows}
 
     @property
     def replaying(self) -> bool:
@@ -177,7 +180,8 @@ class WorkflowContext(ActionContext):
 
             def start(db: Writer) -> str:
                 child_id = _insert(db, workflow, encoded, clock(), None)
-                db.add(self._entry(seq, "child", workflow.name, None, None, started, done=False))
+                pending = self._entry(seq, "child", workflow.name, None, None, started, done=False)
+                db.add(JournalEntry(**_row(pending)))
                 db.add(ChildLink(child_id=child_id, parent_id=run_id, seq=seq))
                 return child_id
 
@@ -236,7 +240,11 @@ class WorkflowContext(ActionContext):
         def body(db: Writer) -> str:
             output = self._encode(seq, fn.name, latest.fn(db, **checked))
             if self.run_id is not None:
-                db.add(self._entry(seq, "mutation", fn.name, output, None, started))
+                db.add(
+                    JournalEntry(
+                        **_row(self._entry(seq, "mutation", fn.name, output, None, started))
+                    )
+                )
             return output
 
         output = self.store.database.write(body)
@@ -315,7 +323,9 @@ class WorkflowContext(ActionContext):
             output = json.dumps({"deadline": deadline})
             self.store.database.write(
                 lambda db: db.add(
-                    self._entry(seq, "event", name, output, None, started, done=False)
+                    JournalEntry(
+                        **_row(self._entry(seq, "event", name, output, None, started, done=False))
+                    )
                 )
             )
             entry = self._entry(seq, "event", name, output, None, started, done=False)
@@ -359,7 +369,7 @@ class WorkflowContext(ActionContext):
 
     # -- the journal ---------------------------------------------------------------------
 
-    def _next(self, kind: str, name: str) -> tuple[int, JournalEntry | None]:
+    def _next(self, kind: str, name: str) -> tuple[int, Recorded | None]:
         """The next sequence number and its journal entry, checked (rules 1-3)."""
         seq = self._seq
         self._seq += 1
@@ -374,7 +384,7 @@ class WorkflowContext(ActionContext):
             )
         return seq, entry
 
-    def _replayed(self, entry: JournalEntry) -> Any:
+    def _replayed(self, entry: Recorded) -> Any:
         if entry.kind in ("step", "child") and entry.error is not None:
             raise StepError(f"step {entry.seq} `{entry.name}` failed: {entry.error}")
         return None if entry.output is None else json.loads(entry.output)
@@ -400,8 +410,8 @@ class WorkflowContext(ActionContext):
         attempts: int = 1,
         *,
         done: bool = True,
-    ) -> JournalEntry:
-        return JournalEntry(
+    ) -> Recorded:
+        return Recorded(
             run_id=self.run_id or "",
             seq=seq,
             name=name,
@@ -423,11 +433,11 @@ class WorkflowContext(ActionContext):
         started: float,
         attempts: int = 1,
     ) -> None:
-        """Journal a completed step: one commit (rule 3)."""
+        """Journal a completed step: one commit, through the store's Core path (rule 3)."""
+        entry = self._entry(seq, kind, name, output, error, started, attempts)
         if self.run_id is not None:
-            row = self._entry(seq, kind, name, output, error, started, attempts)
-            self.store.database.write(lambda db: db.add(row))
-        self._journal[seq] = self._entry(seq, kind, name, output, error, started, attempts)
+            self.store.database.insert_rows(JOURNAL, [_row(entry)])
+        self._journal[seq] = entry
 
     def _remember(
         self, seq: int, kind: str, name: str, output: str | None, error: str | None, started: float
@@ -436,3 +446,25 @@ class WorkflowContext(ActionContext):
 
     def __repr__(self) -> str:
         return f"<rx.WorkflowContext {self.workflow} run {self.run_id} at step {self._seq}>"
+
+
+@dataclasses.dataclass(slots=True)
+class Recorded:
+    """A journal entry as this context holds it (a plain object: cheap to make)."""
+
+    run_id: str
+    seq: int
+    name: str
+    kind: str
+    output: str | None
+    error: str | None
+    started_at: float
+    finished_at: float | None
+    attempts: int
+
+
+def _row(entry: Any) -> dict[str, Any]:
+    return {c: getattr(entry, c) for c in _COLUMNS}
+
+
+_COLUMNS = [c.name for c in JournalEntry.__table__.columns]  # type: ignore[attr-defined]
