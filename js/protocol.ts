@@ -6,8 +6,9 @@
  * - row key strings (`rowKey`, `keyString`);
  * - `applyMessage`: a `full`, `diff` or `append` applied to a payload under the
  *   version rules, returning what happened instead of throwing;
- * - the optional table fields `actions`, `formats` and `chat`, and the `call` / `reply`
- *   pair that row actions, the chat's input and its abort button travel in (`parseReply`).
+ * - the optional table fields `actions`, `formats`, `chat` and `timeline`, and the
+ *   `call` / `reply` pair that row actions, the chat's input and its abort button travel
+ *   in (`parseReply`).
  *
  * Nothing here touches the DOM or the model; payloads are never mutated, and a diff
  * keeps the identity of every row array it does not change (the table view relies on
@@ -40,6 +41,8 @@ export interface Payload {
   formats?: Formats;
   /** Kind "table": show the rows as a chat thread instead of a table (absent: a table). */
   chat?: ChatView;
+  /** Kind "table": show the rows (steps) as bars on a time axis (absent: a table). */
+  timeline?: TimelineView;
 }
 
 /**
@@ -63,6 +66,26 @@ export interface ChatView {
   /** What the abort button calls: `fn` with `{[arg]: <first key value>}`; null: no button. */
   cancel: { fn: string; arg: string } | null;
   placeholder: string;
+}
+
+/**
+ * The `timeline` field: which columns of the rows (one per journaled step) mean what.
+ * A column named here that the payload lacks reads as null in every row.
+ */
+export interface TimelineView {
+  /** Column of the run a step belongs to (one group of lanes per run), or null: one group. */
+  run: string | null;
+  label: string | null;
+  seq: string | null;
+  /** Column of the step's kind: step, query, …, sleep and event (drawn hatched). */
+  kind: string | null;
+  status: string | null;
+  /** Columns of the start and end times, epoch seconds (end null: still going). */
+  start: string;
+  end: string;
+  attempts: string | null;
+  /** Column of the step's output (or error) as short text. */
+  preview: string | null;
 }
 
 /** A row action: a button that calls `name` with `{[arg]: row[column]}`. */
@@ -177,6 +200,8 @@ export function normalizePayload(raw: unknown): Payload {
   if (isRecord(raw.formats)) payload.formats = normalizeFormats(raw.formats);
   const chat = payload.kind === "table" ? normalizeChat(raw.chat) : null;
   if (chat !== null) payload.chat = chat;
+  const timeline = payload.kind === "table" ? normalizeTimeline(raw.timeline) : null;
+  if (timeline !== null) payload.timeline = timeline;
   return payload;
 }
 
@@ -214,6 +239,20 @@ function normalizeChat(raw: unknown): ChatView | null {
     cancel,
     placeholder: typeof raw.placeholder === "string" ? raw.placeholder : "Message",
   };
+}
+
+const TIMELINE_PARTS = ["run", "label", "seq", "kind", "status", "attempts", "preview"] as const;
+
+/**
+ * The `timeline` field, or null (no timeline: the rows show as a table) if it cannot be
+ * one: it must name the `start` and `end` columns, without which no bar can be drawn.
+ * Any other part missing or mistyped is null: that column is not shown.
+ */
+function normalizeTimeline(raw: unknown): TimelineView | null {
+  if (!isRecord(raw) || typeof raw.start !== "string" || typeof raw.end !== "string") return null;
+  const view = { start: raw.start, end: raw.end } as TimelineView;
+  for (const part of TIMELINE_PARTS) view[part] = columnName(raw[part]);
+  return view;
 }
 
 /**

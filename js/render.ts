@@ -5,8 +5,9 @@
  * - the root's `data-kind`, `data-version` and `data-state`;
  * - the header: title, row count (tables) and sync status;
  * - the error banner above the last good data, which stays, dimmed;
- * - the body for each kind: table (see table.ts), markdown, value, json, and the chat
- *   view (chat.ts) for a table payload with a `chat` field (root `data-kind="chat"`).
+ * - the body for each kind: table (see table.ts), markdown, value, json, the chat view
+ *   (chat.ts) for a table payload with a `chat` field (root `data-kind="chat"`), and the
+ *   step timeline (timeline.ts) for one with a `timeline` field (`data-kind="timeline"`).
  *   The body is rebuilt only when the kind changes; otherwise each kind updates in place.
  */
 import type { Caller } from "./calls";
@@ -17,17 +18,24 @@ import type { Kind, Payload } from "./protocol";
 import { browserMotion, type Motion } from "./smooth";
 import type { SyncStatus } from "./state";
 import { TableView } from "./table";
+import { TimelinePanel } from "./timeline";
 
-/** What a view shows: a payload's kind, or a chat (a table payload with `chat`). */
-export type ViewKind = Kind | "chat";
+/**
+ * What a view shows: a payload's kind, a chat (a table payload with `chat`) or a step
+ * timeline (one with `timeline`; a payload with both shows the chat).
+ */
+export type ViewKind = Kind | "chat" | "timeline";
 
 export function viewKind(payload: Payload): ViewKind {
-  return payload.kind === "table" && payload.chat !== undefined ? "chat" : payload.kind;
+  if (payload.kind !== "table") return payload.kind;
+  if (payload.chat !== undefined) return "chat";
+  return payload.timeline !== undefined ? "timeline" : "table";
 }
 
 type Body =
   | { kind: "table"; view: TableView }
   | { kind: "chat"; view: ChatPanel }
+  | { kind: "timeline"; view: TimelinePanel }
   | { kind: "markdown"; el: HTMLDivElement; text: string | null }
   | { kind: "value"; el: HTMLDivElement }
   | { kind: "json"; el: HTMLPreElement };
@@ -100,7 +108,8 @@ export class LiveView {
   }
 
   #disposeBody(): void {
-    if (this.#body?.kind === "table" || this.#body?.kind === "chat") this.#body.view.dispose();
+    const body = this.#body;
+    if (body?.kind === "table" || body?.kind === "chat" || body?.kind === "timeline") body.view.dispose();
   }
 
   #updateBody(payload: Payload, kind: ViewKind): void {
@@ -112,6 +121,7 @@ export class LiveView {
     switch (body.kind) {
       case "table":
       case "chat":
+      case "timeline":
         body.view.update(payload);
         return;
       case "markdown":
@@ -138,6 +148,8 @@ export class LiveView {
         return { kind, view: new TableView(this.#content, this.#caller) };
       case "chat":
         return { kind, view: new ChatPanel(this.#content, this.#caller, this.#motion ?? browserMotion()) };
+      case "timeline":
+        return { kind, view: new TimelinePanel(this.#content) };
       case "markdown":
         return { kind, el: this.#content.appendChild(element("div", "rxnb-markdown")), text: null };
       case "value":

@@ -3,7 +3,7 @@
  * payloads and messages the kernel would send. Not part of the bundle.
  */
 import { Calls } from "./calls";
-import type { CallMessage, ChatView, Json, Payload, Row, RowAction } from "./protocol";
+import type { CallMessage, ChatView, Json, Payload, Row, RowAction, TimelineView } from "./protocol";
 import { LiveView } from "./render";
 import type { Motion } from "./smooth";
 import { LiveState } from "./state";
@@ -230,6 +230,70 @@ export function message(
 ): Row {
   const status = fields.status === undefined ? "done" : fields.status;
   return [id, role, content, status, fields.usage ?? null, fields.error ?? null];
+}
+
+export const TIMELINE_COLUMNS = [
+  "run_id",
+  "seq",
+  "name",
+  "kind",
+  "status",
+  "started_at",
+  "finished_at",
+  "attempts",
+  "preview",
+];
+
+/** The `timeline` field of a workflow's journaled steps in `TIMELINE_COLUMNS`. */
+export const TIMELINE: TimelineView = {
+  run: "run_id",
+  label: "name",
+  seq: "seq",
+  kind: "kind",
+  status: "status",
+  start: "started_at",
+  end: "finished_at",
+  attempts: "attempts",
+  preview: "preview",
+};
+
+/** A step timeline: key `[run_id, seq]`, columns `TIMELINE_COLUMNS`, `timeline` as `TIMELINE`. */
+export function timelinePayload(rows: Row[], extra: Partial<Payload> = {}): Payload {
+  return tablePayload(rows, {
+    title: "timeline(run_id='r1')",
+    columns: TIMELINE_COLUMNS,
+    key: [0, 1],
+    timeline: TIMELINE,
+    ...extra,
+  });
+}
+
+/** A step's row in `TIMELINE_COLUMNS` order; start and end in epoch seconds. */
+export function stepRow(
+  run: string,
+  seq: number,
+  name: string,
+  fields: {
+    kind?: string;
+    status?: string;
+    start?: number | null;
+    end?: number | null;
+    attempts?: number;
+    preview?: Json;
+  } = {},
+): Row {
+  const end = fields.end === undefined ? null : fields.end;
+  return [
+    run,
+    seq,
+    name,
+    fields.kind ?? "step",
+    fields.status ?? (end === null ? "running" : "done"),
+    fields.start === undefined ? 0 : fields.start,
+    end,
+    fields.attempts ?? 1,
+    fields.preview ?? null,
+  ];
 }
 
 /**
