@@ -403,8 +403,10 @@ def _finish(
         ended(db, run)
         return
     if kind == "parked":  # resumed by whichever executor claims it when due
-        run.status, run.due_at = value
-        run.owner = None
+        status, due = value
+        if run.started_at is not None and run.due_at >= run.started_at:
+            due = clock.now()  # woken while it ran (an event, a child's end): due now
+        run.status, run.due_at, run.owner = status, due, None
     elif kind == "returned":
         run.status, run.result, run.error = RunStatus.SUCCEEDED.value, json.dumps(value), None
         run.finished_at = now

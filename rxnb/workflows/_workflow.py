@@ -36,8 +36,16 @@ def _wake_parent(db: Writer, run: Run) -> None:
     if link is None:
         return
     parent = db.get(Run, link.parent_id)
-    if parent is not None and parent.status == RunStatus.WAITING.value:
-        parent.due_at = clock()
+    if parent is not None:
+        _wake(parent)
+
+
+def _wake(run: Run) -> None:
+    """Make a waiting run due now. A running one (about to park, perhaps) gets a due
+    time after its claim, which the executor reads as "woken meanwhile" and parks it
+    due now: a wake-up between its last look and its parking is not lost."""
+    if run.status in (RunStatus.WAITING.value, RunStatus.RUNNING.value):
+        run.due_at = clock()
 
 
 RUN_ENDED.append(_wake_parent)
@@ -98,8 +106,7 @@ def _send_event(db: Writer, run_id: str, name: str, payload: Any) -> None:
             "send it to a run that is still going"
         )
     db.add(Event(run_id=run_id, name=name, payload=payload, sent_at=clock()))
-    if run.status == RunStatus.WAITING.value:
-        run.due_at = clock()  # due now: an executor resumes it and takes the event
+    _wake(run)
 
 
 def send_event(run_id: str, name: str, payload: Any = None, *, store: Store | None = None) -> None:
