@@ -66,10 +66,18 @@ class WorkflowContext(ActionContext):
     """
 
     def __init__(
-        self, store: Store, run_id: str | None, attempt: int = 1, *, workflow: str
+        self,
+        store: Store,
+        run_id: str | None,
+        attempt: int = 1,
+        *,
+        workflow: str,
+        version: str | None = None,
     ) -> None:
         super().__init__(store, run_id, attempt)
         self.workflow = workflow
+        self.version = version
+        """The workflow's `version=` label, named in divergence errors."""
         self._seq = 0
         self._journal: dict[int, Recorded] = {}
         if run_id is not None:
@@ -377,7 +385,9 @@ class WorkflowContext(ActionContext):
         if entry is not None and (entry.kind, entry.name) != (kind, name):
             raise NonDeterminismError(
                 f"workflow `{self.workflow}` run {self.run_id}: step {seq} is journaled as "
-                f"{entry.kind} `{entry.name}`, but the code now reaches {kind} `{name}` there. "
+                f"{entry.kind} `{entry.name}`, but the code"
+                f"{'' if self.version is None else f' (version {self.version})'} now reaches "
+                f"{kind} `{name}` there. "
                 "The workflow's code changed while this run was in flight. Keep the steps "
                 "it has done in their order (guard new ones with `if ctx.patched(...)`), "
                 f"or start it over from there: rx.restart({self.run_id!r}, from_step={seq})"

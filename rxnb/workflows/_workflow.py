@@ -70,7 +70,7 @@ class Workflow(Action[Any, Any]):
         super().__init__(fn, retries=RESUMES - 1)
 
     def context(self, store: Store, run_id: str, attempt: int) -> ActionContext:
-        return WorkflowContext(store, run_id, attempt, workflow=self.name)
+        return WorkflowContext(store, run_id, attempt, workflow=self.name, version=self.version)
 
     def call_on(self, store: Store, /, *args: Any, **kwargs: Any) -> Any:
         """Run inline, journaling nothing (sleeps block; events need a run)."""
