@@ -71,6 +71,9 @@ class SQLiteDatabase(Database):
     string_ranges = True  # BINARY collation orders strings as Python does
     serialize_writers = True
 
+    _appender: Any = None
+    """The pooled connection `_insert_once` keeps, checked out on first use."""
+
     def __init__(self, url: str, *, migrate: bool = False) -> None:
         self.path = sqlite_path(sa.make_url(url))
         prepare_file(self.path)
@@ -153,20 +156,28 @@ class SQLiteDatabase(Database):
             f"INSERT INTO {table.name} ({', '.join(columns)}) "
             f"VALUES ({', '.join('?' for _ in columns)})"
         )
-        pooled = self._write_engine.raw_connection()
+        if self._appender is None:  # one connection kept for these writes (the lock is held)
+            self._appender = self._write_engine.raw_connection()
+        driver = self._appender.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        driver.execute("BEGIN IMMEDIATE")
         try:
-            driver = pooled.driver_connection
-            assert isinstance(driver, sqlite3.Connection)
-            driver.execute("BEGIN IMMEDIATE")
-            try:
+            if len(rows) == 1:
+                driver.execute(sql, tuple(rows[0][c] for c in columns))
+            else:
                 driver.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
-                driver.executemany(INSERT_CHANGE, changes)
-                driver.execute("COMMIT")
-            except BaseException:
-                driver.execute("ROLLBACK")
-                raise
-        finally:
-            pooled.close()
+            for change in changes:
+                driver.execute(INSERT_CHANGE, change)
+            driver.execute("COMMIT")
+        except BaseException:
+            driver.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        if self._appender is not None:
+            self._appender.close()
+            self._appender = None
+        super().close()
 
 
 def _enable_wal(path: Path) -> None:

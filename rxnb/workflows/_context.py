@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 JOURNAL: Any = JournalEntry.__table__  # type: ignore[attr-defined]
 
+_SCALARS = (int, float, str, bool, type(None))
+
 FOREVER = 1e15
 """The wake time of a wait without a timeout (the year ~33,000)."""
 
@@ -142,7 +144,8 @@ class WorkflowContext(ActionContext):
                     self.check_cancelled()
         output = self._encode(seq, label, value)
         self._record(seq, "step", label, output, None, started, attempt)
-        return json.loads(output)
+        # What a replay would return: the value read back from its JSON (a scalar is).
+        return value if type(value) in _SCALARS else json.loads(output)
 
     def parallel(
         self, calls: Sequence[Callable[[], Any] | tuple[Any, ...]], *, retries: int = 0
