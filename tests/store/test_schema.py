@@ -59,6 +59,7 @@ PRELUDE = textwrap.dedent(
             m.__tablename__: m
             for m in SQLModel.__subclasses__()
             if isinstance(getattr(m, "__table__", None), sa.Table)
+            and not m.__tablename__.startswith("rx_")  # rxnb's own tables
         }
 
     @rx.mutation
