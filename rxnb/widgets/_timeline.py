@@ -31,13 +31,14 @@ VIEW = {
 }
 
 
-def _status(entry: JournalEntry, run: Run | None) -> str:
+def _status(entry: JournalEntry, run: Run | None, last: bool) -> str:
+    """done | failed | running | waiting | sleeping (the run's parked state, on the step
+    it is parked at: the last one journaled)."""
     if entry.error is not None and entry.error != "timed out":
         return "failed"
-    if entry.finished_at is None:
-        return (
-            run.status if run is not None and run.status in ("waiting", "sleeping") else "running"
-        )
+    parked = run is not None and last and run.status in ("waiting", "sleeping")
+    if entry.finished_at is None or (entry.kind == "sleep" and parked):
+        return run.status if parked and run is not None else "running"
     return "done"
 
 
@@ -60,12 +61,18 @@ def timeline_rows(db: Reader, run_id: str | None = None, limit: int = 20) -> lis
     runs_by_id = {r.id: r for r in db.exec(select(Run).where(Run.id.in_(run_ids))).all()}  # type: ignore[attr-defined]
     order = {rid: i for i, rid in enumerate(run_ids)}
     rows = []
+    last: dict[str, int] = {}
+    for entry in entries:
+        last[entry.run_id] = max(last.get(entry.run_id, -1), entry.seq)
     for entry in sorted(entries, key=lambda e: (order.get(e.run_id, 0), e.seq)):
+        status = _status(entry, runs_by_id.get(entry.run_id), entry.seq == last[entry.run_id])
         shown = entry.error if entry.error is not None else entry.output
         end = entry.finished_at
-        if entry.kind == "sleep" and entry.output is not None:  # a bar up to the wake time
-            end = float(entry.output)
-            shown = "until " + datetime.datetime.fromtimestamp(end).isoformat(" ", "seconds")
+        if entry.kind == "sleep" and entry.output is not None:
+            wake = datetime.datetime.fromtimestamp(float(entry.output), datetime.timezone.utc)
+            shown = "until " + wake.isoformat(" ", "seconds")
+            # Asleep: going (drawn up to now); woken: a bar up to its wake time.
+            end = None if status == "sleeping" else float(entry.output)
         rows.append(
             {
                 "id": f"{entry.run_id}:{entry.seq}",
@@ -73,7 +80,7 @@ def timeline_rows(db: Reader, run_id: str | None = None, limit: int = 20) -> lis
                 "seq": entry.seq,
                 "name": entry.name.rsplit(".", 1)[-1],
                 "kind": entry.kind,
-                "status": _status(entry, runs_by_id.get(entry.run_id)),
+                "status": status,
                 "started_at": entry.started_at,
                 "finished_at": end,
                 "attempts": entry.attempts,
