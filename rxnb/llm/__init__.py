@@ -7,6 +7,7 @@ litellm is imported on first use, not by `import rxnb`.
 
 from rxnb.llm._chunking import Chunker, Chunking
 from rxnb.llm._model import Generation
-from rxnb.llm._stream import Usage, stream, stream_into
+from rxnb.llm._stream import stream, stream_into
+from rxnb.llm._usage import Usage
 
 __all__ = ["Chunker", "Chunking", "Generation", "Usage", "stream", "stream_into"]

@@ -1,9 +1,12 @@
 """`Chunker`: where streamed text may be flushed to the store.
 
 Flushing at boundaries keeps the number of store writes low (one per clause, not
-one per token) and makes every stored prefix readable: words are never cut. Inside a
-fenced code block (```), only line ends are boundaries, so code arrives a line at a
-time.
+one per token) and makes every stored prefix readable: words are never cut, except
+a run of `MAX_HELD` characters with no space at all. Inside a fenced code block
+(```), only line ends are boundaries, so code arrives a line at a time. Chinese and
+Japanese punctuation (the ideographic comma and full stop, fullwidth ! ? ; : and
+closing brackets) ends a clause or a sentence as it stands: those scripts put no
+space after it.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ Chunking = Literal["word", "clause", "sentence", "line"]
 
 _BOUNDARY = {
     "word": re.compile(r"\s"),
-    "clause": re.compile(r"[,;:.!?)\]](?=\s)|\n"),
-    "sentence": re.compile(r"[.!?](?=\s)|\n"),
+    "clause": re.compile(
+        r"[,;:.!?)\]](?=\s)|[\uff0c\u3001\uff1b\uff1a\u3002\uff01\uff1f\uff09\u300d\u300f\u3011]|\n"
+    ),
+    "sentence": re.compile(r"[.!?](?=\s)|[\u3002\uff01\uff1f]|\n"),
     "line": re.compile(r"\n"),
 }
 _LINE = _BOUNDARY["line"]
@@ -25,7 +30,9 @@ _FENCE = "```"
 
 MAX_HELD = 120
 """Characters held without a boundary before a word boundary will do (text with no
-punctuation, such as a long list or code without fences, still streams)."""
+punctuation, such as a long list or code without fences, still streams), or, when
+the held text has no space at all (a long URL, text in a script without spaces),
+any character boundary."""
 
 
 class Chunker:
@@ -46,7 +53,9 @@ class Chunker:
         self._held += text
         cut = self._last_boundary(self._held)
         if cut == 0 and len(self._held) > MAX_HELD:
-            cut = max((m.end() for m in _SPACE.finditer(self._held)), default=0)
+            spaces = [m.end() for m in _SPACE.finditer(self._held)]
+            # No space at all: any character will do, but not inside a fence mark.
+            cut = spaces[-1] if spaces else len(self._held.rstrip("`"))
         if cut == 0:
             return ""
         ready, self._held = self._held[:cut], self._held[cut:]

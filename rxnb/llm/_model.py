@@ -4,14 +4,27 @@
 transaction as the target row's final text and status. Views read it to show tokens
 and cost per message (`rx.chat`), to find the run to cancel for a message, and to
 follow a run's text (`RunHandle.follow`).
+
+A run that ends while a generation of it is still `streaming` (its process died, or
+its store closed midway, and orphan recovery failed or cancelled it) ends that
+generation too, and its row's `pending`/`streaming` status, with the run's reason:
+otherwise a chat would show the reply streaming forever. This hook is installed
+when `rxnb.llm` is first imported, in the process that ends the run.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
-from sqlmodel import Field, SQLModel
+import sqlalchemy as sa
+from pydantic import TypeAdapter
+from sqlmodel import Field, SQLModel, select
+
+from rxnb.reactive import to_jsonable
+from rxnb.runs import Run, RunStatus
+from rxnb.runs._model import RUN_ENDED
 
 
 class Generation(SQLModel, table=True):
@@ -32,7 +45,7 @@ class Generation(SQLModel, table=True):
     offset: int = 0
     """Length of the field's text when it started (its own text comes after)."""
     replaced: str | None = None
-    """A failed attempt's text, once a retry of the run took its place in the row."""
+    """An earlier attempt's text, once a retry of the run took its place in the row."""
     status: str = "streaming"
     """streaming | done | cancelled | failed, like the row's."""
     started_at: float
@@ -59,3 +72,51 @@ def target_model(table: str) -> Any:
         if getattr(mapper.local_table, "name", None) == table:
             return mapper.class_
     return None
+
+
+def key_json(value: Any) -> str:
+    """A primary key value as `Generation.row_key` holds it (a UUID as its string)."""
+    return json.dumps(to_jsonable(value, where="a primary key"))
+
+
+def target_row(db: Any, table: str, row_key: str) -> Any:
+    """The row of `table` whose primary key `key_json` gave `row_key`, or None."""
+    model = target_model(table)
+    if model is None:
+        return None
+    try:
+        value = json.loads(row_key)
+        mapper = sa.inspect(model)
+        names = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
+        values = value if len(names) > 1 else [value]
+        fields = getattr(model, "model_fields", {})
+        key = [
+            TypeAdapter(fields[n].annotation).validate_python(v) if n in fields else v
+            for n, v in zip(names, values, strict=True)
+        ]
+    except (ValueError, TypeError):  # not a key of this table (ValidationError included)
+        return None
+    return db.get(model, key[0] if len(key) == 1 else tuple(key))
+
+
+def end_generations(db: Any, run: Run) -> None:
+    """`run` has ended: any generation of it still `streaming` ends with it (see the
+    module's docstring), as `cancelled` if the run was, else `failed`."""
+    left = db.exec(
+        select(Generation).where(Generation.run_id == run.id, Generation.status == "streaming")
+    ).all()
+    status = "cancelled" if run.status == RunStatus.CANCELLED.value else "failed"
+    for generation in left:
+        generation.status, generation.finished_at = status, time.time()
+        generation.error = generation.error or (
+            f"the run ended ({run.status}: {run.error})"
+            if run.error
+            else f"the run ended ({run.status}) before its generation did"
+        )
+        row = target_row(db, generation.target, generation.row_key)
+        if row is not None and getattr(row, "status", None) in ("pending", "streaming"):
+            row.status = status
+
+
+if end_generations not in RUN_ENDED:
+    RUN_ENDED.append(end_generations)

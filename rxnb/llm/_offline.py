@@ -1,12 +1,15 @@
 """Embedded offline models, registered with litellm as the custom provider `rxnb`.
 
-- `rxnb/echo` answers with the last user message, a word at a time.
+- `rxnb/echo` answers with the last user message (the text parts of a message whose
+  content is a list of parts), a word at a time.
 - `rxnb/scripted` answers with `script=` (a string), a word at a time, then asks for
   the tool calls in `tool_calls=` (`[{"name": "weather", "arguments": {"city": "Paris"}}]`),
-  their arguments streamed in pieces as real providers do.
+  their arguments streamed in pieces as real providers do (arguments given as a str
+  are sent as they are: the JSON text a provider would send, valid or not).
 
 Both take `delay=` (seconds per token, default 0.02) and report usage, so examples,
-tests and Binder run with no key and no network.
+tests and Binder run with no key and no network. Options are checked when the
+completion is asked for, not midway through its stream.
 """
 
 from __future__ import annotations
@@ -35,17 +38,14 @@ def _answer(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) 
     if model == "scripted":
         script = params.get("script", "" if params.get("tool_calls") else None)
         if not isinstance(script, str):
-            raise BadRequestError(
-                message="rxnb/scripted needs script='the text to answer with' (or tool_calls=)",
-                model=f"{PROVIDER}/{model}",
-                llm_provider=PROVIDER,
+            raise _bad(
+                model, "rxnb/scripted needs script='the text to answer with' (or tool_calls=)"
             )
         return script
     if model == "echo":
         for message in reversed(messages):
             if message.get("role") == "user":
-                content = message.get("content")
-                return content if isinstance(content, str) else str(content)
+                return _text_of(message.get("content"))
         return ""
     raise NotFoundError(
         message=f"rxnb has no offline model {model!r}; use rxnb/echo or rxnb/scripted",
@@ -54,20 +54,60 @@ def _answer(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) 
     )
 
 
+def _text_of(content: Any) -> str:
+    """A message's text: its content, or the text parts of a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return "" if content is None else str(content)
+
+
+def _bad(model: str, message: str) -> BadRequestError:
+    return BadRequestError(message=message, model=f"{PROVIDER}/{model}", llm_provider=PROVIDER)
+
+
 def _tool_calls(params: dict[str, Any]) -> list[tuple[str, str]]:
     """`tool_calls=` as (name, JSON arguments), or a clear error."""
     calls = params.get("tool_calls") or []
     out = []
     for call in calls if isinstance(calls, list) else [calls]:
         if not (isinstance(call, dict) and isinstance(call.get("name"), str)):
-            raise BadRequestError(
-                message=f"rxnb/scripted: each of tool_calls= is "
+            raise _bad(
+                "scripted",
+                f"rxnb/scripted: each of tool_calls= is "
                 f"{{'name': str, 'arguments': dict}}, not {call!r}",
-                model=f"{PROVIDER}/scripted",
-                llm_provider=PROVIDER,
             )
-        out.append((call["name"], json.dumps(call.get("arguments", {}))))
+        arguments = call.get("arguments", {})
+        if not isinstance(arguments, str):  # a str is the JSON text itself
+            try:
+                arguments = json.dumps(arguments)
+            except (TypeError, ValueError) as exc:
+                raise _bad(
+                    "scripted",
+                    f"rxnb/scripted: the arguments of tool call {call['name']!r} cannot be "
+                    f"sent as JSON ({exc}); give a dict of JSON values, or the JSON text",
+                ) from None
+        out.append((call["name"], arguments))
     return out
+
+
+def _delay(model: str, params: dict[str, Any]) -> float:
+    """`delay=` as seconds per token, or a clear error."""
+    value = params.get("delay", 0.02)
+    try:
+        delay = float(value)
+    except (TypeError, ValueError):
+        delay = float("nan")
+    if not delay >= 0 or delay == float("inf"):  # NaN fails every comparison
+        raise _bad(
+            model, f"rxnb/{model}: delay= is seconds per token (a number >= 0), not {value!r}"
+        )
+    return delay
 
 
 def _chunk(text: str, **extra: Any) -> GenericStreamingChunk:
@@ -88,10 +128,21 @@ class OfflineLLM(CustomLLM):
     def streaming(
         self, model: str, messages: list[dict[str, Any]], *args: Any, **kwargs: Any
     ) -> Iterator[GenericStreamingChunk]:
+        """The stream, its options checked first (a generator would check them only
+        when read, and litellm would report a bad option as a broken stream)."""
         params = kwargs.get("optional_params") or {}
         text = _answer(model, messages, params)
-        delay = float(params.get("delay", 0.02))
+        delay = _delay(model, params)
         calls = _tool_calls(params) if model == "scripted" else []
+        return self._chunks(text, delay, calls, messages)
+
+    def _chunks(
+        self,
+        text: str,
+        delay: float,
+        calls: list[tuple[str, str]],
+        messages: list[dict[str, Any]],
+    ) -> Iterator[GenericStreamingChunk]:
         pieces = tokens(text)
         for piece in pieces:
             if delay > 0:
@@ -105,7 +156,7 @@ class OfflineLLM(CustomLLM):
                 function = {"name": name if first else None, "arguments": part}
                 call = {"id": f"call_{index}" if first else None, "type": "function"}
                 yield _chunk("", tool_use={**call, "function": function, "index": index})
-        prompt = sum(len(tokens(str(m.get("content", "")))) for m in messages)
+        prompt = sum(len(tokens(_text_of(m.get("content")))) for m in messages)
         pieces = [*pieces, *(name for name, _ in calls)]
         yield {
             "text": "",

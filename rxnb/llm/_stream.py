@@ -8,39 +8,55 @@ provider chunks, closing the provider's stream (its HTTP connection) on cancel.
    boundaries (`Chunker`), at most once per `throttle_ms`.
 2. The last write holds the rest of the text and the row's final `status` (when the
    model has a `status` field): `done`, `cancelled` or `failed`, in one transaction.
+   If the text cannot be stored (the row was deleted meanwhile, a column too short
+   for it), the status and the generation's error still are.
 3. What the provider sent before a cancel, an error or a crash is in the store; a
-   crash loses at most the text since the last write.
+   crash loses at most the text since the last write. Text is stored as UTF-8 can
+   hold it: a surrogate pair split across chunks is joined, a lone one becomes U+FFFD.
 4. Usage (tokens) and cost are recorded on the run, also on cancel and on error; when
-   the provider reports none, an estimate from the text, marked `estimated`.
-   `stream_into` also records the generation in `rx_generations` (run, target row,
-   usage, cost, error, tool calls), finished in the same transaction as the row.
+   the provider reports none, an estimate from the text, marked `estimated`. A run
+   that makes several generations (or attempts) adds them up. `stream_into` also
+   records the generation in `rx_generations` (run, target row, usage, cost, error,
+   tool calls), finished in the same transaction as the row.
 5. A rate limit (HTTP 429) before the stream starts is waited out, honouring
    `Retry-After`, and counted in the usage (`rate_limited`); litellm's own retries are
    off (`max_retries=0`) unless asked for. A stream cut midway, or a timeout
    (`timeout=`, `stream_timeout=`), fails the row and the run with the reason, the
    text received so far kept.
-6. A retry of the run (an action with `retries=`) replaces the failed attempt's text
-   in the row; that text stays in the failed attempt's `rx_generations` row
-   (`replaced`), and the new generation says which attempt it is.
+6. A retry of the run (an action with `retries=`, or `rx.retry` of a failed or
+   cancelled run) replaces the earlier attempt's text in the row; that text stays in
+   the earlier attempt's `rx_generations` rows (`replaced`), and the new generation
+   says which attempt it is.
+7. A cancel stops the stream even while the provider sends nothing (a model still
+   thinking): an HTTP provider's connection is shut at once; a run cancelled before
+   the stream opens does not open it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
+import socket
+import threading
 import time
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import select
 
-from rxnb.errors import Cancelled, RxnbError
+from rxnb.errors import ArgumentError, Cancelled, RxnbError
 from rxnb.llm._chunking import Chunker, Chunking
-from rxnb.llm._model import Generation
-from rxnb.runs import ActionContext, Run
+from rxnb.llm._model import Generation, key_json
+from rxnb.llm._usage import Usage, record_usage
+from rxnb.runs import ActionContext
 from rxnb.store import Writer
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _litellm() -> Any:
@@ -50,53 +66,12 @@ def _litellm() -> Any:
 
     from rxnb.llm import _offline
 
+    # litellm prints a "Give Feedback / Get Help" banner on every provider error: from
+    # an executor thread it would land in whichever cell runs then. The error itself
+    # is on the run and the generation.
+    litellm.suppress_debug_info = True
     _offline.register()
     return litellm
-
-
-class Usage:
-    """What one generation produced besides its text chunks: token counts, cost, the
-    whole text, and the tool calls the model asked for (`tool_calls`)."""
-
-    def __init__(self) -> None:
-        self.prompt_tokens: int | None = None
-        self.completion_tokens: int | None = None
-        self.cost: float | None = None
-        self.estimated = False
-        self.rate_limited = 0
-        """How many times the provider answered 429 before streaming."""
-        self.text = ""
-        self._calls: dict[int, dict[str, str]] = {}
-
-    @property
-    def tool_calls(self) -> list[dict[str, str]]:
-        """`[{"id", "name", "arguments"}]`, arguments as the JSON text the model sent."""
-        return [dict(self._calls[i]) for i in sorted(self._calls)]
-
-    def add_tool_call_delta(self, delta: Any) -> None:
-        """Fold one streamed piece of a tool call into the call at its index."""
-        function = getattr(delta, "function", None)
-        call = self._calls.setdefault(
-            getattr(delta, "index", None) or 0, {"id": "", "name": "", "arguments": ""}
-        )
-        if getattr(delta, "id", None):
-            call["id"] = delta.id
-        name = getattr(function, "name", None)
-        if name and not call["name"]:
-            call["name"] = name
-        call["arguments"] += getattr(function, "arguments", None) or ""
-
-    def as_json(self) -> dict[str, Any]:
-        prompt, completion = self.prompt_tokens, self.completion_tokens
-        if completion is None:  # the provider said nothing: estimate (~4 chars a token)
-            completion, self.estimated = max(1, len(self.text) // 4) if self.text else 0, True
-        return {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": (prompt or 0) + completion,
-            "estimated": self.estimated,
-            "rate_limited": self.rate_limited,
-        }
 
 
 def stream(
@@ -114,13 +89,23 @@ def stream(
     for its key; `rxnb/echo` and `rxnb/scripted` run offline. Usage is recorded on
     the run when the stream ends, however it ends.
     """
+    retries: Any = rate_limit_retries
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ArgumentError(
+            f"rx.llm: rate_limit_retries={retries!r}; pass a whole number >= 0 "
+            "(0: fail at the first 429)"
+        )
     litellm = _litellm()
     usage = usage if usage is not None else Usage()
     litellm_kwargs.setdefault("max_retries", 0)  # rxnb retries rate limits itself (rule 5)
-    response = _open(ctx, litellm, usage, model, messages, rate_limit_retries, litellm_kwargs)
-    if response is None:  # cancelled while waiting out a rate limit
-        _record_usage(ctx, model, usage)
+    response = None
+    if not ctx.cancelled:  # rule 7: a cancelled run opens no stream
+        response = _open(ctx, litellm, usage, model, messages, retries, litellm_kwargs)
+    if response is None:  # cancelled, before or while waiting out a rate limit
+        record_usage(ctx, model, usage)
         return
+    stop_watching = _shut_on_cancel(ctx, response)
+    held = ""  # rule 3: a high surrogate waiting for its pair
     try:
         for chunk in response:
             if ctx.cancelled:  # checked between provider chunks, not only between writes
@@ -133,13 +118,64 @@ def stream(
                 delta = chunk.choices[0].delta
                 for call in getattr(delta, "tool_calls", None) or ():
                     usage.add_tool_call_delta(call)
-                text = delta.content
+                text, held = _storable(held + (delta.content or ""))
                 if text:
                     usage.text += text
                     yield text
+        if held:
+            usage.text += "\ufffd"
+            yield "\ufffd"
+    except Exception:
+        if not ctx.cancelled:  # else: the stream broke because the cancel shut it
+            raise
     finally:
+        stop_watching()
         _close(response)
-        _record_usage(ctx, model, usage)
+        record_usage(ctx, model, usage)
+
+
+def _storable(text: str) -> tuple[str, str]:
+    """Rule 3: `text` as UTF-8 can store it (surrogate pairs joined, lone surrogates as
+    U+FFFD), and a trailing high surrogate held back for the next chunk."""
+    if not _SURROGATE.search(text):
+        return text, ""
+    held = ""
+    if "\ud800" <= text[-1] <= "\udbff":
+        text, held = text[:-1], text[-1]
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"), held
+
+
+def _shut_on_cancel(ctx: ActionContext, response: Any) -> Callable[[], None]:
+    """Rule 7: while an HTTP stream is read, a thread shuts its socket on cancel (a
+    blocked read wakes only then); the function that stops that thread."""
+    http = getattr(getattr(response, "completion_stream", None), "response", None)
+    try:
+        sock = http.extensions["network_stream"].get_extra_info("socket")  # type: ignore[union-attr]
+    except Exception:  # not an httpx stream (offline models): cancel is seen per chunk
+        sock = None
+    if not isinstance(sock, socket.socket):
+        return lambda: None
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def watch() -> None:
+        while True:
+            cancelled = ctx.wait(0.1)
+            with lock:
+                if done.is_set():
+                    return
+                if cancelled:
+                    if not getattr(http, "is_closed", True):  # the socket is still ours
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)
+                    return
+
+    def stop() -> None:
+        with lock:
+            done.set()
+
+    threading.Thread(target=watch, name="rxnb-llm-cancel", daemon=True).start()
+    return stop
 
 
 def _open(
@@ -192,38 +228,6 @@ def _close(response: Any) -> None:
                 close()
 
 
-def _record_usage(ctx: ActionContext, model: str, usage: Usage) -> None:
-    if ctx.run_id is None:
-        return
-    value = usage.as_json()
-    try:
-        import litellm
-
-        usage.cost = float(
-            litellm.cost_per_token(
-                model=model,
-                prompt_tokens=value["prompt_tokens"] or 0,
-                completion_tokens=value["completion_tokens"] or 0,
-            )[0]
-            + litellm.cost_per_token(
-                model=model,
-                prompt_tokens=0,
-                completion_tokens=value["completion_tokens"] or 0,
-            )[1]
-        )
-    except Exception:  # no price known for this model (offline models included)
-        usage.cost = None
-    run_id = ctx.run_id
-
-    def write(db: Writer) -> None:
-        run = db.get(Run, run_id)
-        if run is not None:
-            run.usage = json.dumps(value)
-            run.cost = usage.cost
-
-    ctx.store.database.write(write)
-
-
 def stream_into(
     ctx: ActionContext,
     model_class: Any,
@@ -241,38 +245,19 @@ def stream_into(
 
     Ends the run as cancelled (raising `rx.Cancelled`) when it was cancelled, after
     storing the text received so far. Pass `usage=rx.llm.Usage()` to read the token
-    counts and the model's tool calls afterwards.
+    counts and the model's tool calls afterwards. Once the row is marked `streaming`,
+    anything that goes wrong (a bad `chunking=` included) marks it `failed`, with the
+    reason in its generation, so that a chat shows why.
     """
-    columns = getattr(model_class, "model_fields", {})
-    if field not in columns:
-        raise RxnbError(
-            f"stream_into: {model_class.__name__} has no field {field!r}; pass field= "
-            f"one of {', '.join(columns)}"
-        )
-    has_status = "status" in columns
-    chunker = Chunker(chunking)
+    _check_target(model_class, field)
     usage = usage if usage is not None else Usage()
-    generation: list[int] = []
-
-    def write(piece: str, status: str | None, error: BaseException | None = None) -> None:
-        def body(db: Writer) -> None:
-            row = db.get(model_class, row_id)
-            if row is None:
-                raise RxnbError(f"stream_into: no {model_class.__name__} row with id {row_id!r}")
-            if piece:
-                setattr(row, field, (getattr(row, field) or "") + piece)
-            if status is not None and has_status:
-                row.status = status
-            if not generation:
-                generation.append(_start_generation(db, ctx, row, field, model))
-            elif status is not None:
-                _finish_generation(db, generation[0], status, usage, error)
-
-        ctx.store.database.write(body)
-
+    write = _RowWriter(ctx, model_class, row_id, field, model, usage).write
     write("", "streaming")
     pending, first, last = "", True, 0.0
+    chunker: Chunker | None = None
     try:
+        chunker = Chunker(chunking)
+        _check_throttle(throttle_ms)
         for text in stream(ctx, model=model, messages=messages, usage=usage, **litellm_kwargs):
             if first:  # rule 1: the first text goes out at once, boundary or not
                 chunker.passed(text)
@@ -283,36 +268,145 @@ def stream_into(
             if pending and (first or (now - last) * 1000 >= throttle_ms):  # rule 1
                 write(pending, None)
                 pending, first, last = "", False, now
+        pending += chunker.rest()
+        final = "cancelled" if ctx.cancelled else "done"
+        write(pending, final)  # rule 2
     except BaseException as exc:
-        write(pending + chunker.rest(), "failed", exc)  # rules 2-3: nothing received is lost
+        rest = pending + (chunker.rest() if chunker is not None else "")
+        try:
+            write(rest, "failed", exc)  # rules 2-3: nothing received is lost
+        except Exception:  # rule 2: the text cannot be stored, the status still can
+            with contextlib.suppress(Exception):  # (if not even that: `exc` tells why)
+                write("", "failed", exc)
         raise
-    final = "cancelled" if ctx.cancelled else "done"
-    write(pending + chunker.rest(), final)  # rule 2
     if final == "cancelled":
         raise Cancelled("the generation was cancelled")
     return usage.text
 
 
+class _RowWriter:
+    """The writes of one `stream_into`, each one transaction: a piece of text appended
+    and a status set, the generation started (first write) or finished (a status)."""
+
+    def __init__(
+        self,
+        ctx: ActionContext,
+        model_class: Any,
+        row_id: Any,
+        field: str,
+        model: str,
+        usage: Usage,
+    ) -> None:
+        self.ctx, self.model_class, self.row_id = ctx, model_class, row_id
+        self.field, self.model, self.usage = field, model, usage
+        self.has_status = "status" in model_class.model_fields
+        self.generation: int | None = None
+
+    def write(self, piece: str, status: str | None, error: BaseException | None = None) -> None:
+        """Rule 2: a row deleted meanwhile still gets its generation finished, as
+        failed; RxnbError saying so (unless `error` is already being reported)."""
+        name, row_id = self.model_class.__name__, self.row_id
+        gone = RxnbError(
+            f"stream_into: the {name} row with id {row_id!r} was deleted while its text "
+            "streamed in; the generation stopped"
+            if self.generation is not None
+            else f"stream_into: no {name} row with id {row_id!r}; create the row first (in "
+            "the mutation that schedules the generation, say) and pass its primary key"
+        )
+
+        started = self.generation
+
+        def body(db: Writer) -> tuple[bool, int | None]:
+            # A mutation body may run twice (a serialization retry): it reads
+            # `started`, and the generation's id is kept only once committed.
+            row = db.get(self.model_class, row_id)
+            if row is None:
+                if started is not None and status is not None:
+                    _finish_generation(db, started, "failed", self.usage, error or gone)
+                return False, started
+            if piece:
+                setattr(row, self.field, (getattr(row, self.field) or "") + piece)
+            if status is not None and self.has_status:
+                row.status = status
+            if started is None:
+                return True, _start_generation(db, self.ctx, row, self.field, self.model)
+            if status is not None:
+                _finish_generation(db, started, status, self.usage, error)
+            return True, started
+
+        found, self.generation = self.ctx.store.database.write(body)
+        if not found and error is None:
+            raise gone
+
+
+def _check_target(model_class: Any, field: str) -> None:
+    """A table class with a text field `field`, or an error that says what to pass."""
+    mapper = sa.inspect(model_class, raiseerr=False)
+    columns = getattr(model_class, "model_fields", None)
+    if not isinstance(mapper, sa.orm.Mapper) or not isinstance(columns, dict):
+        raise RxnbError(
+            f"stream_into: {model_class!r} is not a table; pass a SQLModel class declared "
+            "with table=True"
+        )
+    if field not in columns:
+        raise RxnbError(
+            f"stream_into: {model_class.__name__} has no field {field!r}; pass field= "
+            f"one of {', '.join(columns)}"
+        )
+    hint = columns[field].annotation
+    options = typing.get_args(hint) or (hint,)
+    if not any(t is Any or (isinstance(t, type) and issubclass(t, str)) for t in options):
+        text_fields = [
+            n
+            for n, f in columns.items()
+            if any(t is str for t in (typing.get_args(f.annotation) or (f.annotation,)))
+        ]
+        raise RxnbError(
+            f"stream_into: {model_class.__name__}.{field} holds {getattr(hint, '__name__', hint)}, "
+            f"not text; stream into a str field ({', '.join(text_fields) or 'add one'})"
+        )
+
+
+def _check_throttle(throttle_ms: Any) -> None:
+    if (
+        isinstance(throttle_ms, bool)
+        or not isinstance(throttle_ms, int | float)
+        or not math.isfinite(throttle_ms)
+        or throttle_ms < 0
+    ):
+        raise ArgumentError(
+            f"stream_into: throttle_ms={throttle_ms!r}; pass milliseconds between writes, "
+            "a number >= 0 (0: write at every chunk boundary)"
+        )
+
+
 def _start_generation(db: Writer, ctx: ActionContext, row: Any, field: str, model: str) -> int:
     """Record a generation into `row`; rule 6: a retry of a run replaces the text of
-    its failed attempt (kept in that attempt's generation, `replaced`)."""
-    table, key = type(row).__tablename__, json.dumps(_row_key(row))
+    its earlier attempts (each kept in its generation, `replaced`), whether they
+    failed, were cancelled, or finished before the attempt failed."""
+    table, key = type(row).__tablename__, key_json(_row_key(row))
     text = getattr(row, field) or ""
     if ctx.run_id is not None and ctx.attempt > 1:
-        failed = db.exec(
+        earlier = db.exec(
             select(Generation)
             .where(
                 Generation.run_id == ctx.run_id,
                 Generation.target == table,
                 Generation.row_key == key,
-                Generation.status == "failed",
+                Generation.field == field,
+                Generation.attempt < ctx.attempt,
                 Generation.replaced == None,  # noqa: E711 - SQL IS NULL
             )
             .order_by(Generation.id)  # type: ignore[arg-type]
-        ).first()
-        if failed is not None:
-            failed.replaced = text[failed.offset :]
-            text = text[: failed.offset]
+        ).all()
+        if earlier:
+            ends = [g.offset for g in earlier[1:]] + [len(text)]
+            for old, end in zip(earlier, ends, strict=True):
+                old.replaced = text[old.offset : max(old.offset, end)]
+                if old.status == "streaming":  # its attempt died midway
+                    old.status, old.finished_at = "failed", time.time()
+                    old.error = old.error or f"attempt {old.attempt} ended before it did"
+            text = text[: earlier[0].offset]
             setattr(row, field, text)
     generation = Generation(
         run_id=ctx.run_id,

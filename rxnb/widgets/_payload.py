@@ -119,6 +119,15 @@ def _primary_key(items: Sequence[Any], names: tuple[str, ...]) -> tuple[str, ...
     return ("id",) if "id" in names else ()
 
 
+def keyed(payload: Payload, names: Sequence[str]) -> Payload:
+    """A table payload keyed by the columns `names` (when it has them all): for rows
+    that came as dicts of a model whose key is not `id`."""
+    if payload.kind != "table" or not names or not all(n in payload.columns for n in names):
+        return payload
+    key = tuple(payload.columns.index(n) for n in names)
+    return payload if key == payload.key else _finish(replace(payload, key=key, _keys=None))
+
+
 def _finish(payload: Payload) -> Payload:
     """Attach row keys when the key columns identify every row (unique, hashable)."""
     if payload.key is None:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlmodel import select
 
 from rxnb.functions import query
-from rxnb.llm._model import Generation, target_model
+from rxnb.llm._model import Generation, target_row
 from rxnb.runs import TERMINAL, Owner, Run, RunHandle, RunStatus, cancel_run, retry_run
 from rxnb.store import Reader
 from rxnb.widgets._live import LiveWidget
@@ -114,8 +114,7 @@ def run_text(db: Reader, run_id: str) -> dict[str, Any]:
     ).first()
     text = None
     if generation is not None:
-        model = target_model(generation.target)
-        row = db.get(model, json.loads(generation.row_key)) if model is not None else None
+        row = target_row(db, generation.target, generation.row_key)  # a UUID key too
         text = getattr(row, generation.field, None) if row is not None else None
     return {"status": None if run is None else run.status, "text": text}
 

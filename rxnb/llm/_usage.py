@@ -1,0 +1,108 @@
+"""`Usage`: what one generation produced besides its text (tokens, cost, tool calls),
+and its record on the run (rule 4 of `rxnb.llm._stream`): a run's usage is the sum of
+its generations'."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rxnb.runs import ActionContext, Run
+from rxnb.store import Writer
+
+
+class Usage:
+    """What one generation produced besides its text chunks: token counts, cost, the
+    whole text, and the tool calls the model asked for (`tool_calls`)."""
+
+    def __init__(self) -> None:
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.cost: float | None = None
+        self.estimated = False
+        self.rate_limited = 0
+        """How many times the provider answered 429 before streaming."""
+        self.text = ""
+        self._calls: dict[int, dict[str, str]] = {}
+
+    @property
+    def tool_calls(self) -> list[dict[str, str]]:
+        """`[{"id", "name", "arguments"}]`, arguments as the JSON text the model sent."""
+        return [dict(self._calls[i]) for i in sorted(self._calls)]
+
+    def add_tool_call_delta(self, delta: Any) -> None:
+        """Fold one streamed piece of a tool call into the call at its index."""
+        function = getattr(delta, "function", None)
+        call = self._calls.setdefault(
+            getattr(delta, "index", None) or 0, {"id": "", "name": "", "arguments": ""}
+        )
+        if getattr(delta, "id", None):
+            call["id"] = delta.id
+        name = getattr(function, "name", None)
+        if name and not call["name"]:
+            call["name"] = name
+        call["arguments"] += getattr(function, "arguments", None) or ""
+
+    def as_json(self) -> dict[str, Any]:
+        prompt, completion = self.prompt_tokens, self.completion_tokens
+        if completion is None:  # the provider said nothing: estimate (~4 chars a token)
+            completion, self.estimated = max(1, len(self.text) // 4) if self.text else 0, True
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": (prompt or 0) + completion,
+            "estimated": self.estimated,
+            "rate_limited": self.rate_limited,
+        }
+
+
+def record_usage(ctx: ActionContext, model: str, usage: Usage) -> None:
+    if ctx.run_id is None:
+        return
+    value = usage.as_json()
+    try:
+        import litellm
+
+        usage.cost = float(
+            litellm.cost_per_token(
+                model=model,
+                prompt_tokens=value["prompt_tokens"] or 0,
+                completion_tokens=value["completion_tokens"] or 0,
+            )[0]
+            + litellm.cost_per_token(
+                model=model,
+                prompt_tokens=0,
+                completion_tokens=value["completion_tokens"] or 0,
+            )[1]
+        )
+    except Exception:  # no price known for this model (offline models included)
+        usage.cost = None
+    run_id = ctx.run_id
+
+    def write(db: Writer) -> None:
+        run = db.get(Run, run_id)
+        if run is not None:  # rule 4: a run's usage is the sum of its generations'
+            run.usage = json.dumps(_add_usage(_loads(run.usage), value))
+            if usage.cost is not None:
+                run.cost = (run.cost or 0.0) + usage.cost
+
+    ctx.store.database.write(write)
+
+
+def _loads(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
+def _add_usage(before: Any, value: dict[str, Any]) -> dict[str, Any]:
+    """`before` (a run's usage so far, or None) plus one generation's `value`."""
+    if not isinstance(before, dict):
+        return value
+    total = dict(value)
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens", "rate_limited"):
+        a, b = before.get(name), value.get(name)
+        total[name] = b if a is None else a if b is None else a + b
+    total["estimated"] = bool(before.get("estimated")) or bool(value.get("estimated"))
+    return total
