@@ -108,6 +108,7 @@ def dbos_per_step(steps: int) -> float | None:
             text=True,
             timeout=600,
             cwd=tmp,
+            check=False,
         )
         if out.returncode != 0:
             print("DBOS run failed:", out.stderr[-2000:], file=sys.stderr)

@@ -56,6 +56,11 @@ from rxnb.runs import (
 from rxnb.store import DataProblem, Reader, Writer
 from rxnb.workflows import Workflow, WorkflowContext, restart, send_event, workflow
 
+# Every process ends the generations of runs that end without them (a dead owner, a
+# closed store), not only those that have streamed: a hook, installed by this import.
+# litellm itself is imported on the first generation.
+from rxnb.llm import _model as _generations  # noqa: F401  isort: skip
+
 __version__ = "0.1.0"
 
 

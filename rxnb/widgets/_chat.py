@@ -10,7 +10,11 @@ reveals it smoothly, so fewer, larger messages read the same and cost fewer byte
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
+import sys
+import threading
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,14 +23,16 @@ from sqlalchemy import inspect as sa_inspect
 from sqlmodel import select
 
 from rxnb.errors import ArgumentError, RxnbError
-from rxnb.functions import Mutation, Query
-from rxnb.llm._model import Generation, target_model
+from rxnb.functions import Mutation, Query, registry
+from rxnb.llm._model import Generation, key_json, target_row
 from rxnb.reactive import Store, current_store
 from rxnb.runs import TERMINAL, Run, RunStatus
 from rxnb.runs._actions import _cancel_run
 from rxnb.store import Reader, Writer
 from rxnb.widgets._live import LiveWidget
-from rxnb.widgets._payload import Payload, message
+from rxnb.widgets._payload import Payload, keyed, message
+
+log = logging.getLogger("rxnb.widgets")
 
 USAGE, ERROR = "rx_usage", "rx_error"
 """The columns the chat adds to each message row (from its latest generation)."""
@@ -53,7 +59,9 @@ class ChatQuery:
         self.table: str | None = None
         """The table the messages came from, once a run has seen some."""
         self.key: str | None = None
-        """Their primary key's name, likewise."""
+        """Their primary key's name, likewise (a single-column key)."""
+        self.key_names: tuple[str, ...] = ()
+        """All their primary key's columns, likewise: the view's rows are keyed by them."""
 
     @property
     def name(self) -> str:
@@ -63,14 +71,25 @@ class ChatQuery:
         return self.messages.validate(args)
 
     def run(self, reader: Reader, args: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return [data for data, _ in self.rows(reader, args)]
+
+    def rows(self, reader: Reader, args: Mapping[str, Any]) -> list[tuple[dict[str, Any], Any]]:
+        """Each message as the view's row, beside the query's own row."""
         result = self.messages.run(reader, args)
-        rows = list(result) if isinstance(result, list | tuple) else []
+        if not isinstance(result, list | tuple):
+            raise RxnbError(
+                f"rx.chat: the messages query {self.messages.name.rsplit('.', 1)[-1]} returned "
+                f"a {type(result).__name__}, not a list; return the thread's rows in order, "
+                "e.g. db.exec(select(Message).where(...).order_by(Message.id)).all()"
+            )
+        rows = list(result)
         table, key = _table_and_key(rows)
         self.table = table or self.table
         self.key = key or self.key
+        self.key_names = _key_names(rows) or self.key_names
         latest: dict[str, Generation] = {}
         if table is not None and key is not None and rows:
-            keys = [json.dumps(getattr(row, key)) for row in rows]
+            keys = [key_json(getattr(row, key)) for row in rows]
             found = reader.exec(
                 select(Generation)
                 .where(Generation.target == table, Generation.row_key.in_(keys))  # type: ignore[attr-defined]
@@ -80,10 +99,10 @@ class ChatQuery:
         out = []
         for row in rows:
             data = _as_dict(row)
-            generation = latest.get(json.dumps(data.get(key))) if key is not None else None
+            generation = latest.get(key_json(data.get(key))) if key is not None else None
             data[USAGE] = generation.usage_json() if generation is not None else None
             data[ERROR] = generation.error if generation is not None else None
-            out.append(data)
+            out.append((data, row))
         return out
 
 
@@ -97,6 +116,15 @@ def _table_and_key(rows: list[Any]) -> tuple[str | None, str | None]:
         return None, None
     column = mapper.primary_key[0]
     return column.table.name, mapper.get_property_by_column(column).key
+
+
+def _key_names(rows: list[Any]) -> tuple[str, ...]:
+    """The primary key attributes of the rows' one mapped class, or ()."""
+    classes = {type(row) for row in rows}
+    mapper = sa_inspect(next(iter(classes)), raiseerr=False) if len(classes) == 1 else None
+    if mapper is None or not hasattr(mapper, "primary_key"):
+        return ()
+    return tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
 
 
 def _as_dict(row: Any) -> dict[str, Any]:
@@ -115,12 +143,23 @@ def _as_dict(row: Any) -> dict[str, Any]:
 class ChatWidget(LiveWidget):
     """A live chat: a live widget of a `ChatQuery` that batches streaming text.
 
-    Responsibilities beyond a live widget: hold updates that only append text until
-    `APPEND_BATCH_BYTES` have gathered or `APPEND_HOLD_SECONDS` have passed (anything
-    else, such as a status change or a new message, goes out at the usual frame).
+    Responsibilities beyond a live widget: key the rows by the messages' primary key
+    (whatever its name: the rows reach the payload as dicts, which say nothing of it),
+    so that updates are diffs and appended text; hold updates that only append text
+    until `APPEND_BATCH_BYTES` have gathered or `APPEND_HOLD_SECONDS` have passed
+    (anything else, such as a status change or a new message, goes out at the usual
+    frame).
     """
 
     _held: tuple[Payload | None, float] = (None, 0.0)
+
+    def __init__(self, query: ChatQuery, *args: Any, **kwargs: Any) -> None:
+        self._chat = query  # before the first result, which arrives while subscribing
+        super().__init__(query, *args, **kwargs)
+
+    def _offer(self, payload: Payload) -> None:
+        """The payload keyed by the messages' primary key, then as a live widget's."""
+        super()._offer(keyed(payload, self._chat.key_names))
 
     def _frame_for(self, pending: Payload) -> float:
         """Seconds after the last send that `pending` may go (the lock is held).
@@ -151,35 +190,47 @@ class ChatWidget(LiveWidget):
 
 def _cancel_mutation(query: ChatQuery, thread_arg: str, args: dict[str, Any]) -> Mutation[..., int]:
     """A mutation that stops the generation of one message of this chat's thread (the
-    abort button); a message of another thread is refused."""
+    abort button); a message of another thread is refused.
+
+    1. The run streaming into the message (its generation in `rx_generations`) is the
+       one cancelled: no other run, whatever its arguments.
+    2. Before any generation streams into it, the unfinished runs given the message's
+       id as an argument (an `...id` other than the thread's) are, except those that
+       generate into other rows.
+    """
 
     declared = _declared_table(query.messages.fn)
 
     def cancel(db: Writer, message_id: int | str) -> int:
-        in_thread = {row.get(query.key or "id") for row in query.run(db, args)}
-        if message_id not in in_thread:
+        if query.key is None and len(query.key_names) > 1:
+            raise RxnbError(
+                f"rx.chat: Stop needs messages keyed by one column, not by "
+                f"{', '.join(query.key_names)}; pass cancel= (a mutation taking message_id)"
+            )
+        wanted = key_json(message_id)
+        rows = [
+            row
+            for data, row in query.rows(db, args)
+            if key_json(data.get(query.key or "id")) == wanted
+        ]
+        if not rows:
             raise RxnbError(
                 f"message {message_id!r} is not in this chat's thread "
                 f"({thread_arg}={args[thread_arg]!r}); the chat stops only its own replies"
             )
         table = query.table or declared
         run_ids: set[str] = set()
-        if table is not None:
+        if table is not None:  # rule 1
             streaming = db.exec(
                 select(Generation.run_id).where(
                     Generation.target == table,
-                    Generation.row_key == json.dumps(message_id),
+                    Generation.row_key == wanted,
                     Generation.status == "streaming",
                 )
             ).all()
             run_ids.update(r for r in streaming if r is not None)
-        # Before a generation starts, its run is known by its arguments only.
-        for run in db.exec(select(Run).where(Run.status.in_(_UNFINISHED))).all():  # type: ignore[attr-defined]
-            if any(
-                value == message_id and name != thread_arg and name.endswith("id")
-                for name, value in run.arguments().items()
-            ):
-                run_ids.add(run.id)
+        if not run_ids:  # rule 2
+            run_ids.update(_runs_given(db, message_id, thread_arg, table, wanted))
         live = [r for r in run_ids if (found := db.get(Run, r)) and found.status in _UNFINISHED]
         if not live:
             raise RxnbError(
@@ -187,11 +238,41 @@ def _cancel_mutation(query: ChatQuery, thread_arg: str, args: dict[str, Any]) ->
                 "already (or its run was not given the message's id as an argument)"
             )
         for run_id in live:
-            if _cancel_run(db, run_id) == RunStatus.CANCELLED.value and table is not None:
-                _mark_cancelled(db, table, message_id)  # it never started: nothing will
+            if _cancel_run(db, run_id) == RunStatus.CANCELLED.value:
+                _mark_cancelled(db, rows[0], table, wanted)  # it never started: nothing will
         return len(live)
 
     return Mutation(cancel)
+
+
+def _runs_given(
+    db: Writer, message_id: Any, thread_arg: str, table: str | None, wanted: str
+) -> set[str]:
+    """Unfinished runs given `message_id` as an `...id` argument (not the thread's),
+    of the same JSON type (`1`, not `true`), except those that have generated into
+    other rows and not into this one."""
+    found: set[str] = set()
+    for run in db.exec(select(Run).where(Run.status.in_(_UNFINISHED))).all():  # type: ignore[attr-defined]
+        try:
+            arguments = run.arguments()
+        except ValueError:  # a row written by another program
+            continue
+        if any(
+            type(value) is type(message_id) and value == message_id
+            for name, value in arguments.items()
+            if name != thread_arg and name.endswith("id")
+        ):
+            found.add(run.id)
+    if not found:
+        return found
+    elsewhere = db.exec(
+        select(Generation.run_id, Generation.target, Generation.row_key).where(
+            Generation.run_id.in_(found)  # type: ignore[union-attr]
+        )
+    ).all()
+    busy = {run for run, target, key in elsewhere if (target, key) != (table, wanted)}
+    mine = {run for run, target, key in elsewhere if (target, key) == (table, wanted)}
+    return found - (busy - mine)
 
 
 def _declared_table(fn: Callable[..., Any]) -> str | None:
@@ -207,11 +288,41 @@ def _declared_table(fn: Callable[..., Any]) -> str | None:
     return None
 
 
-def _mark_cancelled(db: Writer, table: str, message_id: int | str) -> None:
-    model = target_model(table)
-    row = db.get(model, message_id) if model is not None else None
+def _mark_cancelled(db: Writer, row: Any, table: str | None, key: str) -> None:
+    """A message whose run was cancelled before it started streaming: cancelled too
+    (`row` as the messages query gave it, looked up by `key` if that was a dict)."""
+    if not hasattr(row, "_sa_instance_state"):
+        row = target_row(db, table, key) if table is not None else None
     if row is not None and getattr(row, "status", None) in ABORTABLE:
         row.status = "cancelled"
+
+
+def _send_mutation(
+    send: Mutation[..., Any], thread_arg: str, text_arg: str, thread_id: Any
+) -> Mutation[..., Any]:
+    """`send` as the input may call it: with the text, into this chat's thread only
+    (the browser is told the thread's id, but it could send any)."""
+
+    def send_message(db: Writer, **args: Any) -> Any:
+        if json.dumps(args[thread_arg]) != json.dumps(thread_id):  # as the page has it
+            raise RxnbError(
+                f"rx.chat: this chat sends only to its own thread ({thread_arg}="
+                f"{thread_id!r}), not to {args[thread_arg]!r}"
+            )
+        latest = registry.latest(send)  # a cell that redefines `send` is heard
+        return latest.fn(db, **latest.arguments.check(args))
+
+    # Exactly these two arguments (anything else from the browser is refused), and a
+    # name of its own: "<locals>" keeps it from replacing another chat's by name.
+    send_message.__qualname__ = f"chat.<locals>.{send.fn.__name__}"
+    send_message.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("db", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            inspect.Parameter(thread_arg, inspect.Parameter.KEYWORD_ONLY, default=thread_id),
+            inspect.Parameter(text_arg, inspect.Parameter.KEYWORD_ONLY),
+        ]
+    )
+    return Mutation(send_message)
 
 
 def chat(
@@ -232,9 +343,11 @@ def chat(
 
     `messages(thread_id=...)` lists the thread's rows in order (each with `text`,
     `role` and `status` fields); `send(thread_id=..., text=...)` stores the user's
-    message (and schedules the reply). The abort button cancels the run generating a
-    message: the one `rx.llm.stream_into` records, or before it starts, an unfinished
-    run given the message's id as an argument (`message_id=`); pass `cancel=` (a
+    message (and schedules the reply). Neither may need another argument; the input
+    calls `send` with this thread's id only, and any other is refused. The abort
+    button cancels the run generating a message: the one `rx.llm.stream_into`
+    records, or before it starts, an unfinished run given the message's id as an
+    argument (`message_id=`) that streams into no other row; pass `cancel=` (a
     mutation taking `message_id`) to decide yourself.
     """
     if not isinstance(messages, Query):
@@ -249,11 +362,25 @@ def chat(
                 f"{', '.join(missing)}; rename its parameters or pass "
                 f"thread_arg= / text_arg= with the names it uses"
             )
+        needed = [
+            p.name
+            for p in fn.arguments.signature.parameters.values()
+            if p.name not in names
+            and p.default is inspect.Parameter.empty
+            and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        ]
+        if needed:
+            raise ArgumentError(
+                f"rx.chat: {fn.name}{fn.arguments.signature} also needs "
+                f"{', '.join(needed)}, which the chat cannot give; give "
+                f"{'it a default' if len(needed) == 1 else 'them defaults'}, or wrap it in "
+                f"an @rx.{fn.kind} that takes only {', '.join(names)}"
+            )
     store = store if store is not None else current_store()
     args = {thread_arg: thread_id}
     query = ChatQuery(messages)
     bound: dict[str, Callable[..., Any]] = {
-        "send": send,
+        "send": _send_mutation(send, thread_arg, text_arg, thread_id),
         "cancel": cancel if cancel is not None else _cancel_mutation(query, thread_arg, args),
     }
     view = {
@@ -268,7 +395,29 @@ def chat(
             "placeholder": placeholder,
         }
     }
-    return ChatWidget(query, args, store=store, bind=bound, view=view)
+    widget = ChatWidget(query, args, store=store, bind=bound, view=view)
+    _warm_up_litellm()
+    return widget
+
+
+def _warm_up_litellm() -> None:
+    """Import litellm (seconds of CPU) in the background now, so that the first reply
+    the chat asks for does not wait for it."""
+    if "litellm" not in sys.modules and not _warming.is_set():
+        _warming.set()
+        threading.Thread(target=_import_litellm, name="rxnb-litellm-import", daemon=True).start()
+
+
+def _import_litellm() -> None:
+    from rxnb.llm._stream import _litellm
+
+    try:
+        _litellm()
+    except Exception:  # the first generation reports it, with its context
+        log.debug("rxnb: importing litellm in the background failed", exc_info=True)
+
+
+_warming = threading.Event()
 
 
 def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
