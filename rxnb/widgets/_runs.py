@@ -15,6 +15,7 @@ from rxnb.llm._model import Generation, target_row
 from rxnb.runs import TERMINAL, Owner, Run, RunHandle, RunStatus, cancel_run, retry_run
 from rxnb.store import Reader
 from rxnb.widgets._live import LiveWidget
+from rxnb.workflows._workflow import RESUMES
 
 UNFINISHED = [
     RunStatus.QUEUED.value,
@@ -52,10 +53,6 @@ VIEW = {
 }
 
 
-RESUMABLE = 10**9
-"""`max_attempts` from here on: a workflow's run (see `rxnb.workflows.RESUMES`)."""
-
-
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -82,7 +79,7 @@ def runs_table(db: Reader, limit: int = 100, run_id: str | None = None) -> list[
                 "status": "cancelling" if cancelling else run.status,
                 # A workflow is resumed as often as it takes: its count has no limit.
                 "attempt": str(run.attempt)
-                if run.max_attempts >= RESUMABLE
+                if run.max_attempts >= RESUMES
                 else f"{run.attempt}/{run.max_attempts}",
                 "created": run.created_at,
                 "elapsed": [run.started_at, run.finished_at],
