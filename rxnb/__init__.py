@@ -37,6 +37,7 @@ from rxnb.errors import (
     StoreClosedError,
     StoreError,
     StoreOpenError,
+    StoreUnavailableError,
     WorkflowError,
 )
 from rxnb.functions import Mutation, Query, mutation, query
@@ -132,6 +133,7 @@ __all__ = [
     "StoreClosedError",
     "StoreError",
     "StoreOpenError",
+    "StoreUnavailableError",
     "Subscription",
     "Workflow",
     "WorkflowContext",

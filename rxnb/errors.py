@@ -9,6 +9,7 @@ The tree::
     │   ├── NoStoreError            a function was called with no store open
     │   ├── StoreClosedError        the store was closed
     │   ├── StoreBusyError          a write could not get the lock after retries
+    │   ├── StoreUnavailableError   the database stayed unreachable past the reconnect budget
     │   └── ReadOnlyError           a query tried to write
     ├── FunctionError               a query or mutation was misused
     │   ├── ArgumentError           an argument is missing, unexpected or of the wrong type
@@ -52,6 +53,7 @@ __all__ = [
     "StoreClosedError",
     "StoreError",
     "StoreOpenError",
+    "StoreUnavailableError",
     "WorkflowError",
 ]
 
@@ -94,6 +96,10 @@ class StoreClosedError(StoreError):
 
 class StoreBusyError(StoreError):
     """A mutation could not get the write lock within its retries."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database server could not be reached for longer than the reconnect budget."""
 
 
 class ReadOnlyError(StoreError):

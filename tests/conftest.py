@@ -1,21 +1,88 @@
-"""Shared fixtures: a store URL and a fresh store per test."""
+"""Shared fixtures: a store URL and a fresh store per test, on each dialect.
+
+Tests under the directories in `BOTH_DIALECTS` that take `url` (or `store`) run twice:
+on a SQLite file and on PostgreSQL (`RXNB_TEST_PG_URL`, default the local server's
+database `test`), each PostgreSQL test in a schema of its own that is dropped after
+it. `@pytest.mark.sqlite_only` keeps a test about SQLite files on SQLite alone.
+"""
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import rxnb as rx
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+PG_URL = os.environ.get("RXNB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+BOTH_DIALECTS = ("store", "reactive", "functions", "runs", "workflows", "pg")
+TESTS = Path(__file__).parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: the test is about SQLite itself")
+    config.addinivalue_line("markers", "postgres_only: the test is about PostgreSQL itself")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "dialect" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker
+    folder = Path(metafunc.definition.path).relative_to(TESTS).parts[0]
+    if marker("postgres_only"):
+        dialects = ["postgres"]
+    elif folder in BOTH_DIALECTS and not marker("sqlite_only"):
+        dialects = ["sqlite", "postgres"]
+    else:
+        dialects = ["sqlite"]
+    metafunc.parametrize("dialect", dialects, indirect=True)
+
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'store.db'}"
+def dialect(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def pg_admin() -> sa.Engine:
+    """An engine on the PostgreSQL test database, for creating and dropping schemas."""
+    return sa.create_engine(
+        sa.make_url(PG_URL).set(drivername="postgresql+psycopg"),
+        isolation_level="AUTOCOMMIT",
+        poolclass=sa.pool.NullPool,
+    )
+
+
+def schema_url(schema: str) -> str:
+    """PG_URL with `schema` first on the search path."""
+    url = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def url(dialect: str, tmp_path: Path) -> Iterator[str]:
+    if dialect == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = pg_admin()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        yield schema_url(schema)
+    finally:
+        for store in rx.reactive.open_stores():
+            if store.url.endswith(schema) or schema in store.url:
+                store.close()
+        with admin.connect() as conn:
+            conn.exec_driver_sql("SET lock_timeout = '10s'")
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
 
 
 @pytest.fixture

@@ -42,6 +42,7 @@ PUBLIC = [
     "StoreClosedError",
     "StoreError",
     "StoreOpenError",
+    "StoreUnavailableError",
     "Subscription",
     "Workflow",
     "WorkflowContext",

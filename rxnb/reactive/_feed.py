@@ -72,7 +72,7 @@ class ChangeFeed:
                 return
             if self._watcher.contiguous() and changes[0].seq != self._last + 1:
                 self._on_gap(f"change log entries {self._last + 1}..{changes[0].seq - 1} pruned")
-            self._last = changes[-1].seq
+            self._last = max(self._last, changes[-1].seq)  # late commits fill holes below it
             writes = [c.write for c in changes if c.write is not None]
             if writes:
                 self._on_writes(writes)

@@ -17,6 +17,7 @@ from rxnb.reactive._feed import ChangeFeed
 from rxnb.reactive._reactor import Reactor
 from rxnb.reactive._subscription import Callback, ErrorCallback, Subscribable, Subscription
 from rxnb.store import EVERYTHING, Database, DataProblem, TableWrite, Write, open_database
+from rxnb.store._postgres import postgres_url
 
 DEFAULT_PATH = Path(".rxnb") / "rxnb.db"
 
@@ -167,6 +168,8 @@ def _canonical(url: str | None) -> str:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database).expanduser().resolve()
         return parsed.set(database=str(path)).render_as_string(hide_password=False)
+    if parsed.get_backend_name() in ("postgresql", "postgres"):
+        return postgres_url(parsed).render_as_string(hide_password=False)
     return url
 
 

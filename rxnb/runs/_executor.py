@@ -175,7 +175,7 @@ class Executor:
         # nothing due here, and a read takes no write lock.
         if look_first and not self.store.database.read(lambda db: _due_exists(db, names))[0]:
             return False
-        claimed = self.store.database.write(lambda db: _claim(db, names, self.id))
+        claimed = self.store.database.write(lambda db: _claim(db, names, self.id), claim=True)
         if claimed is None:
             return False
         run_id, function, args, attempt = claimed
@@ -362,6 +362,7 @@ def _claim(db: Writer, names: list[str], owner: str) -> tuple[str, str, dict[str
             )
             .order_by(Run.due_at)  # type: ignore[arg-type]
             .limit(1)
+            .with_for_update(skip_locked=True)  # claimers in other processes skip it
         ).first()
         if run is None:
             return None

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from rxnb.errors import StoreOpenError
 from rxnb.store._changelog import LoggedChange
 from rxnb.store._database import ChangeWatcher, CommitListener, Database
+from rxnb.store._postgres import PostgresDatabase
 from rxnb.store._readset import Equals, Range, ReadSet, TableRead
 from rxnb.store._schema import DataProblem
 from rxnb.store._sessions import Reader, Writer
@@ -21,6 +22,7 @@ __all__ = [
     "Database",
     "Equals",
     "LoggedChange",
+    "PostgresDatabase",
     "Range",
     "ReadSet",
     "Reader",
@@ -44,6 +46,9 @@ def open_database(url: str, *, migrate: bool = False) -> Database:
         ) from exc
     if backend == "sqlite":
         return SQLiteDatabase(url, migrate=migrate)
+    if backend in ("postgresql", "postgres"):
+        return PostgresDatabase(url, migrate=migrate)
     raise StoreOpenError(
-        f"rxnb does not support {backend!r} URLs yet ({url}); use 'sqlite:///path/to/file.db'"
+        f"rxnb does not support {backend!r} URLs ({url}); use 'sqlite:///path/to/file.db' "
+        "or 'postgresql+psycopg://user@host:5432/dbname'"
     )

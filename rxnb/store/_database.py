@@ -1,8 +1,9 @@
 """The abstract store: engines, tracked transactions, the change log, commit listeners.
 
-Dialects subclass `Database` (`SQLiteDatabase` now, PostgreSQL later) and supply what
+Dialects subclass `Database` (`SQLiteDatabase`, `PostgresDatabase`) and supply what
 differs by engine: connection setup, how a write transaction begins, which errors are
-worth retrying, how the change log is appended to and watched.
+worth retrying (conflicts, and lost connections), how the change log is appended to
+and watched.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from typing import Any, ClassVar, TypeVar
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from rxnb.errors import ReadOnlyError, SchemaMismatchError, StoreBusyError, StoreClosedError
+from rxnb.errors import (
+    ReadOnlyError,
+    SchemaMismatchError,
+    StoreBusyError,
+    StoreClosedError,
+    StoreUnavailableError,
+)
 from rxnb.store._changelog import LoggedChange, encode, internal_metadata
 from rxnb.store._readset import ReadSet
 from rxnb.store._schema import DataProblem, apply_plan, check_rows, plan_schema
@@ -75,6 +82,8 @@ class Database(ABC):
     serialize_writers: ClassVar[bool] = True
     """Whether writers in this process take turns before asking the database."""
     max_write_attempts: ClassVar[int] = 8
+    outage_seconds: ClassVar[float] = 0.0
+    """How long transactions keep retrying while the server cannot be reached."""
 
     def __init__(self, url: str, *, migrate: bool = False) -> None:
         self.url = sa.make_url(url).render_as_string(hide_password=True)
@@ -86,6 +95,8 @@ class Database(ABC):
         self._schema_seen: tuple[int, ...] = ()
         self._listeners: list[CommitListener] = []
         self._closed = False
+        self._opened = False
+        """False while opening: a server that cannot be reached fails `open` at once."""
         self._read_engine, self._write_engine = self._create_engines()
         for engine in (self._read_engine, self._write_engine):
             install_engine_hooks(engine)
@@ -94,6 +105,7 @@ class Database(ABC):
         except BaseException:
             self.close()
             raise
+        self._opened = True
 
     # -- what dialects provide -------------------------------------------------------
 
@@ -104,6 +116,17 @@ class Database(ABC):
     @abstractmethod
     def is_retryable(self, exc: BaseException) -> bool:
         """Whether a write transaction that raised `exc` should be run again."""
+
+    def is_outage(self, exc: BaseException) -> bool:
+        """Whether `exc` means the server could not be reached (retried for a while)."""
+        return False
+
+    def claim_options(self) -> dict[str, Any]:
+        """Execution options of a queue claim's transaction (see `write(claim=True)`)."""
+        return {}
+
+    def lock_schema(self, conn: sa.Connection) -> None:  # noqa: B027 (optional: SQLite's writer lock does it)
+        """Keep other processes from checking the schema until `conn` commits."""
 
     @abstractmethod
     def append_changes(self, conn: sa.Connection, rows: list[tuple[object, ...]]) -> None:
@@ -142,11 +165,14 @@ class Database(ABC):
                 result = fn(session)
         return result, tracker.reads
 
-    def write(self, fn: Callable[[Writer], T]) -> T:
+    def write(self, fn: Callable[[Writer], T], *, claim: bool = False) -> T:
         """Run `fn` in a serializable transaction, committed only if it returns.
 
         Inside another write on this thread it joins that transaction through a
-        savepoint, so an error in it undoes only its own part.
+        savepoint, so an error in it undoes only its own part. `claim=True` marks a
+        queue claim: `fn` locks the rows it takes (`FOR UPDATE SKIP LOCKED`), so the
+        dialect may run it at a weaker isolation, where claimers skip each other's
+        rows instead of failing on them (PostgreSQL: READ COMMITTED).
         """
         active = self._active()
         if active is not None:
@@ -159,7 +185,8 @@ class Database(ABC):
             return self._write_nested(session, tracker, fn)
         self._check_open()
         self._check_new_tables()
-        result, writes = self._retrying("A mutation", lambda: self._serialized(fn))
+        options = self.claim_options() if claim else {}
+        result, writes = self._retrying("A mutation", lambda: self._serialized(fn, options))
         if writes:
             self._publish(writes)
         return result
@@ -196,20 +223,39 @@ class Database(ABC):
             conn.execute(table.insert(), list(rows))
             self.append_changes(conn, changes)
 
-    def _serialized(self, fn: Callable[[Writer], T]) -> tuple[T, list[Write]]:
+    def _serialized(
+        self, fn: Callable[[Writer], T], options: dict[str, Any]
+    ) -> tuple[T, list[Write]]:
         if not self.serialize_writers:
-            return self._write_once(fn)
+            return self._write_once(fn, options)
         with self._write_lock:
-            return self._write_once(fn)
+            return self._write_once(fn, options)
 
     def _retrying(self, what: str, attempt_once: Callable[[], T]) -> T:
-        """Run `attempt_once` again, with backoff, while the database is busy."""
+        """Run `attempt_once` again, with backoff, while the database is busy, or
+        (once open) while the server cannot be reached, for `outage_seconds`."""
         attempt = 0
+        outage_since: float | None = None
         while True:
             attempt += 1
             try:
                 return attempt_once()
             except Exception as exc:
+                if self._opened and not self._closed and self.is_outage(exc):
+                    now = time.monotonic()
+                    outage_since = now if outage_since is None else outage_since
+                    if now - outage_since >= self.outage_seconds:
+                        cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+                        raise StoreUnavailableError(
+                            f"{what} on {self.url} could not reach the database for "
+                            f"{now - outage_since:.0f} s ({cause}); check that the server "
+                            "is up, or raise RXNB_RECONNECT_SECONDS to wait longer"
+                        ) from exc
+                    if outage_since == now:
+                        log.warning("rxnb: %s lost the database (%s); retrying", what, exc)
+                    time.sleep(min(1.0, 0.05 * 2 ** min(attempt, 5)) * (0.5 + random.random()))
+                    attempt = min(attempt, 5)
+                    continue
                 if not self.is_retryable(exc):
                     raise
                 if attempt >= self.max_write_attempts:
@@ -228,8 +274,12 @@ class Database(ABC):
         tracker: Tracker = self._local.tracker
         return session, tracker
 
-    def _write_once(self, fn: Callable[[Writer], T]) -> tuple[T, list[Write]]:
+    def _write_once(
+        self, fn: Callable[[Writer], T], options: dict[str, Any]
+    ) -> tuple[T, list[Write]]:
         with self._write_engine.connect() as conn:
+            if options:
+                conn.execution_options(**options)
             tracker = Tracker(writing=True, string_ranges=self.string_ranges)
             session = Writer(bind=conn, expire_on_commit=False)
             session._rx_tracker = tracker
@@ -280,6 +330,7 @@ class Database(ABC):
 
             def check_and_apply() -> None:
                 with self._write_engine.connect() as conn, conn.begin():
+                    self.lock_schema(conn)
                     plan = plan_schema(conn, tables, migrate=migrate)
                     if plan.problems:
                         raise SchemaMismatchError(self.url, plan.problems)
