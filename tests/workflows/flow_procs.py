@@ -2,7 +2,8 @@
 
 The test process never opens the store with rxnb: an executor here would recover the
 killed process's runs itself (and could claim them), and the point is that the new
-process does. It reads `rx_runs` and `rx_journal` with plain sqlite3 instead.
+process does. It reads `rx_runs` and `rx_journal` with plain SQL instead (SQLAlchemy
+Core, no rxnb), on SQLite or PostgreSQL.
 
 Starting Python and importing rxnb takes 1-3 s on these machines, so a process that
 must open the store only after a kill is started early, imports what it needs, and
@@ -15,7 +16,6 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
@@ -155,25 +157,35 @@ class Entry:
     attempts: int
 
 
-class StoreFile:
-    """The store's tables as another program sees them (plain sqlite3, reads only)."""
+class StoreTables:
+    """The store's tables as another program sees them (plain SQL, reads only)."""
 
     def __init__(self, url: str) -> None:
-        assert url.startswith("sqlite:///")
-        self.path = url.removeprefix("sqlite:///")
+        parsed = sa.make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            self.path: str | None = parsed.database
+        else:
+            self.path = None
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        self.engine = sa.create_engine(parsed, poolclass=sa.pool.NullPool)
 
     def _rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        if not os.path.exists(self.path):
+        if self.path is not None and not os.path.exists(self.path):
             return []
-        conn = sqlite3.connect(self.path, timeout=10)
+        names = {f"p{i}": value for i, value in enumerate(params)}
+        for name in names:
+            sql = sql.replace("?", f":{name}", 1)
         try:
-            return conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:  # the tables are not created yet
+            with self.engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(sa.text(sql), names).fetchall()]
+        except sa.exc.ProgrammingError as exc:  # PostgreSQL: the tables are not created yet
+            if "does not exist" in str(exc):
+                return []
+            raise
+        except sa.exc.OperationalError as exc:  # SQLite: the tables are not created yet
             if "no such table" in str(exc):
                 return []
             raise
-        finally:
-            conn.close()
 
     def runs(self) -> list[RunRow]:
         rows = self._rows(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from flow_effects import Line, read_log, ten_steps_result
-from flow_procs import Processes, StoreFile, kill_9
+from flow_procs import Processes, StoreTables, kill_9
 from polling import until
 
 VICTIM = """
@@ -60,7 +60,7 @@ def lines_by_step(lines: list[Line], kind: str) -> dict[tuple[str, int], list[in
     return found
 
 
-def steps_of(store: StoreFile, run_id: str) -> list[int]:
+def steps_of(store: StoreTables, run_id: str) -> list[int]:
     entries = store.journal(run_id)
     assert {e.kind for e in entries} <= {"step"}
     return [e.seq for e in entries]
@@ -68,11 +68,11 @@ def steps_of(store: StoreFile, run_id: str) -> list[int]:
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_killed_ten_step_workflows_resume_and_run_each_journaled_step_once(
-    seed: int, procs: Processes, tmp_path: Path
+    seed: int, url: str, procs: Processes, tmp_path: Path
 ) -> None:
     hang, free_after, delay = plan_for(seed)
-    url, log = f"sqlite:///{tmp_path / 'store.db'}", str(tmp_path / "effects.log")
-    store = StoreFile(url)
+    log = str(tmp_path / "effects.log")
+    store = StoreTables(url)
     resumer = procs.resumer(url)  # importing now; opens the store after the kill
     plan = {"log": log, "hang": hang, "runs": [[FREE, PAUSE]] + [[t, 0.0] for t in HUNG]}
     victim = procs.python(VICTIM, url, json.dumps(plan))
@@ -162,12 +162,12 @@ LATENCY_VICTIM = """
 
 @pytest.mark.parametrize("order", ["import-then-open", "open-then-import"])
 def test_a_new_process_resumes_a_killed_workflow_within_2_s_of_opening_the_store(
-    order: str, procs: Processes, tmp_path: Path
+    order: str, url: str, procs: Processes, tmp_path: Path
 ) -> None:
     """Recovery latency: from rx.open returning in the new process (which defines the
     workflow before or after opening) to the first resumed step starting there."""
-    url, log = f"sqlite:///{tmp_path / 'store.db'}", str(tmp_path / "effects.log")
-    store = StoreFile(url)
+    log = str(tmp_path / "effects.log")
+    store = StoreTables(url)
     resumer = procs.resumer(url, order)
     victim = procs.python(LATENCY_VICTIM, url, log)
     until(lambda: any(line.kind == "hang" for line in read_log(log)), timeout=30)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from flow_effects import read_log
-from flow_procs import Processes, StoreFile, kill_9
+from flow_procs import Processes, StoreTables, kill_9
 from polling import until
 
 SLEEPER = """
@@ -54,10 +54,10 @@ SENDER = """
 
 @pytest.mark.parametrize("leave", ["exits", "killed"])
 def test_a_durable_sleep_ends_on_time_in_a_process_opened_after_the_sleeper_left(
-    leave: str, procs: Processes, tmp_path: Path
+    leave: str, url: str, procs: Processes, tmp_path: Path
 ) -> None:
-    url, log = f"sqlite:///{tmp_path / 'store.db'}", str(tmp_path / "effects.log")
-    store = StoreFile(url)
+    log = str(tmp_path / "effects.log")
+    store = StoreTables(url)
     waker = procs.resumer(url)  # importing now; opens the store once the sleeper is gone
     sleeper = procs.python(SLEEPER, url, log, leave)
     run_id = until(lambda: procs.printed(sleeper, "parked"), timeout=30)
@@ -92,10 +92,10 @@ def test_a_durable_sleep_ends_on_time_in_a_process_opened_after_the_sleeper_left
 
 
 def test_an_event_sent_from_a_process_that_only_opens_the_store_resumes_the_wait(
-    procs: Processes, tmp_path: Path
+    url: str, procs: Processes, tmp_path: Path
 ) -> None:
-    url, log = f"sqlite:///{tmp_path / 'store.db'}", str(tmp_path / "effects.log")
-    store = StoreFile(url)
+    log = str(tmp_path / "effects.log")
+    store = StoreTables(url)
     sender = procs.python(SENDER, url, gated=True)
     waiter = procs.python(WAITER, url, log, "")
     run_id = until(lambda: procs.printed(waiter, "run"), timeout=30)
@@ -120,11 +120,11 @@ def test_an_event_sent_from_a_process_that_only_opens_the_store_resumes_the_wait
 
 
 def test_an_event_sent_before_the_workflow_waits_for_it_is_kept_for_the_wait(
-    procs: Processes, tmp_path: Path
+    url: str, procs: Processes, tmp_path: Path
 ) -> None:
-    url, log = f"sqlite:///{tmp_path / 'store.db'}", str(tmp_path / "effects.log")
+    log = str(tmp_path / "effects.log")
     gate = tmp_path / "gate"
-    store = StoreFile(url)
+    store = StoreTables(url)
     sender = procs.python(SENDER, url, gated=True)
     waiter = procs.python(WAITER, url, log, str(gate))
     run_id = until(lambda: procs.printed(waiter, "run"), timeout=30)
@@ -181,11 +181,11 @@ class EventLostError(AssertionError):
 
 
 def test_an_event_sent_while_the_run_is_being_parked_is_not_lost(
-    procs: Processes, tmp_path: Path
+    url: str, procs: Processes, tmp_path: Path
 ) -> None:
-    url, log = f"sqlite:///{tmp_path / 'store.db'}", str(tmp_path / "effects.log")
+    log = str(tmp_path / "effects.log")
     gate = tmp_path / "gate"
-    store = StoreFile(url)
+    store = StoreTables(url)
     sender = procs.python(SENDER, url, gated=True)
     waiter = procs.python(SLOW_PARKER, url, log, str(gate))
     run_id = until(lambda: procs.printed(waiter, "run"), timeout=30)
