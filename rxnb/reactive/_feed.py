@@ -54,6 +54,8 @@ class ChangeFeed:
             try:
                 if self._watcher.wait(1.0, self._stop):
                     self._catch_up()
+                    if self._watcher.reconnected():
+                        self._on_gap("the connection to the database was lost and remade")
                 if time.monotonic() >= self._next_prune:
                     self._next_prune = time.monotonic() + PRUNE_EVERY
                     self._watcher.prune(time.time() - RETENTION_SECONDS)

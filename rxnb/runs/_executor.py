@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -10,19 +11,19 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import func, select
 
-from rxnb.errors import Cancelled, NonRetryableError, ResultError
+from rxnb.errors import Cancelled, NonRetryableError, ResultError, StoreUnavailableError
 from rxnb.reactive import Store, to_jsonable
 from rxnb.runs import _clock as clock
 from rxnb.runs._context import ActionContext, Parked
 from rxnb.runs._model import TERMINAL, Owner, Run, RunStatus, ended
-from rxnb.runs._owners import HOST, delete_owner, orphans_exist, recover_orphans
-from rxnb.store import EVERYTHING, Write, Writer
+from rxnb.runs._owners import HOST, delete_owner, lease_seconds, orphans_exist, recover_orphans
+from rxnb.store import EVERYTHING, RowWrite, Write, Writer
 
 if TYPE_CHECKING:
     from rxnb.runs._actions import Action
@@ -61,7 +62,10 @@ class Executor:
     4. renew its owner row every second, and recover orphans: running runs whose owner's
        heartbeat is older than the lease, or whose owner on this host has exited, are
        queued again if they have attempts left, else failed ("owner process died");
-    5. pass cancel requests to the runs it is running.
+    5. pass cancel requests to the runs it is running;
+    6. give back to the queue runs recorded as claimed here that it is not running
+       (a claim that committed while its connection broke), and keep the outcome of a
+       run until the database, away for a while, takes it.
     """
 
     def __init__(self, store: Store, workers: int | None = None) -> None:
@@ -75,6 +79,8 @@ class Executor:
         """Notified each time a run of this executor has ended and been recorded."""
         self._wake = threading.Event()
         self._stopped = threading.Event()
+        self._leases_from = 0.0
+        """Monotonic time from which other owners' heartbeats are trusted (rule 4)."""
         self._functions: dict[str, Action[Any, Any]] = {}
         self._running: dict[str, tuple[ActionContext, int]] = {}
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rxnb-run")
@@ -110,8 +116,31 @@ class Executor:
             return sorted(self._functions)
 
     def _on_writes(self, writes: Sequence[Write]) -> None:
-        if any(w.table in (Run.__tablename__, EVERYTHING) for w in writes):
+        if any(self._may_give_work(w) for w in writes):
             self._wake.set()
+
+    def _may_give_work(self, write: Write) -> bool:
+        """Whether `write` may leave the scheduler something to do: a claimable run of
+        a function registered here (rule 1), or a cancel of a run running here (rule
+        5). Other owners' claims, progress and ends wake nothing: with several
+        processes on one store they are most writes, and each wake costs reads."""
+        if write.table == EVERYTHING:
+            return True
+        if write.table != Run.__tablename__:
+            return False
+        if not isinstance(write, RowWrite):
+            return True  # a statement on rx_runs: any row may have changed
+        new = write.new
+        if new is None:
+            return False  # a deleted run leaves nothing to do
+        # An image lacking a value (too large to log) counts as a match.
+        status, function = new.get("status"), new.get("function")
+        claimable = not isinstance(status, str) or status in CLAIMABLE
+        with self._lock:
+            if claimable and (not isinstance(function, str) or function in self._functions):
+                return True
+            running = bool(write.key) and write.key[0] in self._running
+        return running and new.get("cancel_requested") is not False
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop claiming, and give the runs in progress `timeout` seconds to end and be
@@ -150,7 +179,7 @@ class Executor:
             try:
                 self._deliver_cancels()
                 look_first = True  # after a claim, more are likely due: claim straight away
-                while self._free_slots() > 0 and self._start_one(look_first):
+                while self._free_slots() > 0 and self._start_some(look_first):
                     look_first = False
                 next_due = self._next_due() if self._free_slots() > 0 else None
             except Exception:
@@ -167,32 +196,40 @@ class Executor:
         with self._lock:
             return self.workers - len(self._running)
 
-    def _start_one(self, look_first: bool = True) -> bool:
+    def _start_some(self, look_first: bool = True) -> bool:
+        """Claim as many due runs as there are free slots, in one transaction (one
+        commit and one notification for a burst, not one per run), and start them."""
         names = self.functions() if self.claims else []
         if not names or self._stopped.is_set():
             return False
-        # A read first: most writes to rx_runs (progress, other owners' claims) leave
-        # nothing due here, and a read takes no write lock.
+        # A read first: a wake-up often finds nothing due here (another owner claimed
+        # it first), and a read takes no write lock.
         if look_first and not self.store.database.read(lambda db: _due_exists(db, names))[0]:
             return False
-        claimed = self.store.database.write(lambda db: _claim(db, names, self.id), claim=True)
-        if claimed is None:
-            return False
-        run_id, function, args, attempt = claimed
-        with self._lock:
-            action = self._functions[function]
-        ctx = action.context(self.store, run_id, attempt)
-        with self._lock:
-            self._running[run_id] = (ctx, attempt)
-        try:
-            self._pool.submit(self._execute, action, ctx, args)
-        except RuntimeError:  # the interpreter is exiting: give the run back, untouched
+        slots = max(1, self._free_slots())
+        claimed = self.store.database.write(
+            lambda db: _claim(db, names, self.id, slots), claim=True
+        )
+        for i, (run_id, function, args, attempt) in enumerate(claimed):
             with self._lock:
-                self._running.pop(run_id, None)
-            self._stopped.set()
-            self.store.database.write(lambda db: _unclaim(db, run_id, self.id, attempt))
-            return False
-        return True
+                action = self._functions[function]
+            ctx = action.context(self.store, run_id, attempt)
+            with self._lock:
+                self._running[run_id] = (ctx, attempt)
+            try:
+                self._pool.submit(self._execute, action, ctx, args)
+            except RuntimeError:  # the interpreter is exiting: give the runs back, untouched
+                with self._lock:
+                    self._running.pop(run_id, None)
+                self._stopped.set()
+                for back_id, _, _, back_attempt in claimed[i:]:
+                    self.store.database.write(
+                        functools.partial(
+                            _unclaim, run_id=back_id, owner=self.id, attempt=back_attempt
+                        )
+                    )
+                return False
+        return bool(claimed)
 
     def _next_due(self) -> float | None:
         names = self.functions() if self.claims else []
@@ -245,7 +282,7 @@ class Executor:
             if outcome[0] == "cancelled" and ctx._reason == STOPPED:
                 return  # not a user's cancel: the run is left to orphan recovery
             try:
-                self.store.database.write(lambda db: _finish(db, ctx, self.id, action, outcome))
+                self._record(lambda db: _finish(db, ctx, self.id, action, outcome))
             except Exception as exc:
                 if self.store.closed:
                     log.info("rxnb: run %s ended after its store closed", ctx.run_id)
@@ -263,6 +300,18 @@ class Executor:
                 self._ended.notify_all()
             self._wake.set()
 
+    def _record(self, fn: Callable[[Writer], None]) -> None:
+        """Write a run's end, waiting out a database that is away (rule 6): a run
+        that did its work is not run again for want of a connection."""
+        while True:
+            try:
+                self.store.database.write(fn)
+                return
+            except StoreUnavailableError:
+                if self.store.closed or self._stopped.is_set():
+                    raise
+                log.warning("rxnb: still waiting for the database to record a run's end")
+
     def _time_out(self, ctx: ActionContext, seconds: float) -> None:
         """The action overran `timeout=`: ask it to stop, and fail the run now (its slot
         stays taken until the body returns; a thread cannot be stopped from outside)."""
@@ -276,16 +325,61 @@ class Executor:
     # -- the heartbeat thread --------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
+        last_beat = time.monotonic()
         while not self._stopped.wait(HEARTBEAT_SECONDS):
             try:
-                self._write_owner()
-                # A read each beat; a write only when an owner is dead (rule 4).
-                if self.store.database.read(lambda db: orphans_exist(db, self.id))[0]:
-                    self.recover_orphans()
+                last_beat = self._beat(last_beat)
             except Exception:
                 if self._stopped.is_set() or self.store.closed:
                     return
                 log.exception("rxnb: heartbeat of %s failed", self.id)
+
+    def _beat(self, last_beat: float) -> float:
+        """Renew the owner row, recover orphans, requeue lost claims; when it beat."""
+        self._write_owner()
+        now = time.monotonic()
+        if now - last_beat > HEARTBEAT_SECONDS + lease_seconds() / 2:
+            # This process was cut off from the database (an outage, a stall): so
+            # were others, likely, whose heartbeats are as old as ours was. Give them
+            # a lease to beat again before judging them by their heartbeats.
+            self._leases_from = now + lease_seconds()
+        leases = now >= self._leases_from
+        # A read each beat; a write only when an owner is dead (rule 4).
+        if self.store.database.read(lambda db: orphans_exist(db, self.id, leases))[0]:
+            self.recover_orphans(leases)
+        self._requeue_lost_claims()
+        return now
+
+    def _requeue_lost_claims(self) -> None:
+        """Rule 6: runs recorded as claimed by this executor that it is not running.
+
+        A claim whose commit reached the database while the connection broke (the
+        server restarted, a network cut) is retried as if it had failed, so the first
+        attempt's claim stays behind: `running` here, yet never started. Nothing else
+        would ever end it (its owner is alive), so it is given back to the queue.
+        """
+        settled = clock.now() - 2 * HEARTBEAT_SECONDS  # older than any claim in flight
+
+        def claimed_here(db: Any) -> list[tuple[str, int]]:
+            rows = db.exec(
+                select(Run.id, Run.attempt).where(
+                    Run.owner == self.id,
+                    Run.status == RunStatus.RUNNING.value,
+                    Run.started_at < settled,  # type: ignore[operator]
+                )
+            ).all()
+            return [(run_id, attempt) for run_id, attempt in rows]
+
+        claimed = self.store.database.read(claimed_here)[0]
+        with self._lock:
+            lost = [(run_id, attempt) for run_id, attempt in claimed if run_id not in self._running]
+        for run_id, attempt in lost:
+            log.warning(
+                "rxnb: run %s was claimed by %s but never started; requeued", run_id, self.id
+            )
+            self.store.database.write(
+                functools.partial(_unclaim, run_id=run_id, owner=self.id, attempt=attempt)
+            )
 
     def _write_owner(self, functions: list[str] | None = None) -> None:
         now = time.time()
@@ -303,9 +397,10 @@ class Executor:
 
         self.store.database.write(write)
 
-    def recover_orphans(self) -> int:
-        """Recover runs whose owner is gone; how many were recovered."""
-        return int(self.store.database.write(lambda db: recover_orphans(db, self.id)))
+    def recover_orphans(self, leases: bool = True) -> int:
+        """Recover runs whose owner is gone; how many were recovered. `leases=False`
+        judges owners by their process (on this host) only, not by their heartbeat."""
+        return int(self.store.database.write(lambda db: recover_orphans(db, self.id, leases)))
 
 
 _current = threading.local()
@@ -350,10 +445,14 @@ def _outcome(action: Action[Any, Any], ctx: ActionContext, args: dict[str, Any])
     return ("returned", encoded)
 
 
-def _claim(db: Writer, names: list[str], owner: str) -> tuple[str, str, dict[str, Any], int] | None:
+def _claim(
+    db: Writer, names: list[str], owner: str, limit: int = 1
+) -> list[tuple[str, str, dict[str, Any], int]]:
+    """Up to `limit` due runs, earliest first, marked running for `owner`: (id,
+    function, arguments, attempt) each; none when nothing is due."""
     now = clock.now()
     while True:
-        run = db.exec(
+        runs = db.exec(
             select(Run)
             .where(
                 Run.status.in_(CLAIMABLE),  # type: ignore[attr-defined]
@@ -361,23 +460,27 @@ def _claim(db: Writer, names: list[str], owner: str) -> tuple[str, str, dict[str
                 Run.function.in_(names),  # type: ignore[attr-defined]
             )
             .order_by(Run.due_at)  # type: ignore[arg-type]
-            .limit(1)
-            .with_for_update(skip_locked=True)  # claimers in other processes skip it
-        ).first()
-        if run is None:
-            return None
-        try:
-            args = run.arguments()
-        except ValueError as exc:  # a row written by another program: fail it, not the queue
-            run.status, run.finished_at = RunStatus.FAILED.value, now
-            run.error = f"its arguments are not a JSON object ({exc}): {run.args[:80]!r}"
-            db.flush()
-            continue
-        run.status = RunStatus.RUNNING.value
-        run.owner = owner
-        run.attempt += 1
-        run.started_at = now
-        return run.id, run.function, args, run.attempt
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # claimers in other processes skip them
+        ).all()
+        if not runs:
+            return []
+        claimed = []
+        for run in runs:
+            try:
+                args = run.arguments()
+            except ValueError as exc:  # a row written by another program: fail it, not the queue
+                run.status, run.finished_at = RunStatus.FAILED.value, now
+                run.error = f"its arguments are not a JSON object ({exc}): {run.args[:80]!r}"
+                continue
+            run.status = RunStatus.RUNNING.value
+            run.owner = owner
+            run.attempt += 1
+            run.started_at = now
+            claimed.append((run.id, run.function, args, run.attempt))
+        if claimed:
+            return claimed
+        db.flush()  # every one failed: look again past them
 
 
 def _finish(
@@ -432,8 +535,14 @@ def _fail_now(db: Writer, ctx: ActionContext, owner: str, reason: str) -> None:
 
 
 def _unclaim(db: Writer, run_id: str, owner: str, attempt: int) -> None:
+    """Give back a run claimed but never started (`attempt` is the claim's)."""
     run = db.get(Run, run_id)
-    if run is not None and run.owner == owner and run.attempt == attempt:
+    if (
+        run is not None
+        and run.owner == owner
+        and run.attempt == attempt
+        and run.status == RunStatus.RUNNING.value
+    ):
         run.status, run.owner, run.attempt = RunStatus.QUEUED.value, None, attempt - 1
 
 

@@ -6,6 +6,7 @@ its process is gone (seen within a heartbeat, without waiting for the lease).
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -42,9 +43,10 @@ def delete_owner(db: Writer, owner_id: str) -> None:
         db.delete(owner)
 
 
-def _dead_owners(owners: Sequence[Owner], me: str | None) -> set[str]:
-    """Owners whose heartbeat is older than the lease, or whose process here is gone."""
-    stale = time.time() - lease_seconds()
+def _dead_owners(owners: Sequence[Owner], me: str | None, leases: bool = True) -> set[str]:
+    """Owners whose heartbeat is older than the lease (when `leases`), or whose
+    process here is gone."""
+    stale = time.time() - lease_seconds() if leases else -math.inf
     return {
         o.id
         for o in owners
@@ -52,20 +54,20 @@ def _dead_owners(owners: Sequence[Owner], me: str | None) -> set[str]:
     }
 
 
-def orphans_exist(db: Any, me: str | None) -> bool:
+def orphans_exist(db: Any, me: str | None, leases: bool = True) -> bool:
     owners = db.exec(select(Owner)).all()
-    if _dead_owners(owners, me):
+    if _dead_owners(owners, me, leases):
         return True
     known = {o.id for o in owners}
     running = db.exec(select(Run.owner).where(Run.status == RunStatus.RUNNING.value)).all()
     return any(owner not in known for owner in running)
 
 
-def recover_orphans(db: Writer, me: str | None = None) -> int:
+def recover_orphans(db: Writer, me: str | None = None, leases: bool = True) -> int:
     """Rule 4 of `Executor`: requeue or fail the running runs of dead owners."""
     now = time.time()
     owners = {o.id: o for o in db.exec(select(Owner)).all()}
-    dead = _dead_owners(list(owners.values()), me)
+    dead = _dead_owners(list(owners.values()), me, leases)
     running = db.exec(select(Run).where(Run.status == RunStatus.RUNNING.value)).all()
     recovered = 0
     for run in running:

@@ -63,6 +63,11 @@ class ChangeWatcher(ABC):
     def contiguous(self) -> bool:
         """Whether sequence numbers are committed without gaps (a gap then means pruned)."""
 
+    def reconnected(self) -> bool:
+        """Whether the watcher lost its connection and made a new one since last asked
+        (whatever readers saw meanwhile may have been an error: they read again)."""
+        return False
+
     @abstractmethod
     def close(self) -> None:
         """Release the watcher's connection."""
@@ -158,12 +163,16 @@ class Database(ABC):
             return fn(session), tracker.reads
         self._check_open()
         self._check_new_tables()
-        with self._read_engine.connect() as conn:
-            tracker = Tracker(writing=False, string_ranges=self.string_ranges)
-            session = Reader(bind=conn, expire_on_commit=False, autoflush=False)
-            with _Tracked(self, conn, session, tracker):
-                result = fn(session)
-        return result, tracker.reads
+
+        def once() -> tuple[T, ReadSet]:
+            with self._read_engine.connect() as conn:
+                tracker = Tracker(writing=False, string_ranges=self.string_ranges)
+                session = Reader(bind=conn, expire_on_commit=False, autoflush=False)
+                with _Tracked(self, conn, session, tracker):
+                    result = fn(session)
+            return result, tracker.reads
+
+        return self._retrying("A query", once)
 
     def write(self, fn: Callable[[Writer], T], *, claim: bool = False) -> T:
         """Run `fn` in a serializable transaction, committed only if it returns.

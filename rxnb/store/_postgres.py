@@ -35,14 +35,16 @@ from rxnb.store._database import ChangeWatcher, Database
 
 CONFLICT_STATES: Final = frozenset({"40001", "40P01"})
 """serialization_failure, deadlock_detected: the transaction is run again."""
-OUTAGE_STATES: Final = frozenset({"57P01", "57P02", "57P03"})
-"""admin_shutdown, crash_shutdown, cannot_connect_now (and class 08, connection
-exceptions): the server restarts or the connection broke."""
+OUTAGE_STATES: Final = frozenset({"57P01", "57P02", "57P03", "53300"})
+"""admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections (and class
+08, connection exceptions): the server restarts, the connection broke, or the server
+has no connection to spare for now."""
 
 RECONNECT_SECONDS: Final = float(os.environ.get("RXNB_RECONNECT_SECONDS", "60"))
 """How long a transaction keeps retrying while the server cannot be reached."""
 POOL_SIZE: Final = int(os.environ.get("RXNB_PG_POOL", "4"))
-"""Connections each engine keeps open; up to 4x more are opened under load."""
+"""Connections each engine (reads, writes) keeps open; twice as many more are opened
+under load, so a process holds at most 6 x 2 of them, and one for its change feed."""
 HOLE_SECONDS: Final = 60.0
 """How long a missing sequence number is read again before it counts as rolled back."""
 MAX_HOLES: Final = 10_000
@@ -125,7 +127,7 @@ class PostgresDatabase(Database):
             self._url,
             isolation_level=isolation,
             pool_size=POOL_SIZE,
-            max_overflow=4 * POOL_SIZE,
+            max_overflow=2 * POOL_SIZE,
             pool_pre_ping=True,  # a connection the server dropped is replaced, not used
             pool_recycle=1800,
             connect_args={"application_name": "rxnb", "connect_timeout": 10},
@@ -213,6 +215,7 @@ class _ListenWatcher(ChangeWatcher):
         self._lock = threading.RLock()
         self._conn: Any = None
         self._holes: dict[int, float] = {}
+        self._reconnected = False
         self._connect()
 
     def _connect(self) -> None:
@@ -233,6 +236,7 @@ class _ListenWatcher(ChangeWatcher):
             try:
                 with self._lock:
                     self._connect()
+                self._reconnected = True
                 return
             except Exception:
                 stop.wait(delay)
@@ -305,6 +309,10 @@ class _ListenWatcher(ChangeWatcher):
 
     def contiguous(self) -> bool:
         return False  # numbers are taken before commit: holes are normal (see above)
+
+    def reconnected(self) -> bool:
+        was, self._reconnected = self._reconnected, False
+        return was
 
     def close(self) -> None:
         with self._lock:
