@@ -14,13 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
+from pgtools import pg_admin, schema_url
 
 import rxnb as rx
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-PG_URL = os.environ.get("RXNB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BOTH_DIALECTS = ("store", "reactive", "functions", "runs", "workflows", "pg")
 TESTS = Path(__file__).parent
 
@@ -47,21 +46,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def dialect(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-def pg_admin() -> sa.Engine:
-    """An engine on the PostgreSQL test database, for creating and dropping schemas."""
-    return sa.create_engine(
-        sa.make_url(PG_URL).set(drivername="postgresql+psycopg"),
-        isolation_level="AUTOCOMMIT",
-        poolclass=sa.pool.NullPool,
-    )
-
-
-def schema_url(schema: str) -> str:
-    """PG_URL with `schema` first on the search path."""
-    url = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False)
 
 
 @pytest.fixture

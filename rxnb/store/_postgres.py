@@ -142,7 +142,8 @@ class PostgresDatabase(Database):
 
     def _unreachable(self, exc: sa.exc.DBAPIError) -> StoreOpenError:
         return StoreOpenError(
-            f"Cannot connect to PostgreSQL at {self.url} ({str(exc.orig).strip()}); start the "
+            f"Cannot connect to PostgreSQL at {self.url} ({' '.join(str(exc.orig).split())}); "
+            "start the "
             "server or fix the URL, e.g. 'postgresql+psycopg://user@host:5432/dbname'"
         )
 
