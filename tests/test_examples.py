@@ -41,6 +41,17 @@ def test_example_runs(notebook: Path, tmp_path: Path) -> None:
     execute(notebook, tmp_path)
 
 
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[n.name for n in NOTEBOOKS])
+def test_example_runs_on_postgres(
+    notebook: Path, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same notebooks, unchanged, with RXNB_URL naming a PostgreSQL store."""
+    monkeypatch.setenv("RXNB_URL", url)
+    execute(notebook, tmp_path)
+    assert not (tmp_path / ".rxnb").exists()  # nothing went to a SQLite file instead
+
+
 def test_live_queries_example_saves_its_final_state(tmp_path: Path) -> None:
     nb = execute(EXAMPLES / "00_live_queries.ipynb", tmp_path)
     htmls = [
