@@ -175,10 +175,10 @@ def bench_p1(bench: Bench, cfg: Config) -> None:
 # -- P2 -------------------------------------------------------------------------------
 
 
-def bench_p2(bench: Bench, cfg: Config) -> None:
-    n, interval, warmup = cfg.p2_writes, cfg.p2_interval, 10
-    print(f"P2: other-process commit -> callback, {n} writes {interval * 1000:.0f} ms apart")
-    url = bench.fresh_url("p2")
+def p2_latencies(url: str, n: int, interval: float, warmup: int = 10) -> list[float]:
+    """Seconds from just before each of `n` writes in a writer process (bench/_writer.py,
+    `interval` apart after `warmup` unmeasured ones) to the callback of a subscription
+    in this one, on the store at `url` (SQLite or PostgreSQL); one entry per delivery."""
     store = rx.open(url)
     try:
         create_counters(thread_ids=["p2"])
@@ -226,7 +226,13 @@ def bench_p2(bench: Bench, cfg: Config) -> None:
         sub.close()
     finally:
         store.close()
+    return latencies
 
+
+def bench_p2(bench: Bench, cfg: Config) -> None:
+    n, interval = cfg.p2_writes, cfg.p2_interval
+    print(f"P2: other-process commit -> callback, {n} writes {interval * 1000:.0f} ms apart")
+    latencies = p2_latencies(bench.fresh_url("p2"), n, interval)
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     print(
         f"  received {len(latencies)}/{n}  p50 {ms(p50)}  p99 {ms(p99)}  max {ms(max(latencies))}"

@@ -43,10 +43,11 @@ def many_steps(ctx: rx.WorkflowContext, n: int) -> int:
     return total
 
 
-def rxnb_per_step(steps: int) -> float:
-    """Seconds of overhead per journaled step."""
+def rxnb_per_step(steps: int, url: str | None = None) -> float:
+    """Seconds of overhead per journaled step, on the store at `url` (default: a new
+    SQLite file)."""
     tmp = Path(tempfile.mkdtemp(prefix="rxnb-bench-wf-"))
-    store = rx.open(f"sqlite:///{tmp / 'b.db'}")
+    store = rx.open(url or f"sqlite:///{tmp / 'b.db'}")
     try:
         many_steps.start(n=3).result(timeout=30)  # warm up: tables, executor, code paths
         started = time.perf_counter()
@@ -70,6 +71,8 @@ DBOS_SCRIPT = textwrap.dedent(
     url = sys.argv[1]
     n = int(sys.argv[2])
     config: DBOSConfig = {"name": "bench", "system_database_url": url}
+    if len(sys.argv) > 3:  # PostgreSQL: the system tables in this schema
+        config["dbos_system_schema"] = sys.argv[3]
     DBOS(config=config)
 
     @DBOS.step()
@@ -81,9 +84,10 @@ DBOS_SCRIPT = textwrap.dedent(
         return sum(step(i) for i in range(n))
 
     DBOS.launch()
-    con = sqlite3.connect(url.removeprefix("sqlite:///"))
-    con.execute("PRAGMA journal_mode=WAL")
-    con.close()
+    if url.startswith("sqlite:///"):
+        con = sqlite3.connect(url.removeprefix("sqlite:///"))
+        con.execute("PRAGMA journal_mode=WAL")
+        con.close()
     many(3)
     started = time.perf_counter()
     many(n)
@@ -94,16 +98,24 @@ DBOS_SCRIPT = textwrap.dedent(
 )
 
 
-def dbos_per_step(steps: int) -> float | None:
-    """DBOS's seconds per step in a fresh process (None when dbos is not installed)."""
+def dbos_installed() -> bool:
     try:
         import dbos  # noqa: F401
     except ImportError:
+        return False
+    return True
+
+
+def dbos_per_step(steps: int, postgres: tuple[str, str] | None = None) -> float | None:
+    """DBOS's seconds per step in a fresh process (None when dbos is not installed), on
+    a new SQLite system database, or on `postgres` = (libpq URL, schema) when given."""
+    if not dbos_installed():
         return None
     tmp = Path(tempfile.mkdtemp(prefix="rxnb-bench-dbos-"))
+    database = list(postgres) if postgres else [f"sqlite:///{tmp / 'dbos.sqlite'}"]
     try:
         out = subprocess.run(
-            [sys.executable, "-c", DBOS_SCRIPT, f"sqlite:///{tmp / 'dbos.sqlite'}", str(steps)],
+            [sys.executable, "-c", DBOS_SCRIPT, database[0], str(steps), *database[1:]],
             capture_output=True,
             text=True,
             timeout=600,
@@ -199,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     ]
     if theirs is None:
-        rows.append(("P6 DBOS", "DBOS per step (pip install dbos)", "n/a", "", ""))
+        rows.append(("P6 DBOS", "DBOS not installed: pip install -e .[bench]", "n/a", "", ""))
     else:
         ratio = ours / theirs
         rows.append(

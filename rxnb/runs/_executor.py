@@ -53,12 +53,13 @@ class Executor:
     """Runs the actions of one store in this process.
 
     Responsibilities:
-    1. claim due queued runs of the functions this process has registered, one write
-       transaction each, so that processes sharing a store share one queue and each
-       run is claimed once;
+    1. claim due queued runs of the functions this process has registered, as many
+       as it has free slots in one write transaction, so that processes sharing a
+       store share one queue and each run is claimed once;
     2. run them on a bounded thread pool (`RXNB_WORKERS`, default 8);
-    3. wake when `rx_runs` is written (here or in another process, through the change
-       feed) and at the next due time exactly; never poll on a fixed interval;
+    3. wake when a write to `rx_runs` (here or in another process, through the change
+       feed) may have left it work, and at the next due time exactly; never poll on a
+       fixed interval;
     4. renew its owner row every second, and recover orphans: running runs whose owner's
        heartbeat is older than the lease, or whose owner on this host has exited, are
        queued again if they have attempts left, else failed ("owner process died");
@@ -83,6 +84,9 @@ class Executor:
         """Monotonic time from which other owners' heartbeats are trusted (rule 4)."""
         self._functions: dict[str, Action[Any, Any]] = {}
         self._running: dict[str, tuple[ActionContext, int]] = {}
+        self._claiming = threading.Lock()
+        """Held from a claim's write until its runs are in `_running`: rule 6 looks for
+        lost claims only between claims, never at runs claimed but not yet started."""
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rxnb-run")
         now = time.time()
         owner = Owner(id=self.id, host=HOST, pid=os.getpid(), started_at=now, heartbeat_at=now)
@@ -206,6 +210,11 @@ class Executor:
         # it first), and a read takes no write lock.
         if look_first and not self.store.database.read(lambda db: _due_exists(db, names))[0]:
             return False
+        with self._claiming:
+            return self._claim_and_start(names)
+
+    def _claim_and_start(self, names: list[str]) -> bool:
+        """The claim of `_start_some` and the start of its runs (under `_claiming`)."""
         slots = max(1, self._free_slots())
         claimed = self.store.database.write(
             lambda db: _claim(db, names, self.id, slots), claim=True
@@ -370,9 +379,17 @@ class Executor:
             ).all()
             return [(run_id, attempt) for run_id, attempt in rows]
 
-        claimed = self.store.database.read(claimed_here)[0]
-        with self._lock:
-            lost = [(run_id, attempt) for run_id, attempt in claimed if run_id not in self._running]
+        # Between claims only: a claim's runs join `_running` one by one after its
+        # commit, and a stall there (a workflow context reads its journal, through an
+        # outage too) must not make them look lost and run twice.
+        if not self._claiming.acquire(timeout=HEARTBEAT_SECONDS):
+            return  # claiming now: look again next beat
+        try:
+            claimed = self.store.database.read(claimed_here)[0]
+            with self._lock:
+                lost = [(run, attempt) for run, attempt in claimed if run not in self._running]
+        finally:
+            self._claiming.release()
         for run_id, attempt in lost:
             log.warning(
                 "rxnb: run %s was claimed by %s but never started; requeued", run_id, self.id
