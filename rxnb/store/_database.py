@@ -126,8 +126,10 @@ class Database(ABC):
         """Whether `exc` means the server could not be reached (retried for a while)."""
         return False
 
-    def claim_options(self) -> dict[str, Any]:
-        """Execution options of a queue claim's transaction (see `write(claim=True)`)."""
+    def locking_options(self) -> dict[str, Any]:
+        """Execution options of a transaction that orders itself with locks (a queue
+        claim, see `write(claim=True)`; the schema check, under `lock_schema`), so that
+        it reads what was committed before it got them."""
         return {}
 
     def lock_schema(self, conn: sa.Connection) -> None:  # noqa: B027 (optional: SQLite's writer lock does it)
@@ -194,7 +196,7 @@ class Database(ABC):
             return self._write_nested(session, tracker, fn)
         self._check_open()
         self._check_new_tables()
-        options = self.claim_options() if claim else {}
+        options = self.locking_options() if claim else {}
         result, writes = self._retrying("A mutation", lambda: self._serialized(fn, options))
         if writes:
             self._publish(writes)
@@ -338,12 +340,17 @@ class Database(ABC):
             tables = [*internal_metadata.sorted_tables, *SQLModel.metadata.sorted_tables]
 
             def check_and_apply() -> None:
-                with self._write_engine.connect() as conn, conn.begin():
-                    self.lock_schema(conn)
-                    plan = plan_schema(conn, tables, migrate=migrate)
-                    if plan.problems:
-                        raise SchemaMismatchError(self.url, plan.problems)
-                    apply_plan(conn, plan)
+                with self._write_engine.connect() as conn:
+                    # Not at SERIALIZABLE: its snapshot would predate the lock, and a
+                    # process that waited for another to create the tables would not
+                    # see them and create them again.
+                    conn.execution_options(**self.locking_options())
+                    with conn.begin():
+                        self.lock_schema(conn)
+                        plan = plan_schema(conn, tables, migrate=migrate)
+                        if plan.problems:
+                            raise SchemaMismatchError(self.url, plan.problems)
+                        apply_plan(conn, plan)
 
             try:
                 self._retrying("Checking the schema", check_and_apply)
@@ -396,12 +403,15 @@ class _Tracked:
         self._conn, self._session, self._tracker = conn, session, tracker
 
     def __enter__(self) -> None:
-        self._conn.info[TRACKER] = self._tracker
+        # Kept: a connection that broke inside the transaction raises on `.info`, and
+        # that error must not replace the outage being reported (it would not retry).
+        self._info = self._conn.info
+        self._info[TRACKER] = self._tracker
         self._local.session, self._local.tracker = self._session, self._tracker
 
     def __exit__(self, *exc_info: Any) -> None:
         self._local.session = self._local.tracker = None
-        self._conn.info.pop(TRACKER, None)
+        self._info.pop(TRACKER, None)
         self._session.close()
 
 

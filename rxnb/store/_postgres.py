@@ -169,7 +169,7 @@ class PostgresDatabase(Database):
         cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
         return isinstance(cause, psycopg.OperationalError)  # no SQLSTATE: a client-side failure
 
-    def claim_options(self) -> dict[str, Any]:
+    def locking_options(self) -> dict[str, Any]:
         return {"isolation_level": "READ COMMITTED"}
 
     def lock_schema(self, conn: sa.Connection) -> None:
