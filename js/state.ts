@@ -3,10 +3,20 @@
  *
  * Responsibilities:
  * - hold the payload: first the `payload` trait, then as updated by custom messages;
- * - ask the kernel for a full (`resync`) once per gap, and ignore updates until it comes;
+ * - ask the kernel for a full (`resync`) on a gap, and ignore updates until it comes;
+ *   ask again if it does not come, waiting longer each time (a message can be lost:
+ *   ipykernel drops one it routes to a subshell that no longer exists);
  * - tell each subscribed view when the payload or the sync status changed.
  */
 import { applyMessage, normalizePayload, type Payload } from "./protocol";
+
+/** How long to wait for the full a `resync` asked for before asking again (ms). */
+export const RESYNC_RETRY_MS = 2_000;
+/**
+ * The longest wait between two asks (ms). The waits double up to this: a kernel busy
+ * with a long cell answers only when the cell ends, and meanwhile should not pile up asks.
+ */
+export const RESYNC_RETRY_MAX_MS = 30_000;
 
 /** Whether the payload held is trusted to be current. */
 export type SyncStatus = "live" | "resyncing";
@@ -18,6 +28,9 @@ export class LiveState {
   #sync: SyncStatus = "live";
   readonly #listeners = new Set<Listener>();
   readonly #send: (content: unknown) => void;
+  /** While resyncing: the timer that asks again, and how long it waits. */
+  #retry: ReturnType<typeof setTimeout> | null = null;
+  #retryMs = RESYNC_RETRY_MS;
 
   constructor(initial: unknown, send: (content: unknown) => void) {
     this.#payload = normalizePayload(initial);
@@ -44,7 +57,8 @@ export class LiveState {
       case "gap":
         if (this.#sync === "resyncing") return;
         this.#sync = "resyncing";
-        this.#send({ type: "resync" });
+        this.#retryMs = RESYNC_RETRY_MS;
+        this.#askForFull();
         this.#notify();
         return;
       case "stale":
@@ -66,9 +80,34 @@ export class LiveState {
 
   dispose(): void {
     this.#listeners.clear();
+    this.#stopAsking();
+  }
+
+  /** Send `resync`, and again after a wait (doubled each time) until a full ends it. */
+  #askForFull(): void {
+    this.#send({ type: "resync" });
+    this.#retry = setTimeout(() => this.#askAgain(), this.#retryMs);
+  }
+
+  #askAgain(): void {
+    this.#retry = null;
+    if (this.#sync !== "resyncing") return;
+    this.#retryMs = Math.min(this.#retryMs * 2, RESYNC_RETRY_MAX_MS);
+    try {
+      this.#askForFull();
+    } catch {
+      // The model's connection is gone (kernel shut down): nothing would answer, and a
+      // new connection brings a new state.
+    }
+  }
+
+  #stopAsking(): void {
+    if (this.#retry !== null) clearTimeout(this.#retry);
+    this.#retry = null;
   }
 
   #set(payload: Payload, sync: SyncStatus): void {
+    if (sync === "live") this.#stopAsking();
     this.#payload = payload;
     this.#sync = sync;
     this.#notify();

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -99,10 +100,10 @@ class LiveWidget(anywidget.AnyWidget):
 
     Responsibilities: subscribe to the query; turn each result into a payload (on the
     reactor thread) and hand it to the store's dispatcher, which sends the smallest
-    message (`docs/widget-protocol.md`) at most once per frame and refreshes the
-    output's static snapshot; answer the browser's `resync` and `call` messages and
-    drop anything else; close its subscription when closed, when the cell that made
-    it runs again, or when garbage-collected.
+    message (`docs/widget-protocol.md`) at most once per frame, as the cell that made the
+    widget, and refreshes the output's static snapshot; answer the browser's `resync` and
+    `call` messages and drop anything else; close its subscription when closed, when the
+    cell that made it runs again, or when garbage-collected.
     """
 
     # The bundle as text traits rather than file paths: anywidget watches a path with
@@ -130,6 +131,8 @@ class LiveWidget(anywidget.AnyWidget):
         view: Mapping[str, JSONValue] | None = None,
         frame_seconds: float = FRAME_SECONDS,
     ) -> None:
+        # Taken first, on the thread of the cell that makes the widget (see `_flush`).
+        self._origin = contextvars.copy_context()
         esm, css = _bundle()
         bound = _check_bound(bind or {})
         store = store if store is not None else current_store()
@@ -329,15 +332,30 @@ class LiveWidget(anywidget.AnyWidget):
                 snapshot = {"text/html": snapshot_html(self._sent, self._version, self.snapshot_id)}
                 self._snap_version, self._last_snap = self._version, now
                 display_ids = sorted(self._display_ids)
+        # The protocol's messages go out as the cell that made the widget would send
+        # them. ipykernel tags what this thread publishes with the request it handled
+        # last on any thread, and (>= 7.4) routes the browser's next message to this comm
+        # to that request's subshell. After a page reload that was often the subshell
+        # JupyterLab opens for the widget-control comm and deletes as soon as that comm
+        # closes: the kernel then dropped every resync and call of the new page
+        # ("Unknown subshell_id"), and its view waited for a full forever. The cell's
+        # subshell (the main shell, for a notebook cell) lives as long as the kernel.
+        self._origin.copy().run(self._send_messages, outbox, update)
+        # The state and the snapshot go out as the request being handled: a tool such as
+        # nbclient records only what comes under the cell it is running. (A state push,
+        # from `settle()` only, points the routing there until the next update; a resync
+        # lost meanwhile is asked for again by the browser.)
+        if push_state:
+            self.send_state("payload")
+        if snapshot is not None:
+            self._refresh_snapshot(snapshot, display_ids)
+
+    def _send_messages(self, outbox: list[Message], update: Message | None) -> None:
         for reply in outbox:
             self.send(reply)
         if update is not None:
             self.send(update)
             self.messages_sent += 1
-        if push_state:
-            self.send_state("payload")
-        if snapshot is not None:
-            self._refresh_snapshot(snapshot, display_ids)
 
     def _push_state(self) -> None:
         """Send the `payload` trait once (as it is by then), from the dispatcher."""

@@ -424,13 +424,25 @@ class NotebookPage:
         return self.command("notebook:run-cell")
 
     def save(self, timeout: float = 15) -> None:
-        """Save through the UI (`docmanager:save`) and wait until it is on disk."""
+        """Save through the UI (`docmanager:save`) and wait until it is on disk.
+
+        On disk means the server answered this save: the document's `last_modified`
+        moved. Not that the document is clean: a live widget's snapshot output, refreshed
+        each second, marks it dirty again right after a save, so a test that waited for
+        a clean moment could miss it (under load) and time out with the file saved.
+        """
+        saved = f"""{_FIND_PANEL}
+          const p = rxnbPanel({json.dumps(self.name)});
+          const m = p && p.context.contentsModel;
+          return m ? m.last_modified : null;"""
+        before = self.page.evaluate(f"() => {{ {saved} }}")
         self.command("docmanager:save").wait(timeout)
         self.page.wait_for_function(
-            f"""() => {{ {_FIND_PANEL}
-              const p = rxnbPanel({json.dumps(self.name)});
-              return p !== null && !p.context.model.dirty;
+            f"""(before) => {{
+              const now = (() => {{ {saved} }})();
+              return now !== null && now !== before;
             }}""",
+            arg=before,
             timeout=timeout * 1000,
         )
 
