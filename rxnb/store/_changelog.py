@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -99,3 +99,11 @@ def decode(
             json.loads(new) if new is not None else None,
         ),
     )
+
+
+def decode_rows(rows: Iterable[Sequence[Any]], own_origin: str) -> list[LoggedChange]:
+    """`(seq, origin, tbl, key, old, new)` log rows as changes, those of `own_origin`
+    (the reader's own) left undecoded."""
+    return [
+        LoggedChange(row[0], row[1], None) if row[1] == own_origin else decode(*row) for row in rows
+    ]

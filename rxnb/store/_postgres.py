@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from rxnb.errors import StoreOpenError
-from rxnb.store._changelog import LoggedChange, decode
+from rxnb.store._changelog import LoggedChange, decode_rows
 from rxnb.store._database import ChangeWatcher, Database
 
 CONFLICT_STATES: Final = frozenset({"40001", "40P01"})
@@ -317,10 +317,7 @@ class _ListenWatcher(ChangeWatcher):
             expected = number + 1
         while len(self._holes) > MAX_HOLES:
             del self._holes[min(self._holes)]
-        return [
-            LoggedChange(row[0], row[1], None) if row[1] == own_origin else decode(*row)
-            for row in rows
-        ]
+        return decode_rows(rows, own_origin)
 
     def last_seq(self) -> int:
         with self._lock:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from rxnb.errors import StoreOpenError
-from rxnb.store._changelog import INSERT_CHANGE, LoggedChange, decode
+from rxnb.store._changelog import INSERT_CHANGE, LoggedChange, decode_rows
 from rxnb.store._database import ChangeWatcher, Database
 
 BUSY_TIMEOUT_MS: Final = int(os.environ.get("RXNB_BUSY_TIMEOUT_MS", "10000"))
@@ -252,10 +252,7 @@ class _DataVersionWatcher(ChangeWatcher):
                 "WHERE seq > ? ORDER BY seq LIMIT ?",
                 (seq, limit),
             ).fetchall()
-        return [
-            LoggedChange(row[0], row[1], None) if row[1] == own_origin else decode(*row)
-            for row in rows
-        ]
+        return decode_rows(rows, own_origin)
 
     def last_seq(self) -> int:
         with self._lock:
