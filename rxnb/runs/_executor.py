@@ -21,8 +21,16 @@ from rxnb.errors import Cancelled, NonRetryableError, ResultError, StoreUnavaila
 from rxnb.reactive import Store, to_jsonable
 from rxnb.runs import _clock as clock
 from rxnb.runs._context import ActionContext, Parked
-from rxnb.runs._model import TERMINAL, Owner, Run, RunStatus, ended
+from rxnb.runs._model import Owner, Run, RunStatus
 from rxnb.runs._owners import HOST, delete_owner, lease_seconds, orphans_exist, recover_orphans
+from rxnb.runs._transitions import (
+    CLAIMABLE,
+    claim,
+    due_exists,
+    fail_now,
+    finish,
+    unclaim,
+)
 from rxnb.store import EVERYTHING, RowWrite, Write, Writer
 
 if TYPE_CHECKING:
@@ -35,11 +43,6 @@ STOPPED = "the executor stopped"
 
 HEARTBEAT_SECONDS = 1.0
 """How often an executor renews its owner row."""
-
-CLAIMABLE = [RunStatus.QUEUED.value, RunStatus.SLEEPING.value, RunStatus.WAITING.value]
-"""Statuses an executor claims once `due_at` has come: queued runs, and parked
-workflows whose wake time (or event wait timeout) has come; an event makes a waiting
-run due at once."""
 
 MAX_WAIT = 3600.0
 """Longest the scheduler sleeps before looking at the queue again."""
@@ -208,7 +211,7 @@ class Executor:
             return False
         # A read first: a wake-up often finds nothing due here (another owner claimed
         # it first), and a read takes no write lock.
-        if look_first and not self.store.database.read(lambda db: _due_exists(db, names))[0]:
+        if look_first and not self.store.database.read(lambda db: due_exists(db, names))[0]:
             return False
         with self._claiming:
             return self._claim_and_start(names)
@@ -216,9 +219,7 @@ class Executor:
     def _claim_and_start(self, names: list[str]) -> bool:
         """The claim of `_start_some` and the start of its runs (under `_claiming`)."""
         slots = max(1, self._free_slots())
-        claimed = self.store.database.write(
-            lambda db: _claim(db, names, self.id, slots), claim=True
-        )
+        claimed = self.store.database.write(lambda db: claim(db, names, self.id, slots), claim=True)
         for i, (run_id, function, args, attempt) in enumerate(claimed):
             with self._lock:
                 action = self._functions[function]
@@ -234,7 +235,7 @@ class Executor:
                 for back_id, _, _, back_attempt in claimed[i:]:
                     self.store.database.write(
                         functools.partial(
-                            _unclaim, run_id=back_id, owner=self.id, attempt=back_attempt
+                            unclaim, run_id=back_id, owner=self.id, attempt=back_attempt
                         )
                     )
                 return False
@@ -291,14 +292,14 @@ class Executor:
             if outcome[0] == "cancelled" and ctx._reason == STOPPED:
                 return  # not a user's cancel: the run is left to orphan recovery
             try:
-                self._record(lambda db: _finish(db, ctx, self.id, action, outcome))
+                self._record(lambda db: finish(db, ctx, self.id, action, outcome))
             except Exception as exc:
                 if self.store.closed:
                     log.info("rxnb: run %s ended after its store closed", ctx.run_id)
                     return
                 # e.g. a result json cannot write (an int of 5,000 digits): fail it
                 failed = ("final", f"could not store the outcome: {_describe(exc)}")
-                self.store.database.write(lambda db: _finish(db, ctx, self.id, action, failed))
+                self.store.database.write(lambda db: finish(db, ctx, self.id, action, failed))
         except Exception:
             log.exception("rxnb: could not record the end of run %s", ctx.run_id)
         finally:
@@ -327,7 +328,7 @@ class Executor:
         reason = f"timed out after {seconds:g} s"
         ctx._request_cancel(reason)
         try:
-            self.store.database.write(lambda db: _fail_now(db, ctx, self.id, reason))
+            self.store.database.write(lambda db: fail_now(db, ctx, self.id, reason))
         except Exception:
             log.exception("rxnb: could not record the timeout of run %s", ctx.run_id)
 
@@ -395,7 +396,7 @@ class Executor:
                 "rxnb: run %s was claimed by %s but never started; requeued", run_id, self.id
             )
             self.store.database.write(
-                functools.partial(_unclaim, run_id=run_id, owner=self.id, attempt=attempt)
+                functools.partial(unclaim, run_id=run_id, owner=self.id, attempt=attempt)
             )
 
     def _write_owner(self, functions: list[str] | None = None) -> None:
@@ -460,122 +461,6 @@ def _outcome(action: Action[Any, Any], ctx: ActionContext, args: dict[str, Any])
     except (ValueError, RecursionError, UnicodeError) as exc:
         return ("final", f"ResultError: the result cannot be stored as JSON ({_describe(exc)})")
     return ("returned", encoded)
-
-
-def _claim(
-    db: Writer, names: list[str], owner: str, limit: int = 1
-) -> list[tuple[str, str, dict[str, Any], int]]:
-    """Up to `limit` due runs, earliest first, marked running for `owner`: (id,
-    function, arguments, attempt) each; none when nothing is due."""
-    now = clock.now()
-    while True:
-        runs = db.exec(
-            select(Run)
-            .where(
-                Run.status.in_(CLAIMABLE),  # type: ignore[attr-defined]
-                Run.due_at <= now,
-                Run.function.in_(names),  # type: ignore[attr-defined]
-            )
-            .order_by(Run.due_at)  # type: ignore[arg-type]
-            .limit(limit)
-            .with_for_update(skip_locked=True)  # claimers in other processes skip them
-        ).all()
-        if not runs:
-            return []
-        claimed = []
-        for run in runs:
-            try:
-                args = run.arguments()
-            except ValueError as exc:  # a row written by another program: fail it, not the queue
-                run.status, run.finished_at = RunStatus.FAILED.value, now
-                run.error = f"its arguments are not a JSON object ({exc}): {run.args[:80]!r}"
-                continue
-            run.status = RunStatus.RUNNING.value
-            run.owner = owner
-            run.attempt += 1
-            run.started_at = now
-            claimed.append((run.id, run.function, args, run.attempt))
-        if claimed:
-            return claimed
-        db.flush()  # every one failed: look again past them
-
-
-def _finish(
-    db: Writer, ctx: ActionContext, owner: str, action: Action[Any, Any], outcome: tuple[str, Any]
-) -> None:
-    """Record how a run ended; nothing if it is no longer ours (recovered meanwhile)."""
-    run = db.get(Run, ctx.run_id)
-    if (
-        run is None
-        or run.owner != owner
-        or run.status != RunStatus.RUNNING.value
-        or run.attempt != ctx.attempt
-    ):
-        if not ctx._reason.startswith("timed out"):  # a timeout failed it already
-            log.warning("rxnb: run %s ended here but is no longer owned by %s", ctx.run_id, owner)
-        return
-    now = time.time()
-    kind, value = outcome
-    timed_out = ctx._reason.startswith("timed out")
-    if timed_out:
-        kind, value = "final", f"TimeoutError: {ctx._reason}"
-    elif run.cancel_requested or kind == "cancelled":
-        run.status, run.finished_at = RunStatus.CANCELLED.value, now
-        ended(db, run)
-        return
-    if kind == "parked":  # resumed by whichever executor claims it when due
-        status, due = value
-        if run.started_at is not None and run.due_at >= run.started_at:
-            due = clock.now()  # woken while it ran (an event, a child's end): due now
-        run.status, run.due_at, run.owner = status, due, None
-    elif kind == "returned":
-        run.status, run.result, run.error = RunStatus.SUCCEEDED.value, json.dumps(value), None
-        run.finished_at = now
-    elif kind == "raised" and run.attempt < run.max_attempts:
-        run.status, run.owner, run.error = RunStatus.QUEUED.value, None, value
-        run.due_at = now + action.delay(run.attempt)
-    else:
-        run.status, run.error, run.finished_at = RunStatus.FAILED.value, value, now
-    if RunStatus(run.status) in TERMINAL:
-        ended(db, run)
-
-
-def _fail_now(db: Writer, ctx: ActionContext, owner: str, reason: str) -> None:
-    run = db.get(Run, ctx.run_id)
-    if run is None or run.owner != owner or run.status != RunStatus.RUNNING.value:
-        return
-    if run.attempt != ctx.attempt:
-        return
-    run.status, run.finished_at = RunStatus.FAILED.value, time.time()
-    run.error = f"TimeoutError: {reason}"
-    ended(db, run)
-
-
-def _unclaim(db: Writer, run_id: str, owner: str, attempt: int) -> None:
-    """Give back a run claimed but never started (`attempt` is the claim's)."""
-    run = db.get(Run, run_id)
-    if (
-        run is not None
-        and run.owner == owner
-        and run.attempt == attempt
-        and run.status == RunStatus.RUNNING.value
-    ):
-        run.status, run.owner, run.attempt = RunStatus.QUEUED.value, None, attempt - 1
-
-
-def _due_exists(db: Any, names: list[str]) -> bool:
-    return (
-        db.exec(
-            select(Run.id)
-            .where(
-                Run.status.in_(CLAIMABLE),  # type: ignore[attr-defined]
-                Run.due_at <= clock.now(),
-                Run.function.in_(names),  # type: ignore[attr-defined]
-            )
-            .limit(1)
-        ).first()
-        is not None
-    )
 
 
 def backoff_delay(attempt: int, base: float, factor: float = 2.0, cap: float = 300.0) -> float:

@@ -1,0 +1,146 @@
+"""The writes that move a run between states for an executor: claim due runs, record
+how a run ended, fail one that timed out, give back one claimed but never started.
+
+Each is the body of one write transaction (`Database.write`); the executor decides
+when to run them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import select
+
+from rxnb.runs import _clock as clock
+from rxnb.runs._context import ActionContext
+from rxnb.runs._model import TERMINAL, Run, RunStatus, ended
+from rxnb.store import Writer
+
+if TYPE_CHECKING:
+    from rxnb.runs._actions import Action
+
+log = logging.getLogger("rxnb.runs")
+
+CLAIMABLE = [RunStatus.QUEUED.value, RunStatus.SLEEPING.value, RunStatus.WAITING.value]
+"""Statuses an executor claims once `due_at` has come: queued runs, and parked
+workflows whose wake time (or event wait timeout) has come; an event makes a waiting
+run due at once."""
+
+
+def claim(
+    db: Writer, names: list[str], owner: str, limit: int = 1
+) -> list[tuple[str, str, dict[str, Any], int]]:
+    """Up to `limit` due runs, earliest first, marked running for `owner`: (id,
+    function, arguments, attempt) each; none when nothing is due."""
+    now = clock.now()
+    while True:
+        runs = db.exec(
+            select(Run)
+            .where(
+                Run.status.in_(CLAIMABLE),  # type: ignore[attr-defined]
+                Run.due_at <= now,
+                Run.function.in_(names),  # type: ignore[attr-defined]
+            )
+            .order_by(Run.due_at)  # type: ignore[arg-type]
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # claimers in other processes skip them
+        ).all()
+        if not runs:
+            return []
+        claimed = []
+        for run in runs:
+            try:
+                args = run.arguments()
+            except ValueError as exc:  # a row written by another program: fail it, not the queue
+                run.status, run.finished_at = RunStatus.FAILED.value, now
+                run.error = f"its arguments are not a JSON object ({exc}): {run.args[:80]!r}"
+                continue
+            run.status = RunStatus.RUNNING.value
+            run.owner = owner
+            run.attempt += 1
+            run.started_at = now
+            claimed.append((run.id, run.function, args, run.attempt))
+        if claimed:
+            return claimed
+        db.flush()  # every one failed: look again past them
+
+
+def finish(
+    db: Writer, ctx: ActionContext, owner: str, action: Action[Any, Any], outcome: tuple[str, Any]
+) -> None:
+    """Record how a run ended; nothing if it is no longer ours (recovered meanwhile)."""
+    run = db.get(Run, ctx.run_id)
+    if (
+        run is None
+        or run.owner != owner
+        or run.status != RunStatus.RUNNING.value
+        or run.attempt != ctx.attempt
+    ):
+        if not ctx._reason.startswith("timed out"):  # a timeout failed it already
+            log.warning("rxnb: run %s ended here but is no longer owned by %s", ctx.run_id, owner)
+        return
+    now = time.time()
+    kind, value = outcome
+    timed_out = ctx._reason.startswith("timed out")
+    if timed_out:
+        kind, value = "final", f"TimeoutError: {ctx._reason}"
+    elif run.cancel_requested or kind == "cancelled":
+        run.status, run.finished_at = RunStatus.CANCELLED.value, now
+        ended(db, run)
+        return
+    if kind == "parked":  # resumed by whichever executor claims it when due
+        status, due = value
+        if run.started_at is not None and run.due_at >= run.started_at:
+            due = clock.now()  # woken while it ran (an event, a child's end): due now
+        run.status, run.due_at, run.owner = status, due, None
+    elif kind == "returned":
+        run.status, run.result, run.error = RunStatus.SUCCEEDED.value, json.dumps(value), None
+        run.finished_at = now
+    elif kind == "raised" and run.attempt < run.max_attempts:
+        run.status, run.owner, run.error = RunStatus.QUEUED.value, None, value
+        run.due_at = now + action.delay(run.attempt)
+    else:
+        run.status, run.error, run.finished_at = RunStatus.FAILED.value, value, now
+    if RunStatus(run.status) in TERMINAL:
+        ended(db, run)
+
+
+def fail_now(db: Writer, ctx: ActionContext, owner: str, reason: str) -> None:
+    run = db.get(Run, ctx.run_id)
+    if run is None or run.owner != owner or run.status != RunStatus.RUNNING.value:
+        return
+    if run.attempt != ctx.attempt:
+        return
+    run.status, run.finished_at = RunStatus.FAILED.value, time.time()
+    run.error = f"TimeoutError: {reason}"
+    ended(db, run)
+
+
+def unclaim(db: Writer, run_id: str, owner: str, attempt: int) -> None:
+    """Give back a run claimed but never started (`attempt` is the claim's)."""
+    run = db.get(Run, run_id)
+    if (
+        run is not None
+        and run.owner == owner
+        and run.attempt == attempt
+        and run.status == RunStatus.RUNNING.value
+    ):
+        run.status, run.owner, run.attempt = RunStatus.QUEUED.value, None, attempt - 1
+
+
+def due_exists(db: Any, names: list[str]) -> bool:
+    return (
+        db.exec(
+            select(Run.id)
+            .where(
+                Run.status.in_(CLAIMABLE),  # type: ignore[attr-defined]
+                Run.due_at <= clock.now(),
+                Run.function.in_(names),  # type: ignore[attr-defined]
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
