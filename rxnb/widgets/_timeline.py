@@ -33,13 +33,41 @@ VIEW = {
 
 def _status(entry: JournalEntry, run: Run | None, last: bool) -> str:
     """done | failed | running | waiting | sleeping (the run's parked state, on the step
-    it is parked at: the last one journaled)."""
+    it is parked at: the last one journaled) | cancelled (a wait or sleep that the run's
+    end cut short)."""
     if entry.error is not None and entry.error != "timed out":
         return "failed"
+    if _cut_short(entry, run):
+        return "cancelled" if run is not None and run.status == "cancelled" else "failed"
     parked = run is not None and last and run.status in ("waiting", "sleeping")
     if entry.finished_at is None or (entry.kind == "sleep" and parked):
         return run.status if parked and run is not None else "running"
     return "done"
+
+
+def _cut_short(entry: JournalEntry, run: Run | None) -> bool:
+    """Whether the run ended (cancelled, failed) while this step was still going."""
+    if run is None or run.finished_at is None or run.status == "succeeded":
+        return False
+    if entry.kind == "sleep":
+        return _wake(entry) > run.finished_at
+    return entry.finished_at is None
+
+
+def _wake(entry: JournalEntry) -> float:
+    try:
+        return float(entry.output or "0")
+    except ValueError:
+        return 0.0
+
+
+def _until(wake: float) -> str:
+    try:
+        return "until " + datetime.datetime.fromtimestamp(wake, datetime.UTC).isoformat(
+            " ", "seconds"
+        )
+    except (OverflowError, ValueError, OSError):  # past the year 9999
+        return f"until {wake:.0f} s after 1970"
 
 
 @query
@@ -69,10 +97,12 @@ def timeline_rows(db: Reader, run_id: str | None = None, limit: int = 20) -> lis
         shown = entry.error if entry.error is not None else entry.output
         end = entry.finished_at
         if entry.kind == "sleep" and entry.output is not None:
-            wake = datetime.datetime.fromtimestamp(float(entry.output), datetime.timezone.utc)
-            shown = "until " + wake.isoformat(" ", "seconds")
+            shown = _until(_wake(entry))
             # Asleep: going (drawn up to now); woken: a bar up to its wake time.
-            end = None if status == "sleeping" else float(entry.output)
+            end = None if status == "sleeping" else _wake(entry)
+        run = runs_by_id.get(entry.run_id)
+        if run is not None and _cut_short(entry, run):
+            end = run.finished_at  # drawn up to the run's end, not to a wake never reached
         rows.append(
             {
                 "id": f"{entry.run_id}:{entry.seq}",

@@ -18,7 +18,6 @@ Replay rules (each call takes the next sequence number `seq`):
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import random
@@ -32,10 +31,11 @@ from sqlmodel import select
 
 from rxnb.errors import NonDeterminismError, ResultError, StepError, WorkflowError
 from rxnb.reactive import to_jsonable
-from rxnb.runs import TERMINAL, ActionContext, Run, RunStatus, _clock
+from rxnb.runs import TERMINAL, Action, ActionContext, Run, RunStatus, _clock
 from rxnb.runs._context import Parked
 from rxnb.store import Writer
-from rxnb.workflows._model import ChildLink, Event, JournalEntry
+from rxnb.workflows import _checks
+from rxnb.workflows._model import ChildLink, Event, JournalEntry, Recorded, as_row
 
 if TYPE_CHECKING:
     from rxnb.reactive import Store
@@ -65,6 +65,9 @@ class WorkflowContext(ActionContext):
     - `ctx.wait_for_event(name, timeout=None)`: the payload `rx.send_event` sent, or
       None once `timeout` has passed;
     - `ctx.patched(name)`: for changing a workflow while runs are in flight.
+
+    Call it from the workflow's own thread, one call at a time (steps are numbered in
+    the order they are reached); `ctx.parallel` runs steps at once.
     """
 
     def __init__(
@@ -82,11 +85,15 @@ class WorkflowContext(ActionContext):
         """The workflow's `version=` label, named in divergence errors."""
         self._seq = 0
         self._journal: dict[int, Recorded] = {}
+        self._halted: BaseException | None = None
+        """A divergence or a parking the code swallowed (`except Exception` around a
+        step, `except BaseException`): raised again by every later call on this context
+        and when the function returns (`Workflow`), so nothing runs past it."""
         if run_id is not None:
             rows = store.database.read(
                 lambda db: db.exec(select(JournalEntry).where(JournalEntry.run_id == run_id)).all()
             )[0]
-            self._journal = {row.seq: Recorded(**_row(row)) for row in rows}
+            self._journal = {row.seq: Recorded(**as_row(row)) for row in rows}
 
     @property
     def replaying(self) -> bool:
@@ -111,6 +118,10 @@ class WorkflowContext(ActionContext):
         seconds); after the last, the error is journaled and `rx.StepError` raised (on
         replay too, at the same point).
         """
+        _checks.function(fn, "ctx.step")
+        _checks.retry_policy(retries, backoff, "ctx.step")
+        if name is not None:
+            _checks.name(name, "ctx.step(name=...)")
         label = name or getattr(fn, "__qualname__", None) or repr(fn)
         seq, entry = self._next("step", label)
         if entry is not None:
@@ -153,9 +164,12 @@ class WorkflowContext(ActionContext):
         """Run several steps at once (threads), each journaled when it completes; their
         results in order. Each call is `fn` or `(fn, *args)`. On replay the finished
         ones return their journaled results and only the others run again."""
+        _checks.retry_policy(retries, 1.0, "ctx.parallel")
+        split = [call if isinstance(call, tuple) and call else (call,) for call in calls]
+        for fn, *_ in split:
+            _checks.function(fn, "ctx.parallel", "ctx.parallel([(fetch, url), ...])")
         planned: list[tuple[int, str, Callable[..., Any], tuple[Any, ...]]] = []
-        for call in calls:
-            fn, *args = call if isinstance(call, tuple) else (call,)
+        for fn, *args in split:
             label = getattr(fn, "__qualname__", None) or repr(fn)
             seq, _ = self._next("step", label)
             planned.append((seq, label, fn, tuple(args)))
@@ -166,8 +180,10 @@ class WorkflowContext(ActionContext):
                     pool.submit(self._run_step, seq, label, fn, args, {}, retries, 1.0)
                     for seq, label, fn, args in pending
                 ]
-                for future in futures:
-                    future.exception()  # wait for all: each journals itself
+                errors = [future.exception() for future in futures]  # each journals itself
+            for (seq, *_), error in zip(pending, errors, strict=True):
+                if seq not in self._journal and error is not None:
+                    raise error  # not journaled: cancelled, or an output JSON cannot hold
         return [self._replayed(self._journal[seq]) for seq, *_ in planned]
 
     def child(self, workflow: Any, /, **args: Any) -> Any:
@@ -179,6 +195,7 @@ class WorkflowContext(ActionContext):
         from rxnb.runs import executor_for
         from rxnb.runs._actions import _encode_args, _insert
 
+        _checks.declared(workflow, (Action,), "ctx.child", "@rx.workflow")
         if self.run_id is None:  # called inline: so is the child
             return workflow.call_on(self.store, **args)
         seq, entry = self._next("child", workflow.name)
@@ -192,7 +209,7 @@ class WorkflowContext(ActionContext):
             def start(db: Writer) -> str:
                 child_id = _insert(db, workflow, encoded, clock(), None)
                 pending = self._entry(seq, "child", workflow.name, None, None, started, done=False)
-                db.add(JournalEntry(**_row(pending)))
+                db.add(JournalEntry(**as_row(pending)))
                 db.add(ChildLink(child_id=child_id, parent_id=run_id, seq=seq))
                 return child_id
 
@@ -222,13 +239,16 @@ class WorkflowContext(ActionContext):
 
         done, output, error = self.store.database.write(take)
         if not done:
-            raise Parked("waiting", FOREVER)  # woken when the child ends (rule 4)
+            raise self._halt(Parked("waiting", FOREVER))  # woken when the child ends (rule 4)
         finished = self._journal[seq]
         finished.output, finished.error, finished.finished_at = output, error, clock()
         return self._replayed(finished)
 
     def query(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Run a query once for this run; its JSON result is journaled."""
+        from rxnb.functions._functions import Query
+
+        _checks.declared(fn, (Query,), "ctx.query", "@rx.query")
         seq, entry = self._next("query", fn.name)
         if entry is not None:
             return self._replayed(entry)
@@ -240,7 +260,9 @@ class WorkflowContext(ActionContext):
     def mutation(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Run a mutation once for this run: its journal entry commits with it."""
         from rxnb.functions import registry
+        from rxnb.functions._functions import Mutation
 
+        _checks.declared(fn, (Mutation,), "ctx.mutation", "@rx.mutation")
         seq, entry = self._next("mutation", fn.name)
         if entry is not None:
             return self._replayed(entry)
@@ -253,7 +275,7 @@ class WorkflowContext(ActionContext):
             if self.run_id is not None:
                 db.add(
                     JournalEntry(
-                        **_row(self._entry(seq, "mutation", fn.name, output, None, started))
+                        **as_row(self._entry(seq, "mutation", fn.name, output, None, started))
                     )
                 )
             return output
@@ -291,14 +313,18 @@ class WorkflowContext(ActionContext):
     def sleep(self, duration: datetime.timedelta | float) -> None:
         """Sleep durably for `duration` (a timedelta or seconds): the run is parked
         (`sleeping`, holding no thread) and resumed by any executor when due."""
-        seconds = duration.total_seconds() if isinstance(duration, datetime.timedelta) else duration
-        self._sleep("sleep", lambda: clock() + float(seconds))
+        seconds = _checks.seconds(
+            duration,
+            f"ctx.sleep({duration!r:.40})",
+            forever="to wait until something happens use ctx.wait_for_event(name)",
+        )
+        self._sleep("sleep", lambda: clock() + seconds)
 
     def sleep_until(self, when: datetime.datetime) -> None:
-        """Sleep durably until `when` (an aware datetime, or a naive one in UTC)."""
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=datetime.timezone.utc)
-        self._sleep("sleep_until", when.timestamp)
+        """Sleep durably until `when` (a datetime; a naive one is local time, as for
+        `rx.run_at`)."""
+        due = _checks.instant(when, "ctx.sleep_until")
+        self._sleep("sleep_until", lambda: due)
 
     def _sleep(self, name: str, wake_at: Callable[[], float]) -> None:
         seq, entry = self._next("sleep", name)
@@ -311,7 +337,7 @@ class WorkflowContext(ActionContext):
         if self.run_id is None:  # called inline, not as a run: just sleep
             time.sleep(max(0.0, due - clock()))
         elif clock() < due:
-            raise Parked("sleeping", due)  # rule 4
+            raise self._halt(Parked("sleeping", due))  # rule 4
 
     def wait_for_event(self, name: str, timeout: datetime.timedelta | float | None = None) -> Any:
         """The payload of the next event `name` sent to this run (`rx.send_event`), or
@@ -322,20 +348,23 @@ class WorkflowContext(ActionContext):
                 f"wait_for_event({name!r}) needs a run to send the event to: start the "
                 "workflow with .start(...) instead of calling it"
             )
+        _checks.name(name, "ctx.wait_for_event")
+        seconds = None
+        if timeout is not None and timeout != float("inf"):
+            seconds = _checks.seconds(
+                timeout, f"ctx.wait_for_event({name!r}, timeout={timeout!r:.40})", forever=""
+            )
         seq, entry = self._next("event", name)
         if entry is not None and entry.finished_at is not None:
             return self._replayed(entry)
         if entry is None:
             started = clock()
-            seconds = (
-                timeout.total_seconds() if isinstance(timeout, datetime.timedelta) else timeout
-            )
-            deadline = FOREVER if seconds is None else started + float(seconds)
+            deadline = FOREVER if seconds is None else started + seconds
             output = json.dumps({"deadline": deadline})
             self.store.database.write(
                 lambda db: db.add(
                     JournalEntry(
-                        **_row(self._entry(seq, "event", name, output, None, started, done=False))
+                        **as_row(self._entry(seq, "event", name, output, None, started, done=False))
                     )
                 )
             )
@@ -364,12 +393,15 @@ class WorkflowContext(ActionContext):
 
         done, payload = self.store.database.write(take)
         if not done:
-            raise Parked("waiting", deadline)  # rule 4
+            raise self._halt(Parked("waiting", deadline))  # rule 4
         entry.output, entry.finished_at = payload, clock()
         return None if payload is None else json.loads(payload)
 
     def patched(self, name: str) -> bool:
         """True where new code runs; False for runs journaled before the patch (rule 5)."""
+        _checks.name(name, "ctx.patched")
+        if self._halted is not None:
+            raise self._halted
         entry = self._journal.get(self._seq)
         if entry is not None and not (entry.kind == "patch" and entry.name == name):
             return False
@@ -382,20 +414,29 @@ class WorkflowContext(ActionContext):
 
     def _next(self, kind: str, name: str) -> tuple[int, Recorded | None]:
         """The next sequence number and its journal entry, checked (rules 1-3)."""
+        if self._halted is not None:
+            raise self._halted
         seq = self._seq
         self._seq += 1
         entry = self._journal.get(seq)
         if entry is not None and (entry.kind, entry.name) != (kind, name):
-            raise NonDeterminismError(
-                f"workflow `{self.workflow}` run {self.run_id}: step {seq} is journaled as "
-                f"{entry.kind} `{entry.name}`, but the code"
-                f"{'' if self.version is None else f' (version {self.version})'} now reaches "
-                f"{kind} `{name}` there. "
-                "The workflow's code changed while this run was in flight. Keep the steps "
-                "it has done in their order (guard new ones with `if ctx.patched(...)`), "
-                f"or start it over from there: rx.restart({self.run_id!r}, from_step={seq})"
+            raise self._halt(
+                NonDeterminismError(
+                    f"workflow `{self.workflow}` run {self.run_id}: step {seq} is journaled as "
+                    f"{entry.kind} `{entry.name}`, but the code"
+                    f"{'' if self.version is None else f' (version {self.version})'} now reaches "
+                    f"{kind} `{name}` there. "
+                    "The workflow's code changed while this run was in flight. Keep the steps "
+                    "it has done in their order (guard new ones with `if ctx.patched(...)`), "
+                    f"or start it over from there: rx.restart({self.run_id!r}, from_step={seq})"
+                )
             )
         return seq, entry
+
+    def _halt(self, exc: BaseException) -> BaseException:
+        """Remember `exc` to raise again if the workflow's code swallows it."""
+        self._halted = exc
+        return exc
 
     def _replayed(self, entry: Recorded) -> Any:
         if entry.kind in ("step", "child") and entry.error is not None:
@@ -449,7 +490,7 @@ class WorkflowContext(ActionContext):
         """Journal a completed step: one commit, through the store's Core path (rule 3)."""
         entry = self._entry(seq, kind, name, output, error, started, attempts)
         if self.run_id is not None:
-            self.store.database.insert_rows(JOURNAL, [_row(entry)])
+            self.store.database.insert_rows(JOURNAL, [as_row(entry)])
         self._journal[seq] = entry
 
     def _remember(
@@ -459,25 +500,3 @@ class WorkflowContext(ActionContext):
 
     def __repr__(self) -> str:
         return f"<rx.WorkflowContext {self.workflow} run {self.run_id} at step {self._seq}>"
-
-
-@dataclasses.dataclass(slots=True)
-class Recorded:
-    """A journal entry as this context holds it (a plain object: cheap to make)."""
-
-    run_id: str
-    seq: int
-    name: str
-    kind: str
-    output: str | None
-    error: str | None
-    started_at: float
-    finished_at: float | None
-    attempts: int
-
-
-def _row(entry: Any) -> dict[str, Any]:
-    return {c: getattr(entry, c) for c in _COLUMNS}
-
-
-_COLUMNS = [c.name for c in JournalEntry.__table__.columns]  # type: ignore[attr-defined]

@@ -3,6 +3,9 @@ events sent to runs (kept until the run waits for them)."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from sqlmodel import Field, SQLModel
 
 
@@ -51,3 +54,26 @@ class ChildLink(SQLModel, table=True):
     child_id: str = Field(primary_key=True)
     parent_id: str = Field(index=True)
     seq: int
+
+
+@dataclasses.dataclass(slots=True)
+class Recorded:
+    """A journal entry as a `WorkflowContext` holds it (a plain object: cheap to make)."""
+
+    run_id: str
+    seq: int
+    name: str
+    kind: str
+    output: str | None
+    error: str | None
+    started_at: float
+    finished_at: float | None
+    attempts: int
+
+
+def as_row(entry: Any) -> dict[str, Any]:
+    """`entry` (a `Recorded` or a `JournalEntry`) as a row of `rx_journal`."""
+    return {c: getattr(entry, c) for c in COLUMNS}
+
+
+COLUMNS = [c.name for c in JournalEntry.__table__.columns]  # type: ignore[attr-defined]

@@ -8,11 +8,12 @@ recorded result instead of running again.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
 
-from sqlmodel import delete
+from sqlmodel import delete, select
 
 from rxnb.errors import (
     ArgumentError,
@@ -24,6 +25,7 @@ from rxnb.errors import (
 )
 from rxnb.reactive import Store, current_store, to_jsonable
 from rxnb.runs import TERMINAL, Action, ActionContext, Run, RunStatus, _clock
+from rxnb.runs._actions import _cancel_run
 from rxnb.runs._model import RUN_ENDED
 from rxnb.store import Writer
 from rxnb.workflows._context import WorkflowContext, clock
@@ -48,7 +50,22 @@ def _wake(run: Run) -> None:
         run.due_at = clock()
 
 
-RUN_ENDED.append(_wake_parent)
+def _cancel_children(db: Writer, run: Run) -> None:
+    """A cancelled run's unfinished child workflows are cancelled too (and theirs): no
+    one will read their results."""
+    if run.status == RunStatus.CANCELLED.value:
+        links = db.exec(select(ChildLink).where(ChildLink.parent_id == run.id)).all()
+        _cancel_unfinished(db, [link.child_id for link in links])
+
+
+def _cancel_unfinished(db: Writer, run_ids: list[str]) -> None:
+    for run_id in run_ids:
+        child = db.get(Run, run_id)
+        if child is not None and RunStatus(child.status) not in TERMINAL:
+            _cancel_run(db, run_id)
+
+
+RUN_ENDED.extend([_wake_parent, _cancel_children])
 
 RESUMES = 10**9
 """A workflow's `max_attempts`: an orphaned run is always resumed from its journal."""
@@ -68,6 +85,7 @@ class Workflow(Action[Any, Any]):
     def __init__(self, fn: Callable[..., Any], *, version: str | None = None) -> None:
         self.version = version
         super().__init__(fn, retries=RESUMES - 1)
+        self.fn = _unswallowed(fn)
 
     def context(self, store: Store, run_id: str, attempt: int) -> ActionContext:
         return WorkflowContext(store, run_id, attempt, workflow=self.name, version=self.version)
@@ -79,6 +97,36 @@ class Workflow(Action[Any, Any]):
         checked = self.arguments.bind(args, kwargs)
         latest = registry.latest(self)
         return latest.fn(WorkflowContext(store, None, workflow=self.name), **checked)
+
+
+def _unswallowed(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn`, raising again a divergence or a parking that its code swallowed (an
+    `except Exception` around a step): the run stops there, as if it had not."""
+
+    @functools.wraps(fn)
+    def run(ctx: Any, /, **args: Any) -> Any:
+        try:
+            value = fn(ctx, **args)
+        except BaseException:
+            if getattr(ctx, "_halted", None) is not None:
+                raise ctx._halted from None
+            raise
+        if getattr(ctx, "_halted", None) is not None:
+            raise ctx._halted
+        return value
+
+    return run
+
+
+def _check_workflow(run: Run, what: str) -> None:
+    """RunError if `run` is known here to be a run of an action, not of a workflow."""
+    from rxnb.functions import registry
+
+    function = registry.get(run.function)
+    if isinstance(function, Action) and not isinstance(function, Workflow):
+        raise RunError(
+            f"run {run.id} is a run of action `{run.function}`, not of a workflow: {what}"
+        )
 
 
 def workflow(fn: Callable[..., Any] | None = None, *, version: str | None = None) -> Any:
@@ -105,6 +153,7 @@ def _send_event(db: Writer, run_id: str, name: str, payload: Any) -> None:
             f"run {run_id} has {run.status}: no one will wait for event {name!r}; "
             "send it to a run that is still going"
         )
+    _check_workflow(run, f"it cannot wait for event {name!r}")
     db.add(Event(run_id=run_id, name=name, payload=payload, sent_at=clock()))
     _wake(run)
 
@@ -136,6 +185,15 @@ def _restart(db: Writer, run_id: str, from_step: int) -> str:
         raise RunError(
             f"run {run_id} is running; cancel it (rx.cancel) and restart it once it has stopped"
         )
+    _check_workflow(run, "run it again with rx.retry")
+    # Children started from the steps dropped are dropped with them: the steps start
+    # new ones, and must not find the old ones' links (and results).
+    links = db.exec(
+        select(ChildLink).where(ChildLink.parent_id == run_id, ChildLink.seq >= from_step)
+    ).all()
+    _cancel_unfinished(db, [link.child_id for link in links])
+    for link in links:
+        db.delete(link)
     db.exec(
         delete(JournalEntry).where(
             JournalEntry.run_id == run_id,  # type: ignore[arg-type]
@@ -161,7 +219,7 @@ def restart(run_id: str, *, from_step: int = 0, store: Store | None = None) -> s
     """Run workflow run `run_id` again from step `from_step`: the journal from there on
     is dropped (steps before it are replayed, not run again); its status after."""
     step: Any = from_step
-    if not isinstance(step, int) or step < 0:
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise WorkflowError(f"restart: from_step must be a step number >= 0, not {from_step!r}")
     return str(
         (store or current_store()).database.write(lambda db: _restart(db, run_id, from_step))
