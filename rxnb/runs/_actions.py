@@ -23,6 +23,7 @@ from rxnb.errors import (
     RunError,
     RunFailedError,
     RunNotFoundError,
+    RxnbError,
 )
 from rxnb.functions import StoreFunction, registry
 from rxnb.reactive import Store, current_store, open_stores, to_jsonable
@@ -326,10 +327,31 @@ class RunHandle:
         sub = self.store.subscribe(run_state, {"run_id": self.id}, seen)
         try:
             if not done.wait(timeout):
-                raise TimeoutError(f"run {self.id} still {self.status} after {timeout} s")
+                raise TimeoutError(
+                    f"run {self.id} still {self.status} after {timeout} s{self._hint()}"
+                )
         finally:
             sub.close()
         return final[0]
+
+    def _hint(self) -> str:
+        """Why a run that is not running may never start: no one can run it."""
+        from rxnb.runs._owners import can_run
+
+        try:
+            row = self.run()
+            if (
+                row.status == RunStatus.RUNNING.value
+                or self.store.database.read(lambda db: can_run(db, row.function))[0]
+            ):
+                return ""
+        except RxnbError:  # the store is closing: the timeout says enough
+            return ""
+        return (
+            f"; no live executor has `{row.function}` registered: run the cell that "
+            "defines it in a kernel with this store open, or start `rxnb worker --import "
+            "MODULE` with a module that defines it"
+        )
 
     def result(self, timeout: float | None = None) -> Any:
         """The run's return value once it succeeded (RunFailedError, RunCancelledError)."""

@@ -425,8 +425,15 @@ _current = threading.local()
 """`executing` is true on a pool thread (see `Executor.stop`)."""
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _describe(exc: BaseException) -> str:
-    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    """The error's type and message, and where it was raised: the last frame in the
+    user's code (an error raised by rxnb on a wrong argument points at the call)."""
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    theirs = [f for f in frames if not os.path.abspath(f.filename).startswith(_PACKAGE + os.sep)]
+    last = (theirs or frames)[-1:]
     where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
     try:
         message = str(exc)

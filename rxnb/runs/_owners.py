@@ -6,6 +6,7 @@ its process is gone (seen within a heartbeat, without waiting for the lease).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -52,6 +53,13 @@ def _dead_owners(owners: Sequence[Owner], me: str | None, leases: bool = True) -
         for o in owners
         if o.id != me and (o.heartbeat_at < stale or (o.host == HOST and not _pid_alive(o.pid)))
     }
+
+
+def can_run(db: Any, function: str) -> bool:
+    """Whether a live executor (heartbeat within the lease) has `function` registered."""
+    fresh = time.time() - lease_seconds()
+    owners = db.exec(select(Owner).where(Owner.heartbeat_at >= fresh)).all()
+    return any(function in json.loads(o.functions or "[]") for o in owners)
 
 
 def orphans_exist(db: Any, me: str | None, leases: bool = True) -> bool:

@@ -88,3 +88,26 @@ def test_db_schedule_runs_in_the_mutation_s_own_store(url: str, tmp_path: object
     finally:
         other.close()
         mine.close()
+
+
+def test_waiting_for_a_run_no_live_executor_can_run_says_so(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RXNB_EXECUTE", "0")  # this process queues; no worker runs
+    store = rx.open(url)
+    try:
+        run = first.start()
+        with pytest.raises(TimeoutError) as waited:
+            run.wait(timeout=0.3)
+        assert "still queued after 0.3 s; no live executor has" in str(waited.value)
+        assert "rxnb worker --import MODULE" in str(waited.value)
+    finally:
+        store.close()
+
+
+def test_waiting_for_a_run_an_executor_can_run_says_only_how_long(store: rx.Store) -> None:
+    run = rx.run_after(60, first)  # registered here, due later
+    with pytest.raises(TimeoutError) as waited:
+        run.wait(timeout=0.3)
+    assert str(waited.value) == f"run {run.id} still queued after 0.3 s"
+    run.cancel()
