@@ -127,7 +127,9 @@ class Action(StoreFunction[P, R]):
 
 
 _SECRET_NAME = re.compile(
-    r"(^|_)(api_?key|secret|password|passwd|token|access_token|credentials?)$", re.IGNORECASE
+    r"(^|_)((api|secret|private|access|openai|anthropic)_?key|secret|password|passwd|token"
+    r"|access_token|credentials?|authorization)$",
+    re.IGNORECASE,
 )
 
 

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from rxnb.reactive import Store
 
 
+TIMED_OUT = "timed out"
+"""How the reason of a run stopped for overrunning its `timeout=` begins."""
+
+
 class Parked(BaseException):
     """Raised inside a run to give its thread back until `due_at` (a workflow's durable
     sleep or wait): the executor records the run as `status` (sleeping or waiting), due
@@ -48,6 +52,13 @@ class ActionContext:
     @property
     def cancelled(self) -> bool:
         return self._cancel.is_set()
+
+    @property
+    def timed_out(self) -> str | None:
+        """Why the run was stopped, if it overran its action's `timeout=` (the run then
+        fails, rather than being cancelled); else None."""
+        reason = self._reason if self._cancel.is_set() else ""
+        return reason if reason.startswith(TIMED_OUT) else None
 
     def check_cancelled(self) -> None:
         """Raise `rx.Cancelled` if the run was cancelled (or timed out)."""

@@ -20,7 +20,7 @@ from sqlmodel import func, select
 from rxnb.errors import Cancelled, NonRetryableError, ResultError, StoreUnavailableError
 from rxnb.reactive import Store, to_jsonable
 from rxnb.runs import _clock as clock
-from rxnb.runs._context import ActionContext, Parked
+from rxnb.runs._context import TIMED_OUT, ActionContext, Parked
 from rxnb.runs._model import Owner, Run, RunStatus
 from rxnb.runs._owners import HOST, delete_owner, lease_seconds, orphans_exist, recover_orphans
 from rxnb.runs._transitions import (
@@ -325,7 +325,7 @@ class Executor:
     def _time_out(self, ctx: ActionContext, seconds: float) -> None:
         """The action overran `timeout=`: ask it to stop, and fail the run now (its slot
         stays taken until the body returns; a thread cannot be stopped from outside)."""
-        reason = f"timed out after {seconds:g} s"
+        reason = f"{TIMED_OUT} after {seconds:g} s"
         ctx._request_cancel(reason)
         try:
             self.store.database.write(lambda db: fail_now(db, ctx, self.id, reason))

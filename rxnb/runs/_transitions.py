@@ -79,14 +79,13 @@ def finish(
         or run.status != RunStatus.RUNNING.value
         or run.attempt != ctx.attempt
     ):
-        if not ctx._reason.startswith("timed out"):  # a timeout failed it already
+        if ctx.timed_out is None:  # a timeout failed it already
             log.warning("rxnb: run %s ended here but is no longer owned by %s", ctx.run_id, owner)
         return
     now = time.time()
     kind, value = outcome
-    timed_out = ctx._reason.startswith("timed out")
-    if timed_out:
-        kind, value = "final", f"TimeoutError: {ctx._reason}"
+    if ctx.timed_out is not None:
+        kind, value = "final", f"TimeoutError: {ctx.timed_out}"
     elif run.cancel_requested or kind == "cancelled":
         run.status, run.finished_at = RunStatus.CANCELLED.value, now
         ended(db, run)

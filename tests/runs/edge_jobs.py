@@ -44,5 +44,13 @@ def second(ctx: rx.ActionContext) -> str:
 
 
 @rx.action
-def uses_key(ctx: rx.ActionContext, api_key: str) -> None:
+def uses_key(
+    ctx: rx.ActionContext,
+    api_key: str = "",
+    openai_key: str = "",
+    secret_key: str = "",
+    private_key: str = "",
+    authorization: str = "",
+    max_tokens: str = "",
+) -> None:
     return None

@@ -57,10 +57,19 @@ def test_a_key_names_a_run_of_one_action(store: rx.Store) -> None:
     assert rx.run_after(60, first, key="shared").id == a.id
 
 
-def test_a_secret_looking_argument_is_refused_before_anything_is_stored(store: rx.Store) -> None:
-    with pytest.raises(rx.ArgumentError, match="looks like a secret"):
-        uses_key.start(api_key="sk-live-123")
+@pytest.mark.parametrize(
+    "name", ["api_key", "openai_key", "secret_key", "private_key", "authorization"]
+)
+def test_a_secret_looking_argument_is_refused_before_anything_is_stored(
+    store: rx.Store, name: str
+) -> None:
+    with pytest.raises(rx.ArgumentError, match=f"argument `{name}` looks like a secret"):
+        uses_key.start(**{name: "sk-live-123"})
     assert run_rows(store) == []
+
+
+def test_an_argument_that_only_mentions_tokens_is_stored(store: rx.Store) -> None:
+    assert uses_key.start(max_tokens="100").result(timeout=10) is None
 
 
 def test_a_timeout_fails_the_run_even_if_the_action_never_checks(store: rx.Store) -> None:
