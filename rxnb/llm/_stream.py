@@ -7,12 +7,14 @@ provider chunks, closing the provider's stream (its HTTP connection) on cancel.
 1. The first text is written at once; after that, text is written at chunk
    boundaries (`Chunker`), at most once per `throttle_ms`.
 2. The last write holds the rest of the text and the row's final `status` (when the
-   model has a `status` field): `done`, `cancelled` or `failed`, in one transaction.
+   model has a `status` field): `done`, `cancelled` or `failed`, in one transaction;
+   like the run's (a run that overran its `timeout=` fails, and so does the row).
    If the text cannot be stored (the row was deleted meanwhile, a column too short
    for it), the status and the generation's error still are.
 3. What the provider sent before a cancel, an error or a crash is in the store; a
    crash loses at most the text since the last write. Text is stored as UTF-8 can
-   hold it: a surrogate pair split across chunks is joined, a lone one becomes U+FFFD.
+   hold it: a surrogate pair split across chunks is joined, a lone one becomes U+FFFD,
+   and so does a NUL (PostgreSQL text cannot hold one: the rest would be lost).
 4. Usage (tokens) and cost are recorded on the run, also on cancel and on error; when
    the provider reports none, an estimate from the text, marked `estimated`. A run
    that makes several generations (or attempts) adds them up. `stream_into` also
@@ -30,19 +32,19 @@ provider chunks, closing the provider's stream (its HTTP connection) on cancel.
 7. A cancel stops the stream even while the provider sends nothing (a model still
    thinking): an HTTP provider's connection is shut at once; a run cancelled before
    the stream opens does not open it.
+8. No key reaches the store: a provider's error that quotes the key it was given
+   is stored with the key replaced (`rxnb.llm._secrets`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import socket
 import threading
 import time
-import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -50,13 +52,15 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from rxnb.errors import ArgumentError, Cancelled, RxnbError
+from rxnb.llm._arguments import check_messages, check_row_id, check_target, check_throttle
 from rxnb.llm._chunking import Chunker, Chunking
 from rxnb.llm._model import Generation, key_json
+from rxnb.llm._secrets import redact, secrets_of
 from rxnb.llm._usage import Usage, record_usage
 from rxnb.runs import ActionContext
 from rxnb.store import Writer
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\ud800-\udfff\x00]")
 
 
 def _litellm() -> Any:
@@ -95,15 +99,32 @@ def stream(
             f"rx.llm: rate_limit_retries={retries!r}; pass a whole number >= 0 "
             "(0: fail at the first 429)"
         )
+    check_messages(messages)
     litellm = _litellm()
     usage = usage if usage is not None else Usage()
     litellm_kwargs.setdefault("max_retries", 0)  # rxnb retries rate limits itself (rule 5)
+    secrets = secrets_of(litellm_kwargs)  # rule 8
     response = None
-    if not ctx.cancelled:  # rule 7: a cancelled run opens no stream
-        response = _open(ctx, litellm, usage, model, messages, retries, litellm_kwargs)
-    if response is None:  # cancelled, before or while waiting out a rate limit
-        record_usage(ctx, model, usage)
-        return
+    try:
+        if not ctx.cancelled:  # rule 7: a cancelled run opens no stream
+            response = _open(ctx, litellm, usage, model, messages, retries, litellm_kwargs)
+        if response is None:  # cancelled, before or while waiting out a rate limit
+            return
+        yield from _read(ctx, response, usage)
+    except Exception as exc:
+        if response is not None and ctx.cancelled:  # the stream broke as the cancel shut it
+            return
+        clean = redact(exc, secrets)
+        if clean is exc:
+            raise
+        raise clean from None
+    finally:
+        record_usage(ctx, model, usage)  # rule 4: also when the stream failed to open
+
+
+def _read(ctx: ActionContext, response: Any, usage: Usage) -> Iterator[str]:
+    """The text of an open provider stream, until it ends or the run is cancelled;
+    the stream closed either way."""
     stop_watching = _shut_on_cancel(ctx, response)
     held = ""  # rule 3: a high surrogate waiting for its pair
     try:
@@ -125,20 +146,17 @@ def stream(
         if held:
             usage.text += "\ufffd"
             yield "\ufffd"
-    except Exception:
-        if not ctx.cancelled:  # else: the stream broke because the cancel shut it
-            raise
     finally:
         stop_watching()
         _close(response)
-        record_usage(ctx, model, usage)
 
 
 def _storable(text: str) -> tuple[str, str]:
     """Rule 3: `text` as UTF-8 can store it (surrogate pairs joined, lone surrogates as
-    U+FFFD), and a trailing high surrogate held back for the next chunk."""
-    if not _SURROGATE.search(text):
+    U+FFFD, as NULs), and a trailing high surrogate held back for the next chunk."""
+    if not _UNSTORABLE.search(text):
         return text, ""
+    text = text.replace("\x00", "\ufffd")
     held = ""
     if "\ud800" <= text[-1] <= "\udbff":
         text, held = text[:-1], text[-1]
@@ -249,7 +267,8 @@ def stream_into(
     anything that goes wrong (a bad `chunking=` included) marks it `failed`, with the
     reason in its generation, so that a chat shows why.
     """
-    _check_target(model_class, field)
+    check_target(model_class, field)
+    row_id = check_row_id(model_class, row_id)
     usage = usage if usage is not None else Usage()
     write = _RowWriter(ctx, model_class, row_id, field, model, usage).write
     write("", "streaming")
@@ -257,7 +276,7 @@ def stream_into(
     chunker: Chunker | None = None
     try:
         chunker = Chunker(chunking)
-        _check_throttle(throttle_ms)
+        check_throttle(throttle_ms)
         for text in stream(ctx, model=model, messages=messages, usage=usage, **litellm_kwargs):
             if first:  # rule 1: the first text goes out at once, boundary or not
                 chunker.passed(text)
@@ -269,8 +288,9 @@ def stream_into(
                 write(pending, None)
                 pending, first, last = "", False, now
         pending += chunker.rest()
-        final = "cancelled" if ctx.cancelled else "done"
-        write(pending, final)  # rule 2
+        timed_out = ctx.timed_out
+        final = "failed" if timed_out else "cancelled" if ctx.cancelled else "done"
+        write(pending, final, TimeoutError(timed_out) if timed_out else None)  # rule 2
     except BaseException as exc:
         rest = pending + (chunker.rest() if chunker is not None else "")
         try:
@@ -279,8 +299,8 @@ def stream_into(
             with contextlib.suppress(Exception):  # (if not even that: `exc` tells why)
                 write("", "failed", exc)
         raise
-    if final == "cancelled":
-        raise Cancelled("the generation was cancelled")
+    if ctx.cancelled:
+        raise Cancelled(timed_out or "the generation was cancelled")
     return usage.text
 
 
@@ -337,47 +357,6 @@ class _RowWriter:
         found, self.generation = self.ctx.store.database.write(body)
         if not found and error is None:
             raise gone
-
-
-def _check_target(model_class: Any, field: str) -> None:
-    """A table class with a text field `field`, or an error that says what to pass."""
-    mapper = sa.inspect(model_class, raiseerr=False)
-    columns = getattr(model_class, "model_fields", None)
-    if not isinstance(mapper, sa.orm.Mapper) or not isinstance(columns, dict):
-        raise RxnbError(
-            f"stream_into: {model_class!r} is not a table; pass a SQLModel class declared "
-            "with table=True"
-        )
-    if field not in columns:
-        raise RxnbError(
-            f"stream_into: {model_class.__name__} has no field {field!r}; pass field= "
-            f"one of {', '.join(columns)}"
-        )
-    hint = columns[field].annotation
-    options = typing.get_args(hint) or (hint,)
-    if not any(t is Any or (isinstance(t, type) and issubclass(t, str)) for t in options):
-        text_fields = [
-            n
-            for n, f in columns.items()
-            if any(t is str for t in (typing.get_args(f.annotation) or (f.annotation,)))
-        ]
-        raise RxnbError(
-            f"stream_into: {model_class.__name__}.{field} holds {getattr(hint, '__name__', hint)}, "
-            f"not text; stream into a str field ({', '.join(text_fields) or 'add one'})"
-        )
-
-
-def _check_throttle(throttle_ms: Any) -> None:
-    if (
-        isinstance(throttle_ms, bool)
-        or not isinstance(throttle_ms, int | float)
-        or not math.isfinite(throttle_ms)
-        or throttle_ms < 0
-    ):
-        raise ArgumentError(
-            f"stream_into: throttle_ms={throttle_ms!r}; pass milliseconds between writes, "
-            "a number >= 0 (0: write at every chunk boundary)"
-        )
 
 
 def _start_generation(db: Writer, ctx: ActionContext, row: Any, field: str, model: str) -> int:

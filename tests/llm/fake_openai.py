@@ -4,7 +4,8 @@ Each request takes the next behaviour from `plan` (the last one repeats):
 - `Ok(tokens, delay)`: stream the tokens as SSE chunks, `delay` seconds apart;
 - `RateLimited(retry_after)`: HTTP 429 with a `Retry-After` header;
 - `Cut(tokens, after)`: stream `after` tokens, then drop the connection mid-body;
-- `Hang(tokens, after)`: stream `after` tokens, then send nothing more.
+- `Hang(tokens, after)`: stream `after` tokens, then send nothing more;
+- `Refused(status)`: an error response that quotes the request's key back.
 `events` records (time, what) for each request and each client disconnect.
 """
 
@@ -42,7 +43,14 @@ class Hang:
     after: int
 
 
-Behaviour = Ok | RateLimited | Cut | Hang
+@dataclass
+class Refused:
+    """An error (401: a bad key) whose message quotes the key, as some providers do."""
+
+    status: int = 401
+
+
+Behaviour = Ok | RateLimited | Cut | Hang | Refused
 
 
 @dataclass
@@ -100,8 +108,20 @@ class FakeOpenAI:
             handler.send_header("Retry-After", f"{behaviour.retry_after:g}")
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(body)))
+            handler.send_header("Connection", "close")  # no idle socket left in litellm's pool
             handler.end_headers()
             handler.wfile.write(body)
+            return
+        if isinstance(behaviour, Refused):
+            key = handler.headers.get("authorization", "").removeprefix("Bearer ")
+            message = f"Incorrect API key provided: {key}"
+            body = json.dumps({"error": {"message": message, "code": "invalid_api_key"}})
+            handler.send_response(behaviour.status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(body.encode())))
+            handler.send_header("Connection", "close")  # no idle socket left in litellm's pool
+            handler.end_headers()
+            handler.wfile.write(body.encode())
             return
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
