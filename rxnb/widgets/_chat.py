@@ -54,8 +54,13 @@ class ChatQuery:
     It has the user's query's name, so redefining that query re-runs the chat too.
     """
 
-    def __init__(self, messages: Query[..., Any]) -> None:
+    def __init__(
+        self, messages: Query[..., Any], status: str | None = None, thread_arg: str = ""
+    ) -> None:
         self.messages = messages
+        self.status = status
+        """The rows' status field: a `pending` reply whose run ended is shown ended."""
+        self.thread_arg = thread_arg
         self.table: str | None = None
         """The table the messages came from, once a run has seen some."""
         self.key: str | None = None
@@ -102,8 +107,27 @@ class ChatQuery:
             generation = latest.get(key_json(data.get(key))) if key is not None else None
             data[USAGE] = generation.usage_json() if generation is not None else None
             data[ERROR] = generation.error if generation is not None else None
+            if generation is None and key is not None:
+                self._show_unstarted(reader, data, data.get(key))
             out.append((data, row))
         return out
+
+    def _show_unstarted(self, reader: Reader, data: dict[str, Any], message_id: Any) -> None:
+        """A `pending` reply that never started streaming: once every run given its id
+        (as the Stop button finds them) has ended, show it as the newest one ended,
+        with that run's error. Its action failed (or was cancelled) before it reached
+        `stream_into`: else the chat would show it pending forever."""
+        if self.status is None or data.get(self.status) != "pending":
+            return
+        runs = _runs_naming(reader, message_id, self.thread_arg)
+        if not runs or any(run.status in _UNFINISHED for run in runs):
+            return
+        newest = max(runs, key=lambda run: run.created_at)
+        if newest.status == RunStatus.CANCELLED.value:
+            data[self.status] = "cancelled"
+        elif newest.status == RunStatus.FAILED.value:
+            data[self.status] = "failed"
+            data[ERROR] = f"its run failed before the reply started: {newest.error}"
 
 
 def _table_and_key(rows: list[Any]) -> tuple[str | None, str | None]:
@@ -245,14 +269,21 @@ def _cancel_mutation(query: ChatQuery, thread_arg: str, args: dict[str, Any]) ->
     return Mutation(cancel)
 
 
-def _runs_given(
-    db: Writer, message_id: Any, thread_arg: str, table: str | None, wanted: str
-) -> set[str]:
-    """Unfinished runs given `message_id` as an `...id` argument (not the thread's),
-    of the same JSON type (`1`, not `true`), except those that have generated into
-    other rows and not into this one."""
-    found: set[str] = set()
-    for run in db.exec(select(Run).where(Run.status.in_(_UNFINISHED))).all():  # type: ignore[attr-defined]
+def _runs_naming(
+    db: Reader, message_id: Any, thread_arg: str, statuses: list[str] | None = None
+) -> list[Run]:
+    """Runs (in `statuses`, else any) given `message_id` as an `...id` argument (not
+    the thread's), of the same JSON type (`1`, not `true`)."""
+    try:
+        text = json.dumps(message_id)
+    except TypeError:
+        return []
+    # Stored arguments are json.dumps'd: `"message_id": 5` holds ": 5" (a cheap filter).
+    query = select(Run).where(Run.args.contains(f": {text}", autoescape=True))  # type: ignore[attr-defined]
+    if statuses is not None:
+        query = query.where(Run.status.in_(statuses))  # type: ignore[attr-defined]
+    found = []
+    for run in db.exec(query).all():
         try:
             arguments = run.arguments()
         except ValueError:  # a row written by another program
@@ -262,7 +293,17 @@ def _runs_given(
             for name, value in arguments.items()
             if name != thread_arg and name.endswith("id")
         ):
-            found.add(run.id)
+            found.append(run)
+    return found
+
+
+def _runs_given(
+    db: Writer, message_id: Any, thread_arg: str, table: str | None, wanted: str
+) -> set[str]:
+    """Unfinished runs given `message_id` as an `...id` argument (not the thread's),
+    of the same JSON type (`1`, not `true`), except those that have generated into
+    other rows and not into this one."""
+    found = {run.id for run in _runs_naming(db, message_id, thread_arg, _UNFINISHED)}
     if not found:
         return found
     elsewhere = db.exec(
@@ -348,7 +389,9 @@ def chat(
     button cancels the run generating a message: the one `rx.llm.stream_into`
     records, or before it starts, an unfinished run given the message's id as an
     argument (`message_id=`) that streams into no other row; pass `cancel=` (a
-    mutation taking `message_id`) to decide yourself.
+    mutation taking `message_id`) to decide yourself. A `pending` reply whose runs
+    (found the same way) all ended before it started streaming is shown `failed`,
+    with the run's error, or `cancelled`, rather than pending for good.
     """
     if not isinstance(messages, Query):
         raise RxnbError(f"rx.chat: messages= must be an @rx.query, not {messages!r}")
@@ -378,7 +421,7 @@ def chat(
             )
     store = store if store is not None else current_store()
     args = {thread_arg: thread_id}
-    query = ChatQuery(messages)
+    query = ChatQuery(messages, status, thread_arg)
     bound: dict[str, Callable[..., Any]] = {
         "send": _send_mutation(send, thread_arg, text_arg, thread_id),
         "cancel": cancel if cancel is not None else _cancel_mutation(query, thread_arg, args),

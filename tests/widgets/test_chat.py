@@ -146,6 +146,63 @@ def test_abort_before_the_generation_starts_cancels_its_run_and_the_message(
     assert row.status == "cancelled"
 
 
+@rx.action
+def broken_generate(ctx: rx.ActionContext, message_id: int) -> None:
+    raise ValueError("no model configured")  # before it reaches rx.llm.stream_into
+
+
+@rx.mutation
+def send_to_broken(db: rx.Writer, thread_id: str, text: str) -> int:
+    db.add(chat_app.Message(thread_id=thread_id, role="user", content=text))
+    reply = chat_app.Message(thread_id=thread_id, role="assistant", status="pending")
+    db.add(reply)
+    db.flush()
+    assert reply.id is not None
+    db.schedule(broken_generate, message_id=reply.id)
+    return reply.id
+
+
+def shown(widget: ChatWidget, reply_id: int) -> dict[str, Any]:
+    columns = widget.data["columns"]
+    found = [dict(zip(columns, r, strict=True)) for r in widget.data["rows"]]
+    return next((r for r in found if r["id"] == reply_id), {})
+
+
+def test_a_reply_whose_run_fails_before_streaming_shows_failed_with_the_reason(
+    store: rx.Store, comms: Comms
+) -> None:
+    widget = rx.chat("t", send=send_to_broken, messages=chat_app.messages)
+    browser = browser_of(widget)
+    reply_id = call(comms, widget, "send", 1, thread_id="t", text="hi")["result"]
+    until(lambda: shown(widget, reply_id).get("status") == "failed", timeout=10)
+    error = shown(widget, reply_id)["rx_error"]
+    assert error.startswith("its run failed before the reply started: ValueError: no model")
+    replay(browser, comms)
+    assert rows(browser)[-1]["status"] == "failed", "the page is told"
+    # The store keeps what the app wrote: the chat shows the run's outcome beside it.
+    assert chat_app.messages(thread_id="t")[-1].status == "pending"
+
+
+def test_a_queued_reply_cancelled_elsewhere_shows_cancelled_not_pending(
+    store: rx.Store, comms: Comms
+) -> None:
+    widget = rx.chat("t", send=chat_app.send, messages=chat_app.messages)
+
+    @rx.mutation
+    def send_later(db: rx.Writer, thread_id: str, text: str) -> tuple[int, str]:
+        reply = chat_app.Message(thread_id=thread_id, role="assistant", status="pending")
+        db.add(reply)
+        db.flush()
+        assert reply.id is not None
+        return reply.id, rx.run_after(3600, chat_app.generate, message_id=reply.id).id
+
+    reply_id, run_id = send_later(thread_id="t", text="x")
+    until(lambda: shown(widget, reply_id).get("status") == "pending")  # its run is queued
+    rx.cancel(run_id)  # from the runs view, say, not the chat's Stop
+    until(lambda: shown(widget, reply_id).get("status") == "cancelled", timeout=10)
+    assert shown(widget, reply_id)["rx_error"] is None
+
+
 def test_chat_refuses_functions_that_do_not_fit(store: rx.Store, comms: Comms) -> None:
     @rx.query
     def by_topic(db: rx.Reader, topic: str) -> list[Any]:
