@@ -65,7 +65,8 @@ class Executor:
        fixed interval;
     4. renew its owner row every second, and recover orphans: running runs whose owner's
        heartbeat is older than the lease, or whose owner on this host has exited, are
-       queued again if they have attempts left, else failed ("owner process died");
+       queued again if they have attempts left, else failed ("owner process died";
+       a run whose executor stopped, its store closed, says so);
     5. pass cancel requests to the runs it is running;
     6. give back to the queue runs recorded as claimed here that it is not running
        (a claim that committed while its connection broke), and keep the outcome of a

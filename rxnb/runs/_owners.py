@@ -82,15 +82,20 @@ def recover_orphans(db: Writer, me: str | None = None, leases: bool = True) -> i
         if run.owner == me or (run.owner in owners and run.owner not in dead):
             continue
         recovered += 1
+        why = (
+            "owner process died"
+            if run.owner in owners
+            else "its executor stopped before the run ended (its store was closed)"
+        )
         if run.cancel_requested:
             run.status, run.finished_at = RunStatus.CANCELLED.value, now
             ended(db, run)
         elif run.attempt < run.max_attempts:
             run.status, run.owner, run.due_at = RunStatus.QUEUED.value, None, now
-            run.error = f"owner process died (attempt {run.attempt}); retrying"
+            run.error = f"{why} (attempt {run.attempt}); retrying"
         else:
             run.status, run.finished_at = RunStatus.FAILED.value, now
-            run.error = "owner process died"
+            run.error = why
             ended(db, run)
     for owner_id in dead:
         db.delete(owners[owner_id])

@@ -248,3 +248,17 @@ def test_closing_a_store_stops_its_executor_threads(url: str) -> None:
         assert len(owners) == 1, "each closed executor removed its owner row"
     finally:
         store.close()
+
+
+def test_a_run_a_closed_store_abandoned_says_its_executor_stopped(url: str) -> None:
+    store = rx.open(url)
+    handle = gated.start(name="abandoned")
+    until(lambda: handle.status == "running", timeout=10)
+    store.close()  # gives the run 5 s, then leaves it to recovery
+    try:
+        store = rx.open(url)  # the process is alive: it did not die
+        with pytest.raises(rx.RunFailedError, match="its executor stopped before the run"):
+            rx.RunHandle(handle.id, store).result(timeout=10)
+    finally:
+        run_jobs.gate("abandoned").set()
+        store.close()
