@@ -34,6 +34,11 @@ provider chunks, closing the provider's stream (its HTTP connection) on cancel.
    the stream opens does not open it.
 8. No key reaches the store: a provider's error that quotes the key it was given
    is stored with the key replaced (`rxnb.llm._secrets`).
+9. A cancel that races the stream's natural end commits before the last write or
+   after it. Before (even if this process has not heard of it yet): the row ends
+   `cancelled`, its whole text kept, like its run. After: the row is `done`; the
+   chat's Stop then stops nothing, while `rx.cancel` of the run before it returns
+   still ends the run `cancelled`, as for any action.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ from rxnb.llm._chunking import Chunker, Chunking
 from rxnb.llm._model import Generation, key_json
 from rxnb.llm._secrets import redact, secrets_of
 from rxnb.llm._usage import Usage, record_usage
-from rxnb.runs import ActionContext
+from rxnb.runs import ActionContext, Run
 from rxnb.store import Writer
 
 _UNSTORABLE = re.compile("[\ud800-\udfff\x00]")
@@ -270,7 +275,8 @@ def stream_into(
     check_target(model_class, field)
     row_id = check_row_id(model_class, row_id)
     usage = usage if usage is not None else Usage()
-    write = _RowWriter(ctx, model_class, row_id, field, model, usage).write
+    writer = _RowWriter(ctx, model_class, row_id, field, model, usage)
+    write = writer.write
     write("", "streaming")
     pending, first, last = "", True, 0.0
     chunker: Chunker | None = None
@@ -289,8 +295,9 @@ def stream_into(
                 pending, first, last = "", False, now
         pending += chunker.rest()
         timed_out = ctx.timed_out
-        final = "failed" if timed_out else "cancelled" if ctx.cancelled else "done"
-        write(pending, final, TimeoutError(timed_out) if timed_out else None)  # rule 2
+        status = "failed" if timed_out else "cancelled" if ctx.cancelled else "done"
+        error = TimeoutError(timed_out) if timed_out else None
+        final = writer.write(pending, status, error)  # rules 2, 9
     except BaseException as exc:
         rest = pending + (chunker.rest() if chunker is not None else "")
         try:
@@ -299,7 +306,7 @@ def stream_into(
             with contextlib.suppress(Exception):  # (if not even that: `exc` tells why)
                 write("", "failed", exc)
         raise
-    if ctx.cancelled:
+    if final != "done":  # rule 9: as the row says, whatever the run heard since
         raise Cancelled(timed_out or "the generation was cancelled")
     return usage.text
 
@@ -322,9 +329,13 @@ class _RowWriter:
         self.has_status = "status" in model_class.model_fields
         self.generation: int | None = None
 
-    def write(self, piece: str, status: str | None, error: BaseException | None = None) -> None:
+    def write(
+        self, piece: str, status: str | None, error: BaseException | None = None
+    ) -> str | None:
         """Rule 2: a row deleted meanwhile still gets its generation finished, as
-        failed; RxnbError saying so (unless `error` is already being reported)."""
+        failed; RxnbError saying so (unless `error` is already being reported).
+        The status written: rule 9, `done` becomes `cancelled` if the run's cancel is
+        in the store."""
         name, row_id = self.model_class.__name__, self.row_id
         gone = RxnbError(
             f"stream_into: the {name} row with id {row_id!r} was deleted while its text "
@@ -336,27 +347,37 @@ class _RowWriter:
 
         started = self.generation
 
-        def body(db: Writer) -> tuple[bool, int | None]:
+        def body(db: Writer) -> tuple[bool, int | None, str | None]:
             # A mutation body may run twice (a serialization retry): it reads
             # `started`, and the generation's id is kept only once committed.
+            final = "cancelled" if status == "done" and self._cancel_stored(db) else status
             row = db.get(self.model_class, row_id)
             if row is None:
-                if started is not None and status is not None:
+                if started is not None and final is not None:
                     _finish_generation(db, started, "failed", self.usage, error or gone)
-                return False, started
+                return False, started, final
             if piece:
                 setattr(row, self.field, (getattr(row, self.field) or "") + piece)
-            if status is not None and self.has_status:
-                row.status = status
+            if final is not None and self.has_status:
+                row.status = final
             if started is None:
-                return True, _start_generation(db, self.ctx, row, self.field, self.model)
-            if status is not None:
-                _finish_generation(db, started, status, self.usage, error)
-            return True, started
+                return True, _start_generation(db, self.ctx, row, self.field, self.model), final
+            if final is not None:
+                _finish_generation(db, started, final, self.usage, error)
+            return True, started, final
 
-        found, self.generation = self.ctx.store.database.write(body)
+        found, self.generation, final = self.ctx.store.database.write(body)
         if not found and error is None:
             raise gone
+        return final
+
+    def _cancel_stored(self, db: Writer) -> bool:
+        """Rule 9: whether the run's cancel is in the store (read in the transaction
+        that ends the row, so that a cancel commits either before it or after)."""
+        if self.ctx.run_id is None:
+            return False
+        run = db.get(Run, self.ctx.run_id)
+        return run is not None and run.cancel_requested
 
 
 def _start_generation(db: Writer, ctx: ActionContext, row: Any, field: str, model: str) -> int:

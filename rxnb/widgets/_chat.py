@@ -221,6 +221,9 @@ def _cancel_mutation(query: ChatQuery, thread_arg: str, args: dict[str, Any]) ->
     2. Before any generation streams into it, the unfinished runs given the message's
        id as an argument (an `...id` other than the thread's) are, except those that
        generate into other rows.
+    3. A message that has ended (its status no longer `pending` or `streaming`) stops
+       nothing: a Stop that races the reply's last write either commits first (the
+       reply ends `cancelled`, like its run) or finds it `done`, and leaves its run be.
     """
 
     declared = _declared_table(query.messages.fn)
@@ -232,15 +235,22 @@ def _cancel_mutation(query: ChatQuery, thread_arg: str, args: dict[str, Any]) ->
                 f"{', '.join(query.key_names)}; pass cancel= (a mutation taking message_id)"
             )
         wanted = key_json(message_id)
-        rows = [
-            row
+        matches = [
+            (data, row)
             for data, row in query.rows(db, args)
             if key_json(data.get(query.key or "id")) == wanted
         ]
-        if not rows:
+        if not matches:
             raise RxnbError(
                 f"message {message_id!r} is not in this chat's thread "
                 f"({thread_arg}={args[thread_arg]!r}); the chat stops only its own replies"
+            )
+        rows = [row for _, row in matches]
+        status = matches[0][0].get(query.status) if query.status is not None else None
+        if status is not None and status not in ABORTABLE:
+            raise RxnbError(  # rule 3
+                f"no unfinished run is generating message {message_id!r}; it has ended "
+                f"already ({status})"
             )
         table = query.table or declared
         run_ids: set[str] = set()
