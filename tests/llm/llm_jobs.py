@@ -54,11 +54,8 @@ def generate(
     )
 
 
-@rx.action
-def generate_http(
-    ctx: rx.ActionContext, reply_id: int, api_base: str, stream_timeout: float | None = None
-) -> str:
-    extra: dict[str, Any] = {} if stream_timeout is None else {"stream_timeout": stream_timeout}
+def from_fake_server(ctx: rx.ActionContext, reply_id: int, api_base: str, **extra: Any) -> str:
+    """Stream the loopback OpenAI-compatible server's answer into reply `reply_id`."""
     return llm.stream_into(
         ctx,
         Reply,
@@ -72,15 +69,14 @@ def generate_http(
     )
 
 
+@rx.action
+def generate_http(
+    ctx: rx.ActionContext, reply_id: int, api_base: str, stream_timeout: float | None = None
+) -> str:
+    extra: dict[str, Any] = {} if stream_timeout is None else {"stream_timeout": stream_timeout}
+    return from_fake_server(ctx, reply_id, api_base, **extra)
+
+
 @rx.action(retries=1, backoff=0.05)
 def generate_http_retried(ctx: rx.ActionContext, reply_id: int, api_base: str) -> str:
-    return llm.stream_into(
-        ctx,
-        Reply,
-        reply_id,
-        model="openai/fake",
-        api_base=api_base,
-        api_key="not-a-secret",
-        messages=[{"role": "user", "content": "go"}],
-        throttle_ms=0,
-    )
+    return from_fake_server(ctx, reply_id, api_base)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fake_openai import Cut, FakeOpenAI, Hang, Ok
-from llm_jobs import Reply, generate, new_reply, reply
+from llm_jobs import Reply, from_fake_server, generate, new_reply, reply
 from polling import until
 from sqlmodel import Field, SQLModel, select
 
@@ -425,17 +425,7 @@ def test_echo_answers_with_the_text_parts_of_a_multimodal_message(store: rx.Stor
 
 @rx.action
 def http_into(ctx: rx.ActionContext, reply_id: int, api_base: str) -> str:
-    return llm.stream_into(
-        ctx,
-        Reply,
-        reply_id,
-        model="openai/fake",
-        api_base=api_base,
-        api_key="not-a-secret",
-        messages=[{"role": "user", "content": "go"}],
-        throttle_ms=0,
-        chunking="word",
-    )
+    return from_fake_server(ctx, reply_id, api_base, chunking="word")
 
 
 def test_cancel_while_the_provider_sends_nothing_stops_at_once(store: rx.Store) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fake_openai import FakeOpenAI, Hang, RateLimited, Refused
-from llm_jobs import Reply, generate, new_reply, reply
+from llm_jobs import Reply, from_fake_server, generate, new_reply, reply
 from polling import until
 from sqlmodel import select
 
@@ -177,16 +177,7 @@ def test_a_row_id_of_the_wrong_type_is_refused_naming_the_key_type_on_postgresql
 
 @rx.action(timeout=1)
 def limited(ctx: rx.ActionContext, reply_id: int, api_base: str) -> str:
-    return llm.stream_into(
-        ctx,
-        Reply,
-        reply_id,
-        model="openai/fake",
-        api_base=api_base,
-        api_key="x",
-        messages=[{"role": "user", "content": "go"}],
-        throttle_ms=0,
-    )
+    return from_fake_server(ctx, reply_id, api_base)
 
 
 def test_a_generation_that_overruns_its_timeout_fails_like_its_run(

@@ -1,4 +1,5 @@
-"""Fixtures of the workflow tests: subprocesses ended after each test."""
+"""Fixtures of the workflow tests: subprocesses ended and step counters cleared after
+each test."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from flow_procs import Processes
+from flow_tools import CALLS
 
 
 @pytest.fixture
@@ -14,3 +16,8 @@ def procs(tmp_path: Path) -> Iterator[Processes]:
     processes = Processes(tmp_path)
     yield processes
     processes.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counts() -> None:
+    CALLS.clear()

@@ -6,52 +6,16 @@ from __future__ import annotations
 import datetime
 import json
 import threading
-from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from flow_tools import CALLS, counted, journal, named
 from polling import until
 from sqlmodel import Field, SQLModel, select
 
 import rxnb as rx
 from rxnb.runs import executor_for
-from rxnb.workflows import JournalEntry, advance_clock
-
-CALLS: Counter[str] = Counter()
-"""How many times each step body ran (in this process)."""
-
-
-@pytest.fixture(autouse=True)
-def _fresh_counts() -> None:
-    CALLS.clear()
-
-
-def counted(name: str, value: Any = None) -> Any:
-    CALLS[name] += 1
-    return value if value is not None else name
-
-
-def journal(store: rx.Store, run_id: str) -> list[JournalEntry]:
-    return store.database.read(
-        lambda db: list(
-            db.exec(
-                select(JournalEntry).where(JournalEntry.run_id == run_id).order_by(JournalEntry.seq)  # type: ignore[arg-type]
-            ).all()
-        )
-    )[0]
-
-
-def named(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a workflow function a module-level name, as a notebook cell's would have:
-    defining it again under that name is re-running the cell."""
-
-    def rename(fn: Callable[..., Any]) -> Callable[..., Any]:
-        fn.__qualname__ = fn.__name__ = name
-        return fn
-
-    return rename
-
+from rxnb.workflows import advance_clock
 
 # -- steps and replay ---------------------------------------------------------------------
 

@@ -6,51 +6,17 @@ from __future__ import annotations
 import datetime
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from flow_tools import CALLS, counted, journal, named
 from polling import until
 from sqlmodel import select
 
 import rxnb as rx
 from rxnb.widgets._timeline import timeline_rows
-from rxnb.workflows import JournalEntry
-
-CALLS: Counter[str] = Counter()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_counts() -> None:
-    CALLS.clear()
-
-
-def counted(name: str) -> str:
-    CALLS[name] += 1
-    return name
-
-
-def named(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A module-level name, as a notebook cell's function has: defining another function
-    under it is re-running the cell."""
-
-    def rename(fn: Callable[..., Any]) -> Callable[..., Any]:
-        fn.__qualname__ = fn.__name__ = name
-        return fn
-
-    return rename
-
-
-def journal(store: rx.Store, run_id: str) -> list[JournalEntry]:
-    return store.database.read(
-        lambda db: list(
-            db.exec(
-                select(JournalEntry).where(JournalEntry.run_id == run_id).order_by(JournalEntry.seq)  # type: ignore[arg-type]
-            ).all()
-        )
-    )[0]
 
 
 def children_of(store: rx.Store, parent: str) -> list[rx.Run]:
