@@ -1,5 +1,5 @@
-"""Fixtures of the workflow tests: subprocesses ended and step counters cleared after
-each test."""
+"""Fixtures of the workflow tests: step counters cleared before each test, and its
+subprocesses ended after it."""
 
 from __future__ import annotations
 
