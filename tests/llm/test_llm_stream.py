@@ -64,15 +64,39 @@ def test_no_text_is_lost_for_random_chunkings_and_timings(store: rx.Store) -> No
         assert reply(reply_id=reply_id) == {"content": script, "status": "done"}
 
 
+RECEIVED: dict[int, str] = {}
+"""The text each generation of `generate_and_keep` received from the provider."""
+
+
+@rx.action
+def generate_and_keep(ctx: rx.ActionContext, reply_id: int, script: str) -> str:
+    usage = llm.Usage()
+    try:
+        return llm.stream_into(
+            ctx,
+            Reply,
+            reply_id,
+            model="rxnb/scripted",
+            messages=[{"role": "user", "content": "go"}],
+            script=script,
+            delay=0.01,
+            throttle_ms=0,
+            usage=usage,
+        )
+    finally:
+        RECEIVED[reply_id] = usage.text  # what the provider had sent when it stopped
+
+
 def test_cancel_keeps_exactly_the_text_streamed_before_it(store: rx.Store) -> None:
     reply_id = new_reply()
     script = " ".join(f"word{i}," for i in range(200))
-    run = generate.start(reply_id=reply_id, script=script, delay=0.01, throttle_ms=0)
+    run = generate_and_keep.start(reply_id=reply_id, script=script)
     until(lambda: len((reply(reply_id=reply_id) or {}).get("content", "")) > 40, timeout=20)
     run.cancel()
     assert run.wait(20) == "cancelled"
     stored = reply(reply_id=reply_id)
     assert stored is not None and stored["status"] == "cancelled"
+    assert stored["content"] == RECEIVED[reply_id], "exactly what was streamed, no more, no less"
     assert script.startswith(stored["content"]) and 40 < len(stored["content"]) < len(script)
     usage = json.loads(run.run().usage or "{}")
     assert usage["completion_tokens"] >= 1, "usage is recorded on cancel too"
