@@ -33,7 +33,7 @@ provider chunks, closing the provider's stream (its HTTP connection) on cancel.
    thinking): an HTTP provider's connection is shut at once; a run cancelled before
    the stream opens does not open it.
 8. No key reaches the store: a provider's error that quotes the key it was given
-   is stored with the key replaced (`rxnb.llm._secrets`).
+   is stored with the key replaced (`rxnb.runs._secrets`).
 9. A cancel that races the stream's natural end commits before the last write or
    after it. Before (even if this process has not heard of it yet): the row ends
    `cancelled`, its whole text kept, like its run. After: the row is `done`; the
@@ -60,9 +60,9 @@ from rxnb.errors import ArgumentError, Cancelled, RxnbError
 from rxnb.llm._arguments import check_messages, check_row_id, check_target, check_throttle
 from rxnb.llm._chunking import Chunker, Chunking
 from rxnb.llm._model import Generation, key_json
-from rxnb.llm._secrets import redact, secrets_of
 from rxnb.llm._usage import Usage, record_usage
 from rxnb.runs import ActionContext, Run
+from rxnb.runs._secrets import redact, scrub, secrets_of
 from rxnb.store import Writer
 
 _UNSTORABLE = re.compile("[\ud800-\udfff\x00]")
@@ -441,6 +441,6 @@ def _finish_generation(
     row.status, row.finished_at = status, time.time()
     row.usage, row.cost = json.dumps(usage.as_json()), usage.cost
     if error is not None:
-        row.error = f"{type(error).__name__}: {error}"[:2000]
+        row.error = scrub(f"{type(error).__name__}: {error}")[:2000]
     if usage.tool_calls:
         row.tool_calls = json.dumps(usage.tool_calls)

@@ -23,6 +23,7 @@ from rxnb.runs import _clock as clock
 from rxnb.runs._context import TIMED_OUT, ActionContext, Parked
 from rxnb.runs._model import Owner, Run, RunStatus
 from rxnb.runs._owners import HOST, delete_owner, lease_seconds, orphans_exist, recover_orphans
+from rxnb.runs._secrets import scrub
 from rxnb.runs._transitions import (
     CLAIMABLE,
     claim,
@@ -440,7 +441,7 @@ def _describe(exc: BaseException) -> str:
         message = str(exc)
     except Exception:  # an exception whose __str__ raises
         message = f"<{type(exc).__name__} that cannot be shown>"
-    return f"{type(exc).__name__}: {message}{where}"
+    return scrub(f"{type(exc).__name__}: {message}{where}")
 
 
 def _outcome(action: Action[Any, Any], ctx: ActionContext, args: dict[str, Any]) -> tuple[str, Any]:

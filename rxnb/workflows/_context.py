@@ -33,6 +33,7 @@ from rxnb.errors import NonDeterminismError, ResultError, StepError, WorkflowErr
 from rxnb.reactive import to_jsonable
 from rxnb.runs import TERMINAL, Action, ActionContext, Run, RunStatus, _clock
 from rxnb.runs._context import Parked
+from rxnb.runs._secrets import scrub
 from rxnb.store import Writer
 from rxnb.workflows import _checks
 from rxnb.workflows._model import (
@@ -152,7 +153,7 @@ class WorkflowContext(ActionContext):
                 break
             except Exception as exc:
                 if attempt > retries:
-                    error = f"{type(exc).__name__}: {exc}"
+                    error = scrub(f"{type(exc).__name__}: {exc}")
                     self._record(seq, "step", label, None, error, started, attempt)
                     raise StepError(f"step {seq} `{label}` failed: {error}") from exc
                 if self.wait(backoff * 2 ** (attempt - 1)):

@@ -17,8 +17,8 @@ from sqlmodel import select
 import rxnb as rx
 from rxnb import llm
 from rxnb.llm._model import Generation
-from rxnb.llm._secrets import REDACTED, redact
 from rxnb.llm._stream import _litellm
+from rxnb.runs._secrets import REDACTED, redact
 from rxnb.widgets import runs_table
 
 SECRET = "sk-proj-QUOTED-0123456789abcdef"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -54,3 +55,8 @@ def uses_key(
     max_tokens: str = "",
 ) -> None:
     return None
+
+
+@rx.action
+def quotes_the_environment(ctx: rx.ActionContext, name: str) -> None:
+    raise PermissionError(f"401 for https://api.example.com/v1?key={os.environ[name]}")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import threading
 
 import pytest
-from edge_jobs import ends_oddly, first, never_checks, release, second, uses_key
+from edge_jobs import (
+    ends_oddly,
+    first,
+    never_checks,
+    quotes_the_environment,
+    release,
+    second,
+    uses_key,
+)
 from polling import until
 from sqlmodel import select
 
@@ -120,3 +128,16 @@ def test_waiting_for_a_run_an_executor_can_run_says_only_how_long(store: rx.Stor
         run.wait(timeout=0.3)
     assert str(waited.value) == f"run {run.id} still queued after 0.3 s"
     run.cancel()
+
+
+def test_a_secret_from_the_environment_quoted_in_an_error_is_not_stored(
+    store: rx.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-env-0123456789abcdef"
+    monkeypatch.setenv("WEATHER_API_KEY", secret)
+    run = quotes_the_environment.start(name="WEATHER_API_KEY")
+    with pytest.raises(rx.RunFailedError) as failed:
+        run.result(timeout=10)
+    assert "PermissionError: 401 for https://api.example.com/v1?key=[redacted]" in str(failed.value)
+    stored = store.database.read(lambda db: db.get(rx.Run, run.id))[0]
+    assert stored is not None and secret not in (stored.error or "") and stored.error

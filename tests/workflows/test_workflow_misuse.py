@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -307,3 +308,25 @@ def test_a_sleep_past_the_year_9999_does_not_break_the_timeline(store: rx.Store)
     assert len(timeline_rows()) == 1
     rx.cancel(run.id)
     assert math.isfinite(timeline_rows(run_id=run.id)[0]["finished_at"])
+
+
+def _call_the_api() -> None:
+    raise PermissionError(f"401 for https://api.example.com/v1?key={os.environ['TOOL_TOKEN']}")
+
+
+@rx.workflow
+def quoting(ctx: rx.WorkflowContext) -> None:
+    ctx.step(_call_the_api)
+
+
+def test_a_secret_quoted_in_a_step_error_is_journaled_redacted(
+    store: rx.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "tok-env-0123456789abcdef"
+    monkeypatch.setenv("TOOL_TOKEN", secret)
+    run = quoting.start()
+    with pytest.raises(rx.RunFailedError) as failed:
+        run.result(timeout=10)
+    assert secret not in str(failed.value) and "key=[redacted]" in str(failed.value)
+    [entry] = journal(store, run.id)
+    assert entry.error == "PermissionError: 401 for https://api.example.com/v1?key=[redacted]"

@@ -1,12 +1,13 @@
-"""Keys kept out of the store when a provider's error quotes them.
+"""Secrets kept out of the store when an error message quotes them.
 
-A provider that refuses a key may quote it back ("Incorrect API key provided:
-sk-..."), and litellm puts that text in its exception. The exception's message is
-stored on the run and the generation, and shown in every window's chat and runs
-view, so before it leaves `rx.llm` every secret the completion could have sent is
-replaced in it: the values of secret-looking litellm arguments (`api_key=`,
-`extra_headers={"Authorization": ...}`) and of secret-looking environment variables
-(`OPENAI_API_KEY`, where litellm reads keys from).
+A run's error, a journaled step's error and a generation's error are stored, and shown
+in every window's runs view, chat and timeline. An exception may quote a secret: a
+provider that refuses a key quotes it back ("Incorrect API key provided: sk-..."), and
+litellm puts that text in its exception; a tool call's HTTP error may quote a URL with
+a key in it. So every secret the process knows of is replaced by `[redacted]` before
+an error is stored: the values of secret-looking environment variables
+(`OPENAI_API_KEY`, where litellm reads keys from), and for a completion, those of its
+secret-looking arguments (`api_key=`, `extra_headers={"Authorization": ...}`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ MIN_LENGTH = 8
 REDACTED = "[redacted]"
 
 
-def secrets_of(kwargs: Mapping[str, Any]) -> list[str]:
+def secrets_of(kwargs: Mapping[str, Any] | None = None) -> list[str]:
     """The secret values a completion with `kwargs` may send, longest first (so that
     a key containing another is replaced whole)."""
     found: set[str] = set()
@@ -34,7 +35,7 @@ def secrets_of(kwargs: Mapping[str, Any]) -> list[str]:
         if isinstance(value, str):
             found.update(p for p in (value, *value.split()) if len(p) >= MIN_LENGTH)
 
-    for name, value in kwargs.items():
+    for name, value in (kwargs or {}).items():
         if isinstance(value, Mapping):  # extra_headers=, headers=
             for key, item in value.items():
                 if isinstance(key, str) and _SECRET_NAME.search(key):
@@ -63,18 +64,18 @@ def redact(exc: Exception, secrets: list[str]) -> Exception:
         if item is None or id(item) in seen:
             continue
         seen.add(id(item))
-        item.args = tuple(_mask(a, secrets) for a in item.args)
+        item.args = tuple(mask(a, secrets) for a in item.args)
         for name in ("message", "litellm_debug_info"):
             value = getattr(item, name, None)
             if isinstance(value, str):
                 with contextlib.suppress(AttributeError, TypeError):
-                    setattr(item, name, _mask(value, secrets))
+                    setattr(item, name, mask(value, secrets))
         wrapped = getattr(item, "original_exception", None)
         todo += [item.__cause__, item.__context__]
         if isinstance(wrapped, BaseException):
             todo.append(wrapped)
     if any(s in _text(exc) for s in secrets):
-        return RxnbError(_mask(_text(exc), secrets))
+        return RxnbError(mask(_text(exc), secrets))
     return exc
 
 
@@ -82,9 +83,16 @@ def _text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc} {exc!r}"
 
 
-def _mask(value: Any, secrets: list[str]) -> Any:
+def mask(value: Any, secrets: list[str]) -> Any:
+    """`value` with each of `secrets` replaced, if it is a str."""
     if not isinstance(value, str):
         return value
     for secret in secrets:
         value = value.replace(secret, REDACTED)
     return value
+
+
+def scrub(text: str) -> str:
+    """`text` (an error about to be stored) with the environment's secrets replaced."""
+    secrets = secrets_of()
+    return mask(text, secrets) if any(s in text for s in secrets) else text
