@@ -20,7 +20,8 @@ from typing import Any
 
 from rxnb.errors import RxnbError
 
-_SECRET_NAME = re.compile(r"key|token|secret|passw|credential|auth", re.IGNORECASE)
+SECRET_NAME = re.compile(r"key|token|secret|passw|credential|auth", re.IGNORECASE)
+"""Names (of environment variables, arguments, headers) whose values are kept hidden."""
 MIN_LENGTH = 8
 """Shorter values (`"1"`, `"true"`) are settings, not keys, and would blank out words."""
 REDACTED = "[redacted]"
@@ -38,12 +39,12 @@ def secrets_of(kwargs: Mapping[str, Any] | None = None) -> list[str]:
     for name, value in (kwargs or {}).items():
         if isinstance(value, Mapping):  # extra_headers=, headers=
             for key, item in value.items():
-                if isinstance(key, str) and _SECRET_NAME.search(key):
+                if isinstance(key, str) and SECRET_NAME.search(key):
                     add(item)
-        elif _SECRET_NAME.search(name):
+        elif SECRET_NAME.search(name):
             add(value)
     for name, value in os.environ.items():
-        if _SECRET_NAME.search(name):
+        if SECRET_NAME.search(name):
             add(value)
     return sorted(found, key=len, reverse=True)
 

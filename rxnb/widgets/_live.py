@@ -6,7 +6,6 @@ import contextvars
 import dataclasses
 import functools
 import logging
-import re
 import threading
 import time
 import uuid
@@ -20,6 +19,7 @@ import traitlets
 
 from rxnb.errors import ArgumentError, RxnbError, StoreClosedError
 from rxnb.reactive import JSONValue, Store, Subscribable, current_store, to_jsonable
+from rxnb.runs._secrets import SECRET_NAME
 from rxnb.widgets._cells import owners
 from rxnb.widgets._dispatcher import Dispatcher
 from rxnb.widgets._payload import Message, Payload, empty, encode, full, message
@@ -35,7 +35,6 @@ FRAME_SECONDS = 0.033
 SNAPSHOT_SECONDS = 1.0
 """Least time between two refreshes of an output's static HTML snapshot."""
 
-_SECRET_NAME = re.compile(r"key|token|secret|passw|credential|auth", re.IGNORECASE)
 
 _dispatchers: weakref.WeakKeyDictionary[Store, Dispatcher] = weakref.WeakKeyDictionary()
 _dispatchers_lock = threading.Lock()
@@ -90,7 +89,7 @@ def title(query: Subscribable, args: Mapping[str, Any]) -> str:
     """`name(arg=value, …)`, with values of secret-looking arguments hidden."""
     short = query.name.rsplit(".", 1)[-1]
     shown = ", ".join(
-        f"{k}=•••" if _SECRET_NAME.search(k) else f"{k}={v!r}" for k, v in args.items()
+        f"{k}=•••" if SECRET_NAME.search(k) else f"{k}={v!r}" for k, v in args.items()
     )
     return f"{short}({shown})"
 
