@@ -41,6 +41,13 @@ def generate(
     chunking: str = "clause",
     throttle_ms: float = 100,
 ) -> str:
+    return from_script(
+        ctx, reply_id, script, delay=delay, chunking=chunking, throttle_ms=throttle_ms
+    )
+
+
+def from_script(ctx: rx.ActionContext, reply_id: int, script: str, **extra: Any) -> str:
+    """Stream the offline scripted model's `script` into reply `reply_id`."""
     return llm.stream_into(
         ctx,
         Reply,
@@ -48,9 +55,7 @@ def generate(
         model="rxnb/scripted",
         messages=[{"role": "user", "content": "go"}],
         script=script,
-        delay=delay,
-        chunking=chunking,
-        throttle_ms=throttle_ms,  # type: ignore[arg-type]
+        **extra,
     )
 
 

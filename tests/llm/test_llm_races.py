@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from llm_jobs import Reply, new_reply, reply
+from llm_jobs import from_script, new_reply, reply
 from sqlmodel import select
 
 import rxnb as rx
-from rxnb import llm
 from rxnb.llm._model import Generation
 
 SCRIPT = "one two three."
@@ -33,15 +32,7 @@ def running_run(store: rx.Store, run_id: str, *, cancel_requested: bool) -> None
 
 
 def generate_into(ctx: rx.ActionContext, reply_id: int) -> str:
-    return llm.stream_into(
-        ctx,
-        Reply,
-        reply_id,
-        model="rxnb/scripted",
-        messages=[{"role": "user", "content": "go"}],
-        script=SCRIPT,
-        delay=0,
-    )
+    return from_script(ctx, reply_id, SCRIPT, delay=0)
 
 
 def generations(store: rx.Store) -> list[str]:

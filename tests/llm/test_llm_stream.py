@@ -7,7 +7,7 @@ import random
 import threading
 
 import pytest
-from llm_jobs import Reply, generate, new_reply, reply
+from llm_jobs import Reply, from_script, generate, new_reply, reply
 from polling import until
 
 import rxnb as rx
@@ -72,17 +72,7 @@ RECEIVED: dict[int, str] = {}
 def generate_and_keep(ctx: rx.ActionContext, reply_id: int, script: str) -> str:
     usage = llm.Usage()
     try:
-        return llm.stream_into(
-            ctx,
-            Reply,
-            reply_id,
-            model="rxnb/scripted",
-            messages=[{"role": "user", "content": "go"}],
-            script=script,
-            delay=0.01,
-            throttle_ms=0,
-            usage=usage,
-        )
+        return from_script(ctx, reply_id, script, delay=0.01, throttle_ms=0, usage=usage)
     finally:
         RECEIVED[reply_id] = usage.text  # what the provider had sent when it stopped
 
