@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import rxnb as rx
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -42,3 +48,59 @@ def print_summary(met: int, judged: int, quick: bool, seconds: float) -> None:
         f"total {seconds:.1f} s; load average now {load_average()} "
         "(other busy processes skew these figures)"
     )
+
+
+class Judged(Protocol):
+    """What a figure has for its progress line and the summary."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def measured(self) -> str: ...
+    @property
+    def passed(self) -> bool | None: ...
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure beside its baseline from the same run; `passed` None: only reported."""
+
+    key: str
+    name: str
+    baseline: str
+    measured: str
+    target: str
+    passed: bool | None
+
+
+def verdict(passed: bool | None) -> str:
+    return "-" if passed is None else "PASS" if passed else "FAIL"
+
+
+def announce(figure: Judged) -> None:
+    """The progress line of a figure as soon as it is measured."""
+    judged = "" if figure.passed is None else f"  [{verdict(figure.passed)}]"
+    print(f"  -> {figure.key} {figure.measured}{judged}", flush=True)
+
+
+def print_header(quick: bool) -> None:
+    """The first line of a bench run: versions, CPUs and the machine's load."""
+    print(
+        f"rxnb {rx.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"load average {load_average()}{', QUICK run' if quick else ''}"
+    )
+
+
+def print_figures(figures: Sequence[Figure]) -> None:
+    headers = ("", "figure", "baseline (same run)", "measured", "target", "result")
+    print_table(
+        headers,
+        [(f.key, f.name, f.baseline, f.measured, f.target, verdict(f.passed)) for f in figures],
+    )
+
+
+def print_outcome(figures: Sequence[Judged], quick: bool, started: float) -> None:
+    """The summary of the figures with a target (`started`: `time.perf_counter()`)."""
+    judged = [f for f in figures if f.passed is not None]
+    met = sum(bool(f.passed) for f in judged)
+    print_summary(met, len(judged), quick, time.perf_counter() - started)

@@ -67,14 +67,7 @@ FULL = Config(300, 300, 0.02, 1000, 2, 2000, 180.0, 120, 0.05)
 QUICK = Config(100, 60, 0.02, 200, 1, 300, 60.0, 40, 0.05)
 
 
-@dataclass(frozen=True)
-class Figure:
-    key: str
-    name: str
-    baseline: str
-    measured: str
-    target: str
-    passed: bool | None
+Figure = report.Figure
 
 
 class Postgres:
@@ -159,10 +152,6 @@ def us(seconds: float) -> str:
     return f"{seconds * 1e6:,.0f} µs"
 
 
-def _verdict(passed: bool | None) -> str:
-    return "-" if passed is None else "PASS" if passed else "FAIL"
-
-
 class Bench:
     def __init__(self, pg: Postgres) -> None:
         self.pg = pg
@@ -173,8 +162,7 @@ class Bench:
 
     def add(self, figure: Figure) -> None:
         self.figures.append(figure)
-        verdict = "" if figure.passed is None else f"  [{_verdict(figure.passed)}]"
-        print(f"  -> {figure.key} {figure.measured}{verdict}", flush=True)
+        report.announce(figure)
 
     def cleanup(self) -> None:
         self.workers.cleanup()
@@ -435,14 +423,6 @@ def bench_r3(bench: Bench, cfg: Config) -> None:
 # -- main ---------------------------------------------------------------------------------------
 
 
-def print_table(figures: list[Figure]) -> None:
-    headers = ("", "figure", "baseline (same run)", "measured", "target", "result")
-    report.print_table(
-        headers,
-        [(f.key, f.name, f.baseline, f.measured, f.target, _verdict(f.passed)) for f in figures],
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
@@ -455,10 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = QUICK if args.quick else FULL
     pg = Postgres(args.url)
     bench = Bench(pg)
-    print(
-        f"rxnb {rx.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-        f"load average {report.load_average()}{', QUICK run' if args.quick else ''}"
-    )
+    report.print_header(args.quick)
     print(pg.describe())
     if not workflow_bench.dbos_installed():
         print("DBOS not installed: pip install -e .[bench]")
@@ -469,10 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bench.cleanup()
         pg.close()
-    print_table(bench.figures)
-    judged = [f for f in bench.figures if f.passed is not None]
-    met = sum(bool(f.passed) for f in judged)
-    report.print_summary(met, len(judged), args.quick, time.perf_counter() - started)
+    report.print_figures(bench.figures)
+    report.print_outcome(bench.figures, args.quick, started)
     return 0
 
 

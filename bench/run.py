@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import shutil
 import statistics
 import subprocess
@@ -61,14 +60,7 @@ FULL = Config(500, 50, 100, 0.02, 2000, 3, 10, 10_000, 500, 5)
 QUICK = Config(100, 20, 30, 0.02, 300, 2, 10, 1_000, 100, 2)
 
 
-@dataclass(frozen=True)
-class Figure:
-    key: str
-    name: str
-    baseline: str
-    measured: str
-    target: str
-    passed: bool
+Figure = report.Figure
 
 
 class Bench:
@@ -94,14 +86,10 @@ class Bench:
 
     def add(self, figure: Figure) -> None:
         self.figures.append(figure)
-        print(f"  -> {figure.key} {figure.measured}  [{_verdict(figure.passed)}]", flush=True)
+        report.announce(figure)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _verdict(passed: bool) -> str:
-    return "PASS" if passed else "FAIL"
 
 
 percentile = report.percentile
@@ -435,14 +423,6 @@ def _costs(values: list[float]) -> str:
 # -- main -------------------------------------------------------------------------------
 
 
-def print_table(figures: list[Figure]) -> None:
-    headers = ("", "figure", "baseline (same run)", "measured", "target", "result")
-    report.print_table(
-        headers,
-        [(f.key, f.name, f.baseline, f.measured, f.target, _verdict(f.passed)) for f in figures],
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
@@ -450,19 +430,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = QUICK if args.quick else FULL
     steps: list[Callable[[Bench, Config], None]] = [bench_p1, bench_p2, bench_p3, bench_p4]
     bench = Bench()
-    print(
-        f"rxnb {rx.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-        f"load average {report.load_average()}{', QUICK run' if args.quick else ''}"
-    )
+    report.print_header(args.quick)
     started = time.perf_counter()
     try:
         for step in steps:
             step(bench, cfg)
     finally:
         bench.cleanup()
-    print_table(bench.figures)
-    passed = sum(f.passed for f in bench.figures)
-    report.print_summary(passed, len(bench.figures), args.quick, time.perf_counter() - started)
+    report.print_figures(bench.figures)
+    report.print_outcome(bench.figures, args.quick, started)
     return 0
 
 

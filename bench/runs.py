@@ -126,8 +126,7 @@ class Bench:
 
     def add(self, figure: Figure) -> None:
         self.figures.append(figure)
-        verdict = "" if figure.passed is None else f"  [{_verdict(figure.passed)}]"
-        print(f"  -> {figure.key} {figure.measured}{verdict}", flush=True)
+        report.announce(figure)
 
     def cleanup(self) -> None:
         if self.workers:
@@ -135,10 +134,6 @@ class Bench:
                 proc.kill()
                 proc.wait(10)
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _verdict(passed: bool | None) -> str:
-    return "-" if passed is None else "PASS" if passed else "FAIL"
 
 
 def poll(condition: object, what: str, timeout: float = WAIT) -> None:
@@ -305,7 +300,7 @@ def bench_r3(bench: Bench, cfg: Config) -> None:
 def print_table(figures: list[Figure]) -> None:
     headers = ("", "figure", "measured", "target", "result")
     report.print_table(
-        headers, [(f.key, f.name, f.measured, f.target, _verdict(f.passed)) for f in figures]
+        headers, [(f.key, f.name, f.measured, f.target, report.verdict(f.passed)) for f in figures]
     )
 
 
@@ -315,10 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     bench = Bench()
-    print(
-        f"rxnb {rx.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-        f"load average {report.load_average()}{', QUICK run' if args.quick else ''}"
-    )
+    report.print_header(args.quick)
     started = time.perf_counter()
     try:
         for step in (bench_r1, bench_r2, bench_r3):
@@ -326,9 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bench.cleanup()
     print_table(bench.figures)
-    judged = [f for f in bench.figures if f.passed is not None]
-    met = sum(bool(f.passed) for f in judged)
-    report.print_summary(met, len(judged), args.quick, time.perf_counter() - started)
+    report.print_outcome(bench.figures, args.quick, started)
     return 0
 
 
