@@ -209,20 +209,17 @@ class WorkflowContext(ActionContext):
         run_id = self.run_id
         if entry is None:
             encoded = _encode_args(workflow, workflow.arguments.bind((), args))
-            started = clock()
+            pending = self._entry(seq, "child", workflow.name, None, None, clock(), done=False)
 
             def start(db: Writer) -> str:
                 child_id = _insert(db, workflow, encoded, clock(), None)
-                pending = self._entry(seq, "child", workflow.name, None, None, started, done=False)
                 db.add(JournalEntry(**as_row(pending)))
                 db.add(ChildLink(child_id=child_id, parent_id=run_id, seq=seq))
                 return child_id
 
             self.store.database.write(start)
             executor_for(self.store).register(workflow)
-            self._journal[seq] = self._entry(
-                seq, "child", workflow.name, None, None, started, done=False
-            )
+            self._journal[seq] = pending
 
         def take(db: Writer) -> tuple[bool, str | None, str | None]:
             link = db.exec(
@@ -275,19 +272,15 @@ class WorkflowContext(ActionContext):
         checked = fn.arguments.bind(args, kwargs)
         latest = registry.latest(fn)
 
-        def body(db: Writer) -> str:
+        def body(db: Writer) -> Recorded:
             output = self._encode(seq, fn.name, latest.fn(db, **checked))
+            done = self._entry(seq, "mutation", fn.name, output, None, started)
             if self.run_id is not None:
-                db.add(
-                    JournalEntry(
-                        **as_row(self._entry(seq, "mutation", fn.name, output, None, started))
-                    )
-                )
-            return output
+                db.add(JournalEntry(**as_row(done)))
+            return done
 
-        output = self.store.database.write(body)
-        self._remember(seq, "mutation", fn.name, output, None, started)
-        return json.loads(output)
+        done = self._journal[seq] = self.store.database.write(body)
+        return json.loads(done.output or "null")
 
     # -- recorded values ---------------------------------------------------------------
 
@@ -366,14 +359,9 @@ class WorkflowContext(ActionContext):
             started = clock()
             deadline = FOREVER if seconds is None else started + seconds
             output = json.dumps({"deadline": deadline})
-            self.store.database.write(
-                lambda db: db.add(
-                    JournalEntry(
-                        **as_row(self._entry(seq, "event", name, output, None, started, done=False))
-                    )
-                )
-            )
             entry = self._entry(seq, "event", name, output, None, started, done=False)
+            row = as_row(entry)
+            self.store.database.write(lambda db: db.add(JournalEntry(**row)))
             self._journal[seq] = entry
         deadline = float(json.loads(entry.output or "{}").get("deadline", FOREVER))
         run_id = self.run_id
@@ -497,11 +485,6 @@ class WorkflowContext(ActionContext):
         if self.run_id is not None:
             self.store.database.insert_rows(JOURNAL, [as_row(entry)])
         self._journal[seq] = entry
-
-    def _remember(
-        self, seq: int, kind: str, name: str, output: str | None, error: str | None, started: float
-    ) -> None:
-        self._journal[seq] = self._entry(seq, kind, name, output, error, started)
 
     def __repr__(self) -> str:
         return f"<rx.WorkflowContext {self.workflow} run {self.run_id} at step {self._seq}>"
