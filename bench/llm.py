@@ -32,7 +32,7 @@ from llm_jobs import Reply, new_reply
 
 import rxnb as rx
 from rxnb import llm
-from rxnb.runs import ActionContext
+from rxnb.execution import ActionContext
 
 SENTENCE = "The model writes a clause, then another one; and it ends here. "
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from sqlmodel import func, select
 
 import rxnb as rx
-from rxnb.runs import Owner
+from rxnb.execution import Owner
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))

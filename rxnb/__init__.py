@@ -40,9 +40,7 @@ from rxnb.errors import (
     StoreUnavailableError,
     WorkflowError,
 )
-from rxnb.functions import Mutation, Query, mutation, query
-from rxnb.reactive import Store, Subscription, current_store, open
-from rxnb.runs import (
+from rxnb.execution import (
     Action,
     ActionContext,
     Run,
@@ -54,13 +52,17 @@ from rxnb.runs import (
     run_after,
     run_at,
 )
+from rxnb.execution import set_follower as _set_follower
+from rxnb.functions import Mutation, Query, mutation, query
+from rxnb.functions import set_live_view as _set_live_view
+from rxnb.reactive import Store, Subscription, current_store, open
 from rxnb.store import DataProblem, Reader, Writer
 from rxnb.workflows import Workflow, WorkflowContext, restart, send_event, workflow
 
 # Every process ends the generations of runs that end without them (a dead owner, a
 # closed store), not only those that have streamed: a hook, installed by this import.
 # litellm itself is imported on the first generation.
-from rxnb.llm import _model as _generations  # noqa: F401  isort: skip
+from rxnb.llm import end_generations as _end_generations  # noqa: F401  isort: skip
 
 __version__ = "0.1.0"
 
@@ -76,6 +78,24 @@ def __getattr__(name: str) -> object:
 
         return rxnb.llm
     raise AttributeError(f"module 'rxnb' has no attribute {name!r}")
+
+
+def _live_view(query: Query[..., _Any], args: dict[str, _Any]) -> _Any:
+    from rxnb.widgets import live
+
+    return live(query, args)
+
+
+def _follow(handle: RunHandle, timeout: float | None) -> str | None:
+    from rxnb.widgets import follow
+
+    return follow(handle, timeout)
+
+
+# The layers before widgets reach them through these: `query.live()`, `run.follow()`.
+# The widgets layer (IPython, anywidget) is imported on first use.
+_set_live_view(_live_view)
+_set_follower(_follow)
 
 
 def chat(thread_id: object, **options: _Any) -> _Any:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from sqlmodel import select
 
-import rxnb as rx
+from rxnb.execution import Action, Owner, Run, RunStatus, executor_for
 from rxnb.functions import registry
-from rxnb.runs import Action, Owner, Run, RunStatus, executor_for
+from rxnb.reactive import open as open_store
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,7 +72,7 @@ def _worker(url: str | None, modules: list[str], concurrency: int | None) -> int
         return 2
     if concurrency is not None:
         os.environ["RXNB_WORKERS"] = str(concurrency)
-    store = rx.open(url)
+    store = open_store(url)
     executor = executor_for(store)
     for action in actions:
         executor.register(action)
@@ -149,7 +149,7 @@ def _stop(*_: object) -> None:
 
 
 def _runs(url: str | None, limit: int) -> int:
-    store = rx.open(url)
+    store = open_store(url)
     rows, owners = store.database.read(
         lambda db: (
             db.exec(select(Run).order_by(Run.created_at.desc()).limit(limit)).all(),  # type: ignore[attr-defined]

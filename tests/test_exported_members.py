@@ -83,12 +83,20 @@ def test_public_names_not_in_all_are_modules() -> None:
         "store",
         "widgets",
         "ipython",
-        "runs",
+        "execution",
         "llm",
         "workflows",
         "cli",  # imported by `rxnb` the command (and by tests)
     }
     assert extra <= modules | {"load_ipython_extension"}
+
+
+def test_no_public_name_shadows_a_module() -> None:
+    """`rx.runs()` is a function: the package it would hide is `rxnb.execution`."""
+    package = Path(rxnb.__file__).parent
+    for name in rxnb.__all__:
+        assert not (package / name).is_dir(), name
+        assert not (package / f"{name}.py").is_file(), name
 
 
 def test_errors_share_one_root() -> None:

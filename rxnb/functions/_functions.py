@@ -59,6 +59,16 @@ class Registry:
 
 registry = Registry()
 
+LiveView = Callable[["Query[..., Any]", dict[str, Any]], Any]
+
+_live_view: list[LiveView] = []
+
+
+def set_live_view(fn: LiveView) -> None:
+    """Make `fn(query, args)` what `Query.live` returns (the widgets layer's widget,
+    registered by `import rxnb`: this layer knows no widget)."""
+    _live_view[:] = [fn]
+
 
 class StoreFunction(ABC, Generic[P, R]):
     """What @rx.query and @rx.mutation return: call it like the function, minus `db`."""
@@ -120,9 +130,9 @@ class Query(StoreFunction[P, R]):
         Re-running the cell replaces it (its subscription is closed); closing the
         widget closes the subscription too. Needs a notebook front end to display.
         """
-        from rxnb.widgets import live
-
-        return live(self, self.arguments.bind(args, kwargs))
+        if not _live_view:
+            raise FunctionError("Query.live needs rxnb's widgets: `import rxnb` first")
+        return _live_view[0](self, self.arguments.bind(args, kwargs))
 
     def call_on(self, store: Store, /, *args: Any, **kwargs: Any) -> R:
         checked = self.arguments.bind(args, kwargs)

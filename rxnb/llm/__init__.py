@@ -6,8 +6,19 @@ litellm is imported on first use, not by `import rxnb`.
 """
 
 from rxnb.llm._chunking import Chunker, Chunking
-from rxnb.llm._model import Generation
-from rxnb.llm._stream import stream, stream_into
+from rxnb.llm._model import Generation, end_generations, key_json, target_row
+from rxnb.llm._stream import load_litellm, stream, stream_into
 from rxnb.llm._usage import Usage
 
-__all__ = ["Chunker", "Chunking", "Generation", "Usage", "stream", "stream_into"]
+__all__ = [
+    "Chunker",
+    "Chunking",
+    "Generation",
+    "Usage",
+    "end_generations",
+    "key_json",
+    "load_litellm",
+    "stream",
+    "stream_into",
+    "target_row",
+]

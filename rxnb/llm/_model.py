@@ -22,9 +22,8 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlmodel import Field, SQLModel, select
 
+from rxnb.execution import RUN_ENDED, Run, RunStatus
 from rxnb.reactive import to_jsonable
-from rxnb.runs import Run, RunStatus
-from rxnb.runs._model import RUN_ENDED
 
 
 class Generation(SQLModel, table=True):

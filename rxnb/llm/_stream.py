@@ -33,7 +33,7 @@ provider chunks, closing the provider's stream (its HTTP connection) on cancel.
    thinking): an HTTP provider's connection is shut at once; a run cancelled before
    the stream opens does not open it.
 8. No key reaches the store: a provider's error that quotes the key it was given
-   is stored with the key replaced (`rxnb.runs._secrets`).
+   is stored with the key replaced (`rxnb.execution._secrets`).
 9. A cancel that races the stream's natural end commits before the last write or
    after it. Before (even if this process has not heard of it yet): the row ends
    `cancelled`, its whole text kept, like its run. After: the row is `done`; the
@@ -57,18 +57,17 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from rxnb.errors import ArgumentError, Cancelled, RxnbError
+from rxnb.execution import ActionContext, Run, redact, scrub, secrets_of
 from rxnb.llm._arguments import check_messages, check_row_id, check_target, check_throttle
 from rxnb.llm._chunking import Chunker, Chunking
 from rxnb.llm._model import Generation, key_json
 from rxnb.llm._usage import Usage, record_usage
-from rxnb.runs import ActionContext, Run
-from rxnb.runs._secrets import redact, scrub, secrets_of
 from rxnb.store import Writer
 
 _UNSTORABLE = re.compile("[\ud800-\udfff\x00]")
 
 
-def _litellm() -> Any:
+def load_litellm() -> Any:
     """litellm, imported on first use (seconds of CPU), offline cost map, rxnb models."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
@@ -105,7 +104,7 @@ def stream(
             "(0: fail at the first 429)"
         )
     check_messages(messages)
-    litellm = _litellm()
+    litellm = load_litellm()
     usage = usage if usage is not None else Usage()
     litellm_kwargs.setdefault("max_retries", 0)  # rxnb retries rate limits itself (rule 5)
     secrets = secrets_of(litellm_kwargs)  # rule 8

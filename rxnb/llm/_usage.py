@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rxnb.runs import ActionContext, Run
+from rxnb.execution import ActionContext, Run
 from rxnb.store import Writer
 
 

@@ -11,8 +11,7 @@ from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, NewType
 
-from rxnb.store import EVERYTHING, Equals, ReadSet, RowWrite, TableRead, Write
-from rxnb.store._values import UNKNOWN
+from rxnb.store import EVERYTHING, UNKNOWN, Equals, ReadSet, RowWrite, TableRead, Write
 
 SubscriptionId = NewType("SubscriptionId", int)
 Entry = tuple[SubscriptionId, TableRead]

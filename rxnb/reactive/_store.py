@@ -16,8 +16,15 @@ from rxnb.errors import NoStoreError, StoreOpenError
 from rxnb.reactive._feed import ChangeFeed
 from rxnb.reactive._reactor import Reactor
 from rxnb.reactive._subscription import Callback, ErrorCallback, Subscribable, Subscription
-from rxnb.store import EVERYTHING, Database, DataProblem, TableWrite, Write, open_database
-from rxnb.store._postgres import postgres_url
+from rxnb.store import (
+    EVERYTHING,
+    Database,
+    DataProblem,
+    TableWrite,
+    Write,
+    open_database,
+    postgres_url,
+)
 
 DEFAULT_PATH = Path(".rxnb") / "rxnb.db"
 

@@ -7,15 +7,17 @@ import sqlalchemy as sa
 from rxnb.errors import StoreOpenError
 from rxnb.store._changelog import LoggedChange
 from rxnb.store._database import ChangeWatcher, CommitListener, Database
-from rxnb.store._postgres import PostgresDatabase
+from rxnb.store._postgres import PostgresDatabase, postgres_url
 from rxnb.store._readset import Equals, Range, ReadSet, TableRead
 from rxnb.store._schema import DataProblem
 from rxnb.store._sessions import Reader, Writer
 from rxnb.store._sqlite import SQLiteDatabase
 from rxnb.store._tracking import EVERYTHING, RowWrite, TableWrite, Write
+from rxnb.store._values import UNKNOWN
 
 __all__ = [
     "EVERYTHING",
+    "UNKNOWN",
     "ChangeWatcher",
     "CommitListener",
     "DataProblem",
@@ -33,6 +35,7 @@ __all__ = [
     "Write",
     "Writer",
     "open_database",
+    "postgres_url",
 ]
 
 

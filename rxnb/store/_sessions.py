@@ -54,7 +54,7 @@ class Writer(Reader):
     _rx_writing = True
     _rx_tracker: Tracker | None = None
     _rx_scheduler: ClassVar[Callable[[Writer, Any, dict[str, Any]], str] | None] = None
-    """Set by the runs layer (`rxnb.runs`), which the store layer does not import."""
+    """Set by the runs layer (`rxnb.execution`), which the store layer does not import."""
 
     def schedule(self, action: Any, /, **args: Any) -> str:
         """Start `action(**args)` in the background if, and only if, this transaction

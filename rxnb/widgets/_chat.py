@@ -23,11 +23,10 @@ from sqlalchemy import inspect as sa_inspect
 from sqlmodel import select
 
 from rxnb.errors import ArgumentError, RxnbError
+from rxnb.execution import TERMINAL, Run, RunStatus, cancel_in
 from rxnb.functions import Mutation, Query, registry
-from rxnb.llm._model import Generation, key_json, target_row
+from rxnb.llm import Generation, key_json, target_row
 from rxnb.reactive import Store, current_store
-from rxnb.runs import TERMINAL, Run, RunStatus
-from rxnb.runs._actions import _cancel_run
 from rxnb.store import Reader, Writer
 from rxnb.widgets._live import LiveWidget
 from rxnb.widgets._payload import Payload, keyed, message
@@ -272,7 +271,7 @@ def _cancel_mutation(query: ChatQuery, thread_arg: str, args: dict[str, Any]) ->
                 "already (or its run was not given the message's id as an argument)"
             )
         for run_id in live:
-            if _cancel_run(db, run_id) == RunStatus.CANCELLED.value:
+            if cancel_in(db, run_id) == RunStatus.CANCELLED.value:
                 _mark_cancelled(db, rows[0], table, wanted)  # it never started: nothing will
         return len(live)
 
@@ -462,10 +461,10 @@ def _warm_up_litellm() -> None:
 
 
 def _import_litellm() -> None:
-    from rxnb.llm._stream import _litellm
+    from rxnb.llm import load_litellm
 
     try:
-        _litellm()
+        load_litellm()
     except Exception:  # the first generation reports it, with its context
         log.debug("rxnb: importing litellm in the background failed", exc_info=True)
 

@@ -18,8 +18,8 @@ import anywidget
 import traitlets
 
 from rxnb.errors import ArgumentError, RxnbError, StoreClosedError
+from rxnb.execution import SECRET_NAME
 from rxnb.reactive import JSONValue, Store, Subscribable, current_store, to_jsonable
-from rxnb.runs._secrets import SECRET_NAME
 from rxnb.widgets._cells import owners
 from rxnb.widgets._dispatcher import Dispatcher
 from rxnb.widgets._payload import Message, Payload, empty, encode, full, message

@@ -10,12 +10,12 @@ from typing import Any
 
 from sqlmodel import select
 
+from rxnb.execution import TERMINAL, Owner, Run, RunHandle, RunStatus, cancel_run, retry_run
 from rxnb.functions import query
-from rxnb.llm._model import Generation, target_row
-from rxnb.runs import TERMINAL, Owner, Run, RunHandle, RunStatus, cancel_run, retry_run
+from rxnb.llm import Generation, target_row
 from rxnb.store import Reader
 from rxnb.widgets._live import LiveWidget
-from rxnb.workflows._workflow import RESUMES
+from rxnb.workflows import RESUMES
 
 UNFINISHED = [
     RunStatus.QUEUED.value,

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlmodel import select
 
+from rxnb.execution import Run
 from rxnb.functions import query
-from rxnb.runs import Run
 from rxnb.store import Reader
 from rxnb.widgets._live import LiveWidget
 from rxnb.workflows import JournalEntry

@@ -7,9 +7,17 @@ claims it, and `WorkflowContext` replays its journal.
 
 from rxnb.workflows._context import WorkflowContext
 from rxnb.workflows._model import ChildLink, Event, JournalEntry
-from rxnb.workflows._workflow import Workflow, advance_clock, restart, send_event, workflow
+from rxnb.workflows._workflow import (
+    RESUMES,
+    Workflow,
+    advance_clock,
+    restart,
+    send_event,
+    workflow,
+)
 
 __all__ = [
+    "RESUMES",
     "ChildLink",
     "Event",
     "JournalEntry",

@@ -30,10 +30,9 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import select
 
 from rxnb.errors import NonDeterminismError, ResultError, StepError, WorkflowError
+from rxnb.execution import TERMINAL, Action, ActionContext, Parked, Run, RunStatus, scrub
+from rxnb.execution import clock as _clock
 from rxnb.reactive import to_jsonable
-from rxnb.runs import TERMINAL, Action, ActionContext, Run, RunStatus, _clock
-from rxnb.runs._context import Parked
-from rxnb.runs._secrets import scrub
 from rxnb.store import Writer
 from rxnb.workflows import _checks
 from rxnb.workflows._model import (
@@ -197,8 +196,7 @@ class WorkflowContext(ActionContext):
         The parent is parked (`waiting`, no thread) until the child ends; a child that
         fails or is cancelled raises `rx.StepError` here, on replay too.
         """
-        from rxnb.runs import executor_for
-        from rxnb.runs._actions import _encode_args, _insert
+        from rxnb.execution import encode_args, executor_for, insert_run
 
         _checks.declared(workflow, (Action,), "ctx.child", "@rx.workflow")
         if self.run_id is None:  # called inline: so is the child
@@ -208,11 +206,11 @@ class WorkflowContext(ActionContext):
             return self._replayed(entry)
         run_id = self.run_id
         if entry is None:
-            encoded = _encode_args(workflow, workflow.arguments.bind((), args))
+            encoded = encode_args(workflow.name, workflow.arguments.bind((), args))
             pending = self._entry(seq, "child", workflow.name, None, None, clock(), done=False)
 
             def start(db: Writer) -> str:
-                child_id = _insert(db, workflow, encoded, clock(), None)
+                child_id = insert_run(db, workflow, encoded, clock(), None)
                 db.add(JournalEntry(**as_row(pending)))
                 db.add(ChildLink(child_id=child_id, parent_id=run_id, seq=seq))
                 return child_id
@@ -248,7 +246,7 @@ class WorkflowContext(ActionContext):
 
     def query(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Run a query once for this run; its JSON result is journaled."""
-        from rxnb.functions._functions import Query
+        from rxnb.functions import Query
 
         _checks.declared(fn, (Query,), "ctx.query", "@rx.query")
         seq, entry = self._next("query", fn.name)
@@ -261,8 +259,7 @@ class WorkflowContext(ActionContext):
 
     def mutation(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Run a mutation once for this run: its journal entry commits with it."""
-        from rxnb.functions import registry
-        from rxnb.functions._functions import Mutation
+        from rxnb.functions import Mutation, registry
 
         _checks.declared(fn, (Mutation,), "ctx.mutation", "@rx.mutation")
         seq, entry = self._next("mutation", fn.name)

@@ -23,10 +23,17 @@ from rxnb.errors import (
     RunNotFoundError,
     WorkflowError,
 )
+from rxnb.execution import (
+    RUN_ENDED,
+    TERMINAL,
+    Action,
+    ActionContext,
+    Run,
+    RunStatus,
+    cancel_in,
+)
+from rxnb.execution import clock as _clock
 from rxnb.reactive import Store, current_store, to_jsonable
-from rxnb.runs import TERMINAL, Action, ActionContext, Run, RunStatus, _clock
-from rxnb.runs._actions import _cancel_run
-from rxnb.runs._model import RUN_ENDED
 from rxnb.store import Writer
 from rxnb.workflows._context import WorkflowContext, clock
 from rxnb.workflows._model import ChildLink, Event, JournalEntry
@@ -62,7 +69,7 @@ def _cancel_unfinished(db: Writer, run_ids: list[str]) -> None:
     for run_id in run_ids:
         child = db.get(Run, run_id)
         if child is not None and RunStatus(child.status) not in TERMINAL:
-            _cancel_run(db, run_id)
+            cancel_in(db, run_id)
 
 
 RUN_ENDED.extend([_wake_parent, _cancel_children])
@@ -225,10 +232,10 @@ def _restart(db: Writer, run_id: str, from_step: int) -> str:
 def advance_clock(seconds: float, *, store: Store | None = None) -> None:
     """Move due times' clock forward by `seconds` in this process, and wake its
     executor: a test sees a 30-day durable sleep end at once."""
-    from rxnb.runs import executor_for
+    from rxnb.execution import executor_for
 
     _clock.advance(seconds)
-    executor_for(store or current_store())._wake.set()
+    executor_for(store or current_store()).wake()
 
 
 def restart(run_id: str, *, from_step: int = 0, store: Store | None = None) -> str:

@@ -18,7 +18,7 @@ import pytest
 from kernel_session import KernelSession
 from polling import until
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runs"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "execution"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "widgets"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 import chat_app

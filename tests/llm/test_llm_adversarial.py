@@ -21,12 +21,11 @@ from sqlmodel import Field, SQLModel, select
 
 import rxnb as rx
 from rxnb import llm
-from rxnb.llm import Chunker
+from rxnb.execution import ActionContext
+from rxnb.execution._actions import executor_for
+from rxnb.llm import Chunker, load_litellm
 from rxnb.llm._chunking import MAX_HELD
 from rxnb.llm._model import Generation
-from rxnb.llm._stream import _litellm
-from rxnb.runs import ActionContext
-from rxnb.runs._actions import executor_for
 from rxnb.widgets import runs_table
 
 
@@ -70,7 +69,7 @@ def litellm_loaded() -> None:
     """litellm takes seconds to import: once for the module, not inside a test. One
     completion too, so that its lazy imports happen while the warning filters its
     import installed are in force (pytest resets them for each test)."""
-    _litellm()
+    load_litellm()
     ctx = ActionContext(None, None)  # type: ignore[arg-type]  # no run: no store used
     assert "".join(llm.stream(ctx, model="rxnb/echo", messages=[], delay=0)) == ""
 

@@ -16,9 +16,9 @@ from sqlmodel import select
 
 import rxnb as rx
 from rxnb import llm
+from rxnb.execution._secrets import REDACTED, redact
+from rxnb.llm import load_litellm
 from rxnb.llm._model import Generation
-from rxnb.llm._stream import _litellm
-from rxnb.runs._secrets import REDACTED, redact
 from rxnb.widgets import runs_table
 
 SECRET = "sk-proj-QUOTED-0123456789abcdef"
@@ -27,7 +27,7 @@ ENV_SECRET = "sk-env-QUOTED-fedcba9876543210"
 
 @pytest.fixture(scope="module", autouse=True)
 def litellm_loaded() -> None:
-    _litellm()
+    load_litellm()
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_a_key_the_provider_quotes_back_is_kept_out_of_the_store(
 
 
 def test_a_key_in_a_wrapped_exception_is_replaced_keeping_the_type() -> None:
-    litellm = _litellm()
+    litellm = load_litellm()
     cut = litellm.exceptions.MidStreamFallbackError(
         message="stream broke",
         model="openai/x",

@@ -12,7 +12,7 @@ from polling import until
 
 import rxnb as rx
 from rxnb import llm
-from rxnb.runs import ActionContext
+from rxnb.execution import ActionContext
 
 
 def test_echo_streams_the_last_user_message_word_by_word(store: rx.Store) -> None:

@@ -1,6 +1,6 @@
 """Fixtures of the PostgreSQL tests: worker subprocesses, and a database of a test's own.
 
-The kernel and worker helpers of tests/kernel, tests/runs and tests/widgets are
+The kernel and worker helpers of tests/kernel, tests/execution and tests/widgets are
 imported from here too (their basenames are unique across tests/).
 """
 
@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 TESTS = Path(__file__).resolve().parent.parent
-for folder in ("kernel", "runs", "widgets"):
+for folder in ("kernel", "execution", "widgets"):
     if str(TESTS / folder) not in sys.path:
         sys.path.append(str(TESTS / folder))
 

@@ -21,8 +21,8 @@ from sqlmodel import Field, SQLModel, select
 
 import rxnb as rx
 from rxnb import llm
-from rxnb.llm._stream import _litellm
-from rxnb.runs import ActionContext
+from rxnb.execution import ActionContext
+from rxnb.llm import load_litellm
 from rxnb.widgets import ChatWidget, encode, message
 from rxnb.widgets._payload import full
 
@@ -34,7 +34,7 @@ import chat_app
 def litellm_loaded() -> None:
     """litellm takes seconds to import: once for the module, with one completion so
     that its lazy imports run under the warning filters its import installed."""
-    _litellm()
+    load_litellm()
     ctx = ActionContext(None, None)  # type: ignore[arg-type]  # no run: no store used
     assert "".join(llm.stream(ctx, model="rxnb/echo", messages=[], delay=0)) == ""
 

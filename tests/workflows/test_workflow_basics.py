@@ -14,7 +14,7 @@ from polling import until
 from sqlmodel import Field, SQLModel, select
 
 import rxnb as rx
-from rxnb.runs import executor_for
+from rxnb.execution import executor_for
 from rxnb.workflows import advance_clock
 
 # -- steps and replay ---------------------------------------------------------------------

@@ -150,11 +150,11 @@ def test_an_event_sent_before_the_workflow_waits_for_it_is_kept_for_the_wait(
 SLOW_PARKER = """
     import json, os, sys, time
     import rxnb as rx
-    from rxnb.runs import _executor as executor
+    from rxnb.execution import _executor as executor
     import flow_jobs
     from flow_effects import append_line
     url, log, gate = sys.argv[1:4]
-    outcome = executor._outcome
+    outcome = executor.outcome
 
     def parks_slowly(action, ctx, args):
         # Widens the gap between the workflow finding no event (one transaction) and
@@ -168,7 +168,7 @@ SLOW_PARKER = """
                 time.sleep(0.01)
         return result
 
-    executor._outcome = parks_slowly
+    executor.outcome = parks_slowly
     store = rx.open(url)
     run = flow_jobs.approval.start(log=log, tag="ask")
     print("run", run.id, flush=True)

@@ -11,7 +11,7 @@ from polling import until
 from sqlmodel import select
 
 import rxnb as rx
-from rxnb.runs import _clock
+from rxnb.execution import _clock
 from rxnb.widgets._timeline import timeline_rows
 from rxnb.workflows import Event
 

@@ -18,7 +18,7 @@ from polling import until
 from sqlmodel import select
 
 import rxnb as rx
-from rxnb.runs import executor_for
+from rxnb.execution import executor_for
 
 
 def run_rows(store: rx.Store) -> list[rx.Run]:

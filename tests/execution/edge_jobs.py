@@ -1,4 +1,4 @@
-"""Actions that end in unusual ways (tests/runs/test_run_edges.py)."""
+"""Actions that end in unusual ways (tests/execution/test_run_edges.py)."""
 
 from __future__ import annotations
 

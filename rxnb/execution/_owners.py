@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from rxnb.runs._model import Owner, Run, RunStatus, ended
+from rxnb.execution._model import Owner, Run, RunStatus, ended
 from rxnb.store import Writer
 
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
-import random
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,33 +14,32 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import func, select
 
-from rxnb.errors import Cancelled, NonRetryableError, ResultError, StoreUnavailableError
-from rxnb.reactive import Store, to_jsonable
-from rxnb.runs import _clock as clock
-from rxnb.runs._context import TIMED_OUT, ActionContext, Parked
-from rxnb.runs._model import Owner, Run, RunStatus
-from rxnb.runs._owners import HOST, delete_owner, lease_seconds, orphans_exist, recover_orphans
-from rxnb.runs._secrets import scrub
-from rxnb.runs._transitions import (
+from rxnb.errors import StoreUnavailableError
+from rxnb.execution import _clock as clock
+from rxnb.execution._context import TIMED_OUT, ActionContext
+from rxnb.execution._heartbeat import Heartbeat
+from rxnb.execution._model import Owner, Run
+from rxnb.execution._outcome import describe, outcome
+from rxnb.execution._owners import HOST, delete_owner
+from rxnb.execution._transitions import (
     CLAIMABLE,
     claim,
     due_exists,
     fail_now,
     finish,
+    requested_cancels,
     unclaim,
 )
+from rxnb.reactive import Store
 from rxnb.store import EVERYTHING, RowWrite, Write, Writer
 
 if TYPE_CHECKING:
-    from rxnb.runs._actions import Action
+    from rxnb.execution._actions import Action
 
 log = logging.getLogger("rxnb.runs")
 
 STOPPED = "the executor stopped"
 """The reason given to runs still going when their executor stops (see `Executor.stop`)."""
-
-HEARTBEAT_SECONDS = 1.0
-"""How often an executor renews its owner row."""
 
 MAX_WAIT = 3600.0
 """Longest the scheduler sleeps before looking at the queue again."""
@@ -64,10 +60,10 @@ class Executor:
     3. wake when a write to `rx_runs` (here or in another process, through the change
        feed) may have left it work, and at the next due time exactly; never poll on a
        fixed interval;
-    4. renew its owner row every second, and recover orphans: running runs whose owner's
-       heartbeat is older than the lease, or whose owner on this host has exited, are
-       queued again if they have attempts left, else failed ("owner process died";
-       a run whose executor stopped, its store closed, says so);
+    4. heartbeat (`Heartbeat`): renew its owner row every second, and recover orphans:
+       running runs whose owner's heartbeat is older than the lease, or whose owner on
+       this host has exited, are queued again if they have attempts left, else failed
+       ("owner process died"; a run whose executor stopped, its store closed, says so);
     5. pass cancel requests to the runs it is running;
     6. give back to the queue runs recorded as claimed here that it is not running
        (a claim that committed while its connection broke), and keep the outcome of a
@@ -84,12 +80,10 @@ class Executor:
         self._ended = threading.Condition(self._lock)
         """Notified each time a run of this executor has ended and been recorded."""
         self._wake = threading.Event()
-        self._stopped = threading.Event()
-        self._leases_from = 0.0
-        """Monotonic time from which other owners' heartbeats are trusted (rule 4)."""
+        self.stopped = threading.Event()
         self._functions: dict[str, Action[Any, Any]] = {}
         self._running: dict[str, tuple[ActionContext, int]] = {}
-        self._claiming = threading.Lock()
+        self.claiming = threading.Lock()
         """Held from a claim's write until its runs are in `_running`: rule 6 looks for
         lost claims only between claims, never at runs claimed but not yet started."""
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rxnb-run")
@@ -101,12 +95,10 @@ class Executor:
         self._scheduler = threading.Thread(
             target=self._schedule_loop, name="rxnb-scheduler", daemon=True
         )
-        self._heartbeat = threading.Thread(
-            target=self._heartbeat_loop, name="rxnb-heartbeat", daemon=True
-        )
+        self.heartbeat = Heartbeat(self)
         self.recover_orphans()
         self._scheduler.start()
-        self._heartbeat.start()
+        self.heartbeat.start()
 
     # -- registration and wake-ups ------------------------------------------------------
 
@@ -117,12 +109,25 @@ class Executor:
             self._functions[action.name] = action
             names = sorted(self._functions)
         if not known:
-            self._write_owner(functions=names)
+            self.heartbeat.write_owner(functions=names)
         self._wake.set()
 
     def functions(self) -> list[str]:
         with self._lock:
             return sorted(self._functions)
+
+    def running_ids(self) -> set[str]:
+        """The runs this executor is running now."""
+        with self._lock:
+            return set(self._running)
+
+    def wake(self) -> None:
+        """Look at the queue again now (after the due-time clock moved, say)."""
+        self._wake.set()
+
+    def recover_orphans(self, leases: bool = True) -> int:
+        """Recover runs whose owner is gone (rule 4); how many were recovered."""
+        return self.heartbeat.recover_orphans(leases)
 
     def _on_writes(self, writes: Sequence[Write]) -> None:
         if any(self._may_give_work(w) for w in writes):
@@ -157,9 +162,9 @@ class Executor:
         leaving them to be failed or run again). Longer ones are asked to stop (their
         pool threads would otherwise hold the process open at exit) and are abandoned
         to orphan recovery."""
-        if self._stopped.is_set():
+        if self.stopped.is_set():
             return
-        self._stopped.set()
+        self.stopped.set()
         self._wake.set()
         deadline = time.monotonic() + timeout
         if self._scheduler.is_alive() and threading.current_thread() is not self._scheduler:
@@ -183,7 +188,7 @@ class Executor:
     # -- the scheduler thread -----------------------------------------------------------
 
     def _schedule_loop(self) -> None:
-        while not self._stopped.is_set():
+        while not self.stopped.is_set():
             self._wake.clear()
             try:
                 self._deliver_cancels()
@@ -192,7 +197,7 @@ class Executor:
                     look_first = False
                 next_due = self._next_due() if self._free_slots() > 0 else None
             except Exception:
-                if self._stopped.is_set() or self.store.closed:
+                if self.stopped.is_set() or self.store.closed:
                     return
                 log.exception("rxnb: the run scheduler failed; retrying in 1 s")
                 next_due = clock.now() + 1.0
@@ -209,17 +214,17 @@ class Executor:
         """Claim as many due runs as there are free slots, in one transaction (one
         commit and one notification for a burst, not one per run), and start them."""
         names = self.functions() if self.claims else []
-        if not names or self._stopped.is_set():
+        if not names or self.stopped.is_set():
             return False
         # A read first: a wake-up often finds nothing due here (another owner claimed
         # it first), and a read takes no write lock.
         if look_first and not self.store.database.read(lambda db: due_exists(db, names))[0]:
             return False
-        with self._claiming:
+        with self.claiming:
             return self._claim_and_start(names)
 
     def _claim_and_start(self, names: list[str]) -> bool:
-        """The claim of `_start_some` and the start of its runs (under `_claiming`)."""
+        """The claim of `_start_some` and the start of its runs (under `claiming`)."""
         slots = max(1, self._free_slots())
         claimed = self.store.database.write(lambda db: claim(db, names, self.id, slots), claim=True)
         for i, (run_id, function, args, attempt) in enumerate(claimed):
@@ -233,7 +238,7 @@ class Executor:
             except RuntimeError:  # the interpreter is exiting: give the runs back, untouched
                 with self._lock:
                     self._running.pop(run_id, None)
-                self._stopped.set()
+                self.stopped.set()
                 for back_id, _, _, back_attempt in claimed[i:]:
                     self.store.database.write(
                         functools.partial(
@@ -260,19 +265,10 @@ class Executor:
         return self.store.database.read(earliest)[0]
 
     def _deliver_cancels(self) -> None:
-        with self._lock:
-            mine = list(self._running)
+        mine = list(self.running_ids())
         if not mine:
             return
-
-        def requested(db: Any) -> list[str]:
-            return list(
-                db.exec(
-                    select(Run.id).where(Run.id.in_(mine), Run.cancel_requested == True)  # type: ignore[attr-defined]  # noqa: E712
-                ).all()
-            )
-
-        for run_id in self.store.database.read(requested)[0]:
+        for run_id in self.store.database.read(lambda db: requested_cancels(db, mine))[0]:
             with self._lock:
                 entry = self._running.get(run_id)
             if entry is not None:
@@ -288,19 +284,19 @@ class Executor:
             timer.daemon = True
             timer.start()
         try:
-            outcome = _outcome(action, ctx, args)
+            ended = outcome(action, ctx, args)
             if timer is not None:
                 timer.cancel()
-            if outcome[0] == "cancelled" and ctx._reason == STOPPED:
+            if ended[0] == "cancelled" and ctx._reason == STOPPED:
                 return  # not a user's cancel: the run is left to orphan recovery
             try:
-                self._record(lambda db: finish(db, ctx, self.id, action, outcome))
+                self._record(lambda db: finish(db, ctx, self.id, action, ended))
             except Exception as exc:
                 if self.store.closed:
                     log.info("rxnb: run %s ended after its store closed", ctx.run_id)
                     return
                 # e.g. a result json cannot write (an int of 5,000 digits): fail it
-                failed = ("final", f"could not store the outcome: {_describe(exc)}")
+                failed = ("final", f"could not store the outcome: {describe(exc)}")
                 self.store.database.write(lambda db: finish(db, ctx, self.id, action, failed))
         except Exception:
             log.exception("rxnb: could not record the end of run %s", ctx.run_id)
@@ -320,7 +316,7 @@ class Executor:
                 self.store.database.write(fn)
                 return
             except StoreUnavailableError:
-                if self.store.closed or self._stopped.is_set():
+                if self.store.closed or self.stopped.is_set():
                     raise
                 log.warning("rxnb: still waiting for the database to record a run's end")
 
@@ -334,144 +330,18 @@ class Executor:
         except Exception:
             log.exception("rxnb: could not record the timeout of run %s", ctx.run_id)
 
-    # -- the heartbeat thread --------------------------------------------------------------
-
-    def _heartbeat_loop(self) -> None:
-        last_beat = time.monotonic()
-        while not self._stopped.wait(HEARTBEAT_SECONDS):
-            try:
-                last_beat = self._beat(last_beat)
-            except Exception:
-                if self._stopped.is_set() or self.store.closed:
-                    return
-                log.exception("rxnb: heartbeat of %s failed", self.id)
-
-    def _beat(self, last_beat: float) -> float:
-        """Renew the owner row, recover orphans, requeue lost claims; when it beat."""
-        self._write_owner()
-        now = time.monotonic()
-        if now - last_beat > HEARTBEAT_SECONDS + lease_seconds() / 2:
-            # This process was cut off from the database (an outage, a stall): so
-            # were others, likely, whose heartbeats are as old as ours was. Give them
-            # a lease to beat again before judging them by their heartbeats.
-            self._leases_from = now + lease_seconds()
-        leases = now >= self._leases_from
-        # A read each beat; a write only when an owner is dead (rule 4).
-        if self.store.database.read(lambda db: orphans_exist(db, self.id, leases))[0]:
-            self.recover_orphans(leases)
-        self._requeue_lost_claims()
-        return now
-
-    def _requeue_lost_claims(self) -> None:
-        """Rule 6: runs recorded as claimed by this executor that it is not running.
-
-        A claim whose commit reached the database while the connection broke (the
-        server restarted, a network cut) is retried as if it had failed, so the first
-        attempt's claim stays behind: `running` here, yet never started. Nothing else
-        would ever end it (its owner is alive), so it is given back to the queue.
-        """
-        settled = clock.now() - 2 * HEARTBEAT_SECONDS  # older than any claim in flight
-
-        def claimed_here(db: Any) -> list[tuple[str, int]]:
-            rows = db.exec(
-                select(Run.id, Run.attempt).where(
-                    Run.owner == self.id,
-                    Run.status == RunStatus.RUNNING.value,
-                    Run.started_at < settled,  # type: ignore[operator]
-                )
-            ).all()
-            return [(run_id, attempt) for run_id, attempt in rows]
-
-        # Between claims only: a claim's runs join `_running` one by one after its
-        # commit, and a stall there (a workflow context reads its journal, through an
-        # outage too) must not make them look lost and run twice.
-        if not self._claiming.acquire(timeout=HEARTBEAT_SECONDS):
-            return  # claiming now: look again next beat
-        try:
-            claimed = self.store.database.read(claimed_here)[0]
-            with self._lock:
-                lost = [(run, attempt) for run, attempt in claimed if run not in self._running]
-        finally:
-            self._claiming.release()
-        for run_id, attempt in lost:
-            log.warning(
-                "rxnb: run %s was claimed by %s but never started; requeued", run_id, self.id
-            )
-            self.store.database.write(
-                functools.partial(unclaim, run_id=run_id, owner=self.id, attempt=attempt)
-            )
-
-    def _write_owner(self, functions: list[str] | None = None) -> None:
-        now = time.time()
-
-        def write(db: Writer) -> None:
-            owner = db.get(Owner, self.id)
-            if owner is None:  # removed as stale while we were stalled: come back
-                owner = Owner(
-                    id=self.id, host=HOST, pid=os.getpid(), started_at=now, heartbeat_at=now
-                )
-                db.add(owner)
-            owner.heartbeat_at = now
-            claimed = functions if functions is not None else self.functions()
-            owner.functions = json.dumps(claimed if self.claims else [])
-
-        self.store.database.write(write)
-
-    def recover_orphans(self, leases: bool = True) -> int:
-        """Recover runs whose owner is gone; how many were recovered. `leases=False`
-        judges owners by their process (on this host) only, not by their heartbeat."""
-        return int(self.store.database.write(lambda db: recover_orphans(db, self.id, leases)))
-
 
 _current = threading.local()
 """`executing` is true on a pool thread (see `Executor.stop`)."""
 
-
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _describe(exc: BaseException) -> str:
-    """The error's type and message, and where it was raised: the last frame in the
-    user's code (an error raised by rxnb on a wrong argument points at the call)."""
-    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
-    theirs = [f for f in frames if not os.path.abspath(f.filename).startswith(_PACKAGE + os.sep)]
-    last = (theirs or frames)[-1:]
-    where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
-    try:
-        message = str(exc)
-    except Exception:  # an exception whose __str__ raises
-        message = f"<{type(exc).__name__} that cannot be shown>"
-    return scrub(f"{type(exc).__name__}: {message}{where}")
+_executors_lock = threading.Lock()
 
 
-def _outcome(action: Action[Any, Any], ctx: ActionContext, args: dict[str, Any]) -> tuple[str, Any]:
-    """How the action ended: ("returned", json) / ("cancelled", why) / ("raised" or
-    "final", error text). Whatever it raises, even a BaseException, ends up here."""
-    try:
-        # Stored arguments are JSON: checking them again makes a datetime, a UUID or
-        # a model arrive as one, as it does when the action is called inline.
-        value = action.fn(ctx, **action.arguments.check(args))
-    except Cancelled as exc:
-        return ("cancelled", str(exc))
-    except Parked as parked:
-        return ("parked", (parked.status, parked.due_at))
-    except NonRetryableError as exc:
-        return ("final", _describe(exc))
-    except Exception as exc:
-        log.debug("rxnb: run %s raised", ctx.run_id, exc_info=True)
-        return ("raised" if action.retry_on_raise else "final", _describe(exc))
-    except BaseException as exc:  # KeyboardInterrupt, SystemExit in a pool thread
-        return ("final", f"the action raised {_describe(exc)}")
-    try:
-        encoded = to_jsonable(value, where=f"Action `{action.name}`")
-        json.dumps(encoded, allow_nan=False)
-    except ResultError as exc:  # it ran to the end: running it again cannot help
-        return ("final", f"ResultError: {exc}")
-    except (ValueError, RecursionError, UnicodeError) as exc:
-        return ("final", f"ResultError: the result cannot be stored as JSON ({_describe(exc)})")
-    return ("returned", encoded)
-
-
-def backoff_delay(attempt: int, base: float, factor: float = 2.0, cap: float = 300.0) -> float:
-    """Exponential backoff with ±50% jitter: ~base, ~2·base, ~4·base, … up to `cap`."""
-    return min(cap, base * factor ** max(0, attempt - 1)) * random.uniform(0.5, 1.5)
+def executor_for(store: Store) -> Executor:
+    """The store's executor in this process, started on first use (one per store)."""
+    with _executors_lock:
+        executor: Executor | None = getattr(store, "_rx_executor", None)
+        if executor is None:
+            executor = Executor(store)
+            store._rx_executor = executor  # type: ignore[attr-defined]
+    return executor

@@ -88,7 +88,7 @@ class ActionContext:
             {"done": done, "total": total, "message": message, "at": time.time()},
             where="ctx.progress",
         )
-        from rxnb.runs._model import Run
+        from rxnb.execution._model import Run
 
         run_id = self.run_id
 

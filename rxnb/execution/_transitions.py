@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import select
 
-from rxnb.runs import _clock as clock
-from rxnb.runs._context import ActionContext
-from rxnb.runs._model import TERMINAL, Run, RunStatus, ended
+from rxnb.execution import _clock as clock
+from rxnb.execution._context import ActionContext
+from rxnb.execution._model import TERMINAL, Run, RunStatus, ended
 from rxnb.store import Writer
 
 if TYPE_CHECKING:
-    from rxnb.runs._actions import Action
+    from rxnb.execution._actions import Action
 
-log = logging.getLogger("rxnb.runs")
+log = logging.getLogger("rxnb.execution")
 
 CLAIMABLE = [RunStatus.QUEUED.value, RunStatus.SLEEPING.value, RunStatus.WAITING.value]
 """Statuses an executor claims once `due_at` has come: queued runs, and parked
@@ -142,4 +142,13 @@ def due_exists(db: Any, names: list[str]) -> bool:
             .limit(1)
         ).first()
         is not None
+    )
+
+
+def requested_cancels(db: Any, run_ids: list[str]) -> list[str]:
+    """Which of `run_ids` have a cancel requested."""
+    return list(
+        db.exec(
+            select(Run.id).where(Run.id.in_(run_ids), Run.cancel_requested == True)  # type: ignore[attr-defined]  # noqa: E712
+        ).all()
     )

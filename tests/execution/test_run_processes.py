@@ -18,7 +18,7 @@ from run_procs import Processes, enqueue, owners_registering
 from sqlmodel import select
 
 import rxnb as rx
-from rxnb.runs import Owner
+from rxnb.execution import Owner
 
 
 def statuses(store: rx.Store, function: str) -> collections.Counter[str]:

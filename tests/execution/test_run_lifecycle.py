@@ -15,7 +15,7 @@ from run_jobs import add, breaks, flaky, gated, overruns, record, refuses, retur
 from sqlmodel import select
 
 import rxnb as rx
-from rxnb.runs import Owner
+from rxnb.execution import Owner
 
 # -- semantics 7: cancellation is a write ---------------------------------------------------
 

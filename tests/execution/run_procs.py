@@ -16,14 +16,14 @@ from typing import Any
 from sqlmodel import select
 
 import rxnb as rx
-from rxnb.runs import Owner
+from rxnb.execution import Owner
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
 
 
 class Processes:
-    """Python subprocesses with tests/ and tests/runs importable; all ended at teardown.
+    """Python subprocesses with tests/ and tests/execution importable; all ended at teardown.
 
     Output goes to files, not pipes, so a chatty process never blocks on a full pipe.
     """

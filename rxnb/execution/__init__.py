@@ -1,0 +1,66 @@
+"""The execution layer: `@rx.action`, the `rx_runs` table, and the executor that claims
+and runs queued runs (one per store and process), with heartbeats, cancellation,
+retries, scheduling, orphan recovery and the hand-over of runs when a process stops.
+
+Other layers use the names below and nothing else of this package.
+"""
+
+from rxnb.execution import _clock as clock
+from rxnb.execution._actions import Action, action, insert_run, run_after, run_at
+from rxnb.execution._arguments import SECRET_ARGUMENT, encode_args
+from rxnb.execution._context import ActionContext, Parked
+from rxnb.execution._control import cancel, cancel_in, cancel_run, retry, retry_in, retry_run
+from rxnb.execution._executor import Executor, executor_for
+from rxnb.execution._handles import RunHandle, set_follower
+from rxnb.execution._model import RUN_ENDED, TERMINAL, Owner, Run, RunStatus
+from rxnb.execution._owners import recover_orphans
+from rxnb.execution._secrets import SECRET_NAME, redact, scrub, secrets_of
+from rxnb.functions import registry
+from rxnb.reactive import Store, on_open
+
+
+def _store_opened(store: Store) -> None:
+    """Recover orphans at once; start the executor if this process defines actions."""
+    if any(isinstance(f, Action) for f in registry.all()):
+        executor = executor_for(store)
+        for function in registry.all():
+            if isinstance(function, Action):
+                executor.register(function)
+    else:
+        store.database.write(recover_orphans)
+
+
+on_open(_store_opened)
+
+__all__ = [
+    "RUN_ENDED",
+    "SECRET_ARGUMENT",
+    "SECRET_NAME",
+    "TERMINAL",
+    "Action",
+    "ActionContext",
+    "Executor",
+    "Owner",
+    "Parked",
+    "Run",
+    "RunHandle",
+    "RunStatus",
+    "action",
+    "cancel",
+    "cancel_in",
+    "cancel_run",
+    "clock",
+    "encode_args",
+    "executor_for",
+    "insert_run",
+    "recover_orphans",
+    "redact",
+    "retry",
+    "retry_in",
+    "retry_run",
+    "run_after",
+    "run_at",
+    "scrub",
+    "secrets_of",
+    "set_follower",
+]

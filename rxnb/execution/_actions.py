@@ -1,0 +1,187 @@
+"""`@rx.action`: functions that run in the background as durable runs, and the ways
+to start one (`start`, `db.schedule` in a mutation, `rx.run_after`, `rx.run_at`)."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlmodel import select
+
+from rxnb.errors import ArgumentError, FunctionError
+from rxnb.execution import _clock as clock
+from rxnb.execution._arguments import encode_args, takes_context
+from rxnb.execution._context import ActionContext
+from rxnb.execution._executor import executor_for
+from rxnb.execution._handles import RunHandle
+from rxnb.execution._model import TERMINAL, Run
+from rxnb.execution._outcome import backoff_delay
+from rxnb.functions import StoreFunction, registry
+from rxnb.reactive import Store, current_store, open_stores
+from rxnb.store import Writer
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Action(StoreFunction[P, R]):
+    """A function that runs in the background as a run (`rx_runs`), claimed by an executor."""
+
+    kind = "action"
+    retry_on_raise = True
+    """Whether a raise is retried while attempts are left (a workflow retries steps)."""
+
+    def __init__(
+        self,
+        fn: Callable[Concatenate[ActionContext, P], R],
+        *,
+        retries: int = 0,
+        backoff: float = 1.0,
+        timeout: float | None = None,
+    ) -> None:
+        given: Any = retries
+        if not isinstance(given, int) or given < 0:
+            raise FunctionError(f"@rx.action(retries={retries!r}): use a whole number >= 0")
+        if backoff < 0 or (timeout is not None and timeout <= 0):
+            raise FunctionError("@rx.action: backoff must be >= 0 and timeout > 0 seconds")
+        self.retries, self.backoff, self.timeout = retries, backoff, timeout
+        if not takes_context(fn):
+            name = getattr(fn, "__name__", "f")
+            raise FunctionError(
+                f"action `{name}` must take its context as the first parameter, e.g. "
+                f"`def {name}(ctx: rx.ActionContext, ...)`"
+            )
+        super().__init__(fn)
+        # Defined (or redefined) after rx.open(): the current store's executor, and any
+        # other running one, take its queued runs from now on.
+        stores = open_stores()
+        for store in stores:
+            if getattr(store, "_rx_executor", None) is not None or store is stores[-1]:
+                executor_for(store).register(self)
+
+    def context(self, store: Store, run_id: str, attempt: int) -> ActionContext:
+        """The context a run of this function gets."""
+        return ActionContext(store, run_id, attempt)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds before retrying after failed attempt number `attempt`."""
+        return backoff_delay(attempt, self.backoff)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run inline in the caller, for debugging (no run is recorded)."""
+        return self.call_on(current_store(), *args, **kwargs)
+
+    def call_on(self, store: Store, /, *args: Any, **kwargs: Any) -> R:
+        checked = self.arguments.bind(args, kwargs)
+        latest = registry.latest(self)
+        return latest.fn(ActionContext(store, None), **checked)  # type: ignore[no-any-return]
+
+    def start(self, *args: P.args, **kwargs: P.kwargs) -> RunHandle:
+        """Start a run now and return its handle at once.
+
+        `key=` (a keyword of `start`, not of the action) makes the start idempotent:
+        an unfinished run with that key is returned instead of a new one.
+        """
+        key = kwargs.pop("key", None)
+        return self.enqueue(clock.now(), args, kwargs, key)
+
+    def enqueue(
+        self, due_at: float, args: tuple[Any, ...], kwargs: Mapping[str, Any], key: Any
+    ) -> RunHandle:
+        """Record a run due at `due_at` in the current store; its handle."""
+        if not math.isfinite(due_at):
+            raise ArgumentError(
+                f"action `{self.name}`: the start time must be a finite number of seconds, "
+                f"not {due_at!r}"
+            )
+        store = current_store()
+        encoded = encode_args(self.name, self.arguments.bind(args, kwargs))
+        run_id = store.database.write(lambda db: insert_run(db, self, encoded, due_at, key))
+        executor_for(store).register(self)
+        return RunHandle(run_id, store)
+
+
+def insert_run(db: Writer, action: Action[Any, Any], args: str, due_at: float, key: Any) -> str:
+    """Insert a run of `action` with encoded `args` in `db`'s transaction; its id (an
+    unfinished run of `action` with `key`, if there is one, instead)."""
+    if key is not None:
+        key = str(key)
+        existing = db.exec(
+            select(Run.id).where(
+                Run.key == key,
+                Run.function == action.name,  # a key names a run of this action only
+                Run.status.not_in([s.value for s in TERMINAL]),  # type: ignore[attr-defined]
+            )
+        ).first()
+        if existing is not None:
+            return str(existing)
+    run = Run(
+        id=uuid.uuid4().hex[:16],  # 64 random bits: short enough to read
+        function=action.name,
+        args=args,
+        key=key,
+        max_attempts=action.retries + 1,
+        due_at=due_at,
+        created_at=time.time(),
+    )
+    db.add(run)
+    return run.id
+
+
+def _schedule(db: Writer, action: Any, args: dict[str, Any]) -> str:
+    """`db.schedule(action, **args)`: the run is inserted in the mutation's transaction."""
+    if not isinstance(action, Action):
+        raise FunctionError(f"db.schedule takes an @rx.action, not {action!r}")
+    encoded = encode_args(action.name, action.arguments.bind((), args))
+    run_id = insert_run(db, action, encoded, clock.now(), None)
+    executor_for(_store_of(db)).register(action)
+    return run_id
+
+
+def _store_of(db: Writer) -> Store:
+    """The open store whose database `db` writes to (the current one if none matches)."""
+    bind = db.get_bind()
+    engine = getattr(bind, "engine", bind)  # a session bound to a connection
+    for store in open_stores():
+        if engine in store.database.engines():
+            return store
+    return current_store()
+
+
+Writer._rx_scheduler = _schedule
+
+
+def run_after(seconds: float, action: Action[..., Any], /, **args: Any) -> RunHandle:
+    """Start `action(**args)` in `seconds` seconds."""
+    return action.enqueue(clock.now() + float(seconds), (), args, args.pop("key", None))
+
+
+def run_at(when: datetime.datetime, action: Action[..., Any], /, **args: Any) -> RunHandle:
+    """Start `action(**args)` at `when` (a naive datetime is local time)."""
+    return action.enqueue(when.timestamp(), (), args, args.pop("key", None))
+
+
+def action(
+    fn: Callable[..., Any] | None = None,
+    *,
+    retries: int = 0,
+    backoff: float = 1.0,
+    timeout: float | None = None,
+) -> Any:
+    """Declare a background action: `def f(ctx: rx.ActionContext, ...)`.
+
+    `f.start(**args)` records a run and returns a `RunHandle` at once; an executor
+    thread runs it. `retries=` allows that many more attempts after an exception
+    (exponential backoff from `backoff` seconds, with jitter); `timeout=` seconds
+    requests cancellation and fails the run when exceeded. Without `retries` an
+    action runs at most once. `f(**args)` runs it inline, for debugging.
+    """
+
+    def wrap(f: Callable[..., Any]) -> Action[Any, Any]:
+        return Action(f, retries=retries, backoff=backoff, timeout=timeout)
+
+    return wrap(fn) if fn is not None else wrap

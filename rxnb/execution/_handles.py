@@ -1,0 +1,118 @@
+"""`RunHandle`: a run, from any process: its status, its result, a way to cancel it.
+
+`RunHandle.follow` shows the run live in a notebook; the widgets layer provides that
+view (`set_follower`), since this layer knows no widget.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from rxnb.errors import RunCancelledError, RunFailedError, RunNotFoundError, RxnbError
+from rxnb.execution._control import cancel
+from rxnb.execution._model import TERMINAL, Run, RunStatus
+from rxnb.execution._owners import can_run
+from rxnb.functions import query
+from rxnb.reactive import Store
+
+Follower = Callable[["RunHandle", "float | None"], "str | None"]
+
+_follower: list[Follower] = []
+
+
+def set_follower(fn: Follower) -> None:
+    """Make `fn(handle, timeout)` what `RunHandle.follow` calls (the widgets layer's)."""
+    _follower[:] = [fn]
+
+
+class RunHandle:
+    """A run, from any process: its status, its result, a way to cancel it."""
+
+    def __init__(self, run_id: str, store: Store) -> None:
+        self.id = run_id
+        self.store = store
+
+    def __repr__(self) -> str:
+        return f"<rx.RunHandle {self.id} {self.status}>"
+
+    def run(self) -> Run:
+        """The run's row as stored now."""
+        row = self.store.database.read(lambda db: db.get(Run, self.id))[0]
+        if row is None:
+            raise RunNotFoundError(f"no run has id {self.id!r} in {self.store.url}")
+        return row
+
+    @property
+    def status(self) -> str:
+        return self.run().status
+
+    def cancel(self) -> str:
+        return cancel(self.id, store=self.store)
+
+    def follow(self, timeout: float | None = None) -> str | None:
+        """Show the run live in this cell's output until it ends; its final status.
+
+        Interrupting the cell (the kernel's stop button) stops following only: the
+        run goes on, and None is returned.
+        """
+        if not _follower:
+            raise RxnbError("RunHandle.follow needs rxnb's widgets: `import rxnb` first")
+        return _follower[0](self, timeout)
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the run has ended; its final status. TimeoutError at `timeout`."""
+        self.run()  # RunNotFoundError rather than waiting for a run that does not exist
+        done = threading.Event()
+        final: list[str] = []
+
+        def seen(row: dict[str, Any] | None) -> None:
+            if row is not None and RunStatus(row["status"]) in TERMINAL:
+                final.append(row["status"])
+                done.set()
+
+        sub = self.store.subscribe(run_state, {"run_id": self.id}, seen)
+        try:
+            if not done.wait(timeout):
+                raise TimeoutError(
+                    f"run {self.id} still {self.status} after {timeout} s{self._hint()}"
+                )
+        finally:
+            sub.close()
+        return final[0]
+
+    def _hint(self) -> str:
+        """Why a run that is not running may never start: no one can run it."""
+        try:
+            row = self.run()
+            if (
+                row.status == RunStatus.RUNNING.value
+                or self.store.database.read(lambda db: can_run(db, row.function))[0]
+            ):
+                return ""
+        except RxnbError:  # the store is closing: the timeout says enough
+            return ""
+        return (
+            f"; no live executor has `{row.function}` registered: run the cell that "
+            "defines it in a kernel with this store open, or start `rxnb worker --import "
+            "MODULE` with a module that defines it"
+        )
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The run's return value once it succeeded (RunFailedError, RunCancelledError)."""
+        self.wait(timeout)
+        row = self.run()
+        if row.status == RunStatus.SUCCEEDED.value:
+            return None if row.result is None else json.loads(row.result)
+        if row.status == RunStatus.CANCELLED.value:
+            raise RunCancelledError(f"run {self.id} ({row.function}) was cancelled")
+        raise RunFailedError(f"run {self.id} ({row.function}) failed: {row.error}")
+
+
+@query
+def run_state(db: Any, run_id: str) -> dict[str, Any] | None:
+    """A run's status and attempt (what `RunHandle.wait` follows)."""
+    row = db.get(Run, run_id)
+    return None if row is None else {"status": row.status, "attempt": row.attempt}
