@@ -3,8 +3,10 @@
  *
  * Responsibilities:
  * - the block's parts: `.rxnb-msg-role`, the status badge in `.rxnb-msg-status`,
- *   `button.rxnb-abort` while abortable, `.rxnb-msg-text`, `.rxnb-msg-error` and
- *   `.rxnb-msg-usage`; a row update touches only the parts that changed;
+ *   `button.rxnb-abort` while abortable, `.rxnb-msg-text`, `.rxnb-msg-error` (one line)
+ *   with the failure's details folded under it (`details.rxnb-msg-detail`),
+ *   `.rxnb-msg-usage` and `.rxnb-msg-note`; a row update touches only the parts that
+ *   changed (a details element the reader opened stays open);
  * - the text: as text for every role but `assistant`, whose text is markdown (sanitized,
  *   markdown.ts); revealed smoothly (smooth.ts) once the message is on screen, rendered
  *   at most once per animation frame (`frame`), `data-revealed="true"` once all shown;
@@ -29,6 +31,10 @@ export interface MessageFields {
   status: string | null;
   usage: Json;
   error: string | null;
+  /** The failure's details (a traceback), shown folded; null or "": none. */
+  detail: string | null;
+  /** A short line about the message's history (resumed, interrupted); null or "": none. */
+  note: string | null;
   /** The abort call's arguments while the message can be aborted, else null. */
   abort: Record<string, Json> | null;
 }
@@ -97,6 +103,13 @@ export class MessageBlock {
   readonly #text = element("div", "rxnb-msg-text");
   readonly #error = element("div", "rxnb-msg-error");
   readonly #usage = element("div", "rxnb-msg-usage");
+  /**
+   * Made when first needed, then only hidden or refilled: a chat without details or
+   * notes keeps the DOM it always had, and a details element made again at each update
+   * of the row would fold up under the reader who opened it.
+   */
+  #detail: { el: HTMLDetailsElement; text: HTMLPreElement } | null = null;
+  #note: HTMLDivElement | null = null;
   readonly #control: AbortControl;
   #abort: { button: HTMLButtonElement; args: Record<string, Json> } | null = null;
   #fields: MessageFields;
@@ -117,7 +130,9 @@ export class MessageBlock {
     this.#showRole();
     this.#showStatus();
     this.#showError();
+    this.#showDetail();
     this.#showUsage();
+    this.#showNote();
     this.#showAbort();
     this.#renderText();
   }
@@ -135,6 +150,8 @@ export class MessageBlock {
     }
     if (fields.status !== old.status) this.#showStatus();
     if (fields.error !== old.error) this.#showError();
+    if (fields.detail !== old.detail) this.#showDetail();
+    if (fields.note !== old.note) this.#showNote();
     if (JSON.stringify(fields.usage) !== JSON.stringify(old.usage)) this.#showUsage();
     if (JSON.stringify(fields.abort) !== JSON.stringify(old.abort)) this.#showAbort();
 
@@ -205,6 +222,37 @@ export class MessageBlock {
     const { error } = this.#fields;
     this.#error.textContent = error ?? "";
     this.#error.hidden = error === null || error === "";
+  }
+
+  /** The details, folded, right under the error line; hidden while there are none. */
+  #showDetail(): void {
+    const { detail } = this.#fields;
+    const none = detail === null || detail === "";
+    if (this.#detail === null) {
+      if (none) return;
+      const el = element("details", "rxnb-msg-detail");
+      const summary = document.createElement("summary");
+      summary.textContent = "details";
+      const text = document.createElement("pre");
+      el.append(summary, text);
+      this.#error.after(el);
+      this.#detail = { el, text };
+    }
+    this.#detail.text.textContent = detail ?? "";
+    this.#detail.el.hidden = none;
+  }
+
+  /** The note, a quiet line at the message's foot; hidden while there is none. */
+  #showNote(): void {
+    const { note } = this.#fields;
+    const none = note === null || note === "";
+    if (this.#note === null) {
+      if (none) return;
+      this.#note = element("div", "rxnb-msg-note");
+      this.#usage.after(this.#note);
+    }
+    this.#note.textContent = note ?? "";
+    this.#note.hidden = none;
   }
 
   #showUsage(): void {

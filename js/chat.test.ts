@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { formatCost, usageText } from "./chat-message";
-import type { Payload } from "./protocol";
-import { CHAT, chatPayload, diff, message, mountView, replyTo, sentCalls } from "./testing";
+import type { Payload, Row } from "./protocol";
+import { CHAT, CHAT_COLUMNS, chatPayload, diff, message, mountView, replyTo, sentCalls } from "./testing";
 
 const mount = mountView;
 const calls = sentCalls;
@@ -303,5 +303,103 @@ describe("abort", () => {
     expect(abortButton(el, 2)!.disabled).toBe(false);
     q<HTMLButtonElement>(".rxnb-call-error-close").click();
     expect(line.hidden).toBe(true);
+  });
+});
+
+describe("error details and notes", () => {
+  // What rx.chat sends: two more columns, named in the chat field.
+  const columns = [...CHAT_COLUMNS, "rx_detail", "rx_note"];
+  const DETAIL = 6;
+  const NOTE = 7;
+  const chat = { ...CHAT, detail: "rx_detail", note: "rx_note" };
+  const trace = 'Traceback (most recent call last):\n  File "app.py", line 3, in generate\nRateLimitError: slow down';
+  const failed = (detail: string | null, note: string | null = null): Row => [
+    ...message(2, "assistant", "Partial", { status: "failed", error: "RateLimitError: slow down" }),
+    detail,
+    note,
+  ];
+  const history = (rows: Row[], version = 1) => chatPayload(rows, { columns, chat, version });
+  const detailOf = (el: HTMLElement, k: number) =>
+    msg(el, k).querySelector<HTMLDetailsElement>("details.rxnb-msg-detail");
+  const noteOf = (el: HTMLElement, k: number) => msg(el, k).querySelector<HTMLElement>(".rxnb-msg-note");
+
+  it("the details fold under the one-line error, closed, as text", () => {
+    const { el } = mount(history([failed(trace)]));
+    const error = msg(el, 2).querySelector<HTMLElement>(".rxnb-msg-error")!;
+    expect(error.textContent).toBe("RateLimitError: slow down");
+    const details = detailOf(el, 2)!;
+    expect(details.hidden).toBe(false);
+    expect(details.open).toBe(false);
+    expect(error.nextElementSibling).toBe(details);
+    expect(details.querySelector("summary")!.textContent).toBe("details");
+    expect(details.querySelector("pre")!.textContent).toBe(trace);
+  });
+
+  it("no details without details text", () => {
+    const { el } = mount(history([failed(null), [...message(3, "assistant", "x"), "", null]]));
+    expect(detailOf(el, 2)).toBeNull();
+    expect(detailOf(el, 3)).toBeNull();
+  });
+
+  it("an update that leaves the details alone keeps them, open if the reader opened them", () => {
+    const { model, el } = mount(history([failed(trace)]));
+    const details = detailOf(el, 2)!;
+    details.open = true;
+    model.message(diff(1, { cells: [[[2], NOTE, "resumed after the kernel restarted (attempt 2)"]] }));
+    model.message(diff(2, { changed: [failed(trace, "resumed after the kernel restarted (attempt 2)")] }));
+    model.message({ type: "full", payload: history([failed(trace, "resumed")], 9) });
+    expect(detailOf(el, 2)).toBe(details);
+    expect(details.open).toBe(true);
+    // New details refill the same element; none left hide it.
+    model.message(diff(9, { cells: [[[2], DETAIL, "Traceback: another"]] }));
+    expect(detailOf(el, 2)).toBe(details);
+    expect(details.querySelector("pre")!.textContent).toBe("Traceback: another");
+    model.message(diff(10, { cells: [[[2], DETAIL, null]] }));
+    expect(details.hidden).toBe(true);
+  });
+
+  it("the note is a line of its own, hidden without one, rewritten only when it changes", () => {
+    const waiting = "interrupted (the kernel restarted); waiting to resume";
+    const { model, el } = mount(
+      history([
+        [...message(1, "user", "hi", { status: null }), null, null],
+        [...message(2, "assistant", "Hel", { status: "pending" }), null, waiting],
+      ]),
+    );
+    expect(noteOf(el, 1)).toBeNull();
+    const note = noteOf(el, 2)!;
+    expect(note.hidden).toBe(false);
+    expect(note.textContent).toBe(waiting);
+    const line = note.firstChild;
+    model.message(diff(1, { cells: [[[2], 3, "streaming"]] }));
+    model.message(diff(2, { appended: [[[2], 2, "lo"]] }));
+    expect(note.firstChild).toBe(line);
+    model.message(diff(3, { cells: [[[2], NOTE, "resumed after the kernel restarted (attempt 2)"]] }));
+    expect(noteOf(el, 2)).toBe(note);
+    expect(note.textContent).toBe("resumed after the kernel restarted (attempt 2)");
+    model.message(diff(4, { cells: [[[2], NOTE, ""]] }));
+    expect(note.hidden).toBe(true);
+    model.message(diff(5, { cells: [[[1], NOTE, "edited"]] }));
+    expect(noteOf(el, 1)!.textContent).toBe("edited");
+  });
+
+  it("store strings in details and notes stay text", () => {
+    const evil = '<img src=x onerror="alert(1)"><script>alert(2)</script>';
+    const { el } = mount(history([failed(evil, evil)]));
+    expect(el.querySelectorAll("img, script")).toHaveLength(0);
+    expect(detailOf(el, 2)!.querySelector("pre")!.textContent).toBe(evil);
+    expect(noteOf(el, 2)!.textContent).toBe(evil);
+  });
+
+  it("a chat field without detail and note shows neither, even when the columns are there", () => {
+    const { el } = mount(chatPayload([failed(trace, "resumed")], { columns }));
+    const block = msg(el, 2);
+    expect(block.querySelector("details, .rxnb-msg-note")).toBeNull();
+    expect([...block.children].map((c) => c.className)).toEqual([
+      "rxnb-msg-head",
+      "rxnb-msg-text rxnb-markdown",
+      "rxnb-msg-error",
+      "rxnb-msg-usage",
+    ]);
   });
 });

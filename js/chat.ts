@@ -34,6 +34,8 @@ interface Columns {
   status: number;
   usage: number;
   error: number;
+  detail: number;
+  note: number;
   /** The first key column: the abort call's argument. */
   key: number;
 }
@@ -46,6 +48,8 @@ function columnsOf(payload: Payload, chat: ChatView): Columns {
     status: at(chat.status),
     usage: at(chat.usage),
     error: at(chat.error),
+    detail: at(chat.detail),
+    note: at(chat.note),
     key: payload.key?.[0] ?? -1,
   };
 }
@@ -170,6 +174,8 @@ export class ChatPanel implements AbortControl {
     const statusCell = cell(columns.status);
     const status = statusCell === null ? null : cellText(statusCell);
     const errorCell = cell(columns.error);
+    const detailCell = cell(columns.detail);
+    const noteCell = cell(columns.note);
     const abortable =
       cancel !== null &&
       this.#caller?.functions.has(cancel.fn) === true &&
@@ -184,6 +190,8 @@ export class ChatPanel implements AbortControl {
       status,
       usage: cell(columns.usage),
       error: errorCell === null ? null : cellText(errorCell),
+      detail: detailCell === null ? null : cellText(detailCell),
+      note: noteCell === null ? null : cellText(noteCell),
       abort: abortable ? { [cancel.arg]: cell(columns.key) } : null,
     };
   }

@@ -3,7 +3,7 @@ import { formatDuration, formatTime } from "./formats";
 import { readFileSync } from "node:fs";
 import { applyMessage, type Payload, type Row } from "./protocol";
 import { LiveView } from "./render";
-import { diff, runRow, runsPayload } from "./testing";
+import { diff, mountView, RUN_COLUMNS, runRow, runsPayload, sentCalls } from "./testing";
 
 /** A fixed local "now": 2024-05-06 14:30:00 in the test machine's time zone. */
 const NOW = new Date(2024, 4, 6, 14, 30, 0).getTime();
@@ -277,5 +277,108 @@ describe("store strings in formatted cells stay text", () => {
     show(runsPayload([["a", evil]], { columns: ["id", "args"], formats: { args: "json" }, actions: [] }));
     expect(host.querySelectorAll("img, script")).toHaveLength(0);
     expect(cell("a", "args").textContent).toBe(evil);
+  });
+});
+
+describe("error", () => {
+  // What rx.runs() sends: the error as one line in `note`, its traceback in a hidden `details`.
+  const columns = ["id", "status", "note", "details"];
+  const trace = 'Traceback (most recent call last):\n  File "job.py", line 9, in fetch\nValueError: bad url';
+  const errors = (rows: Row[], extra: Partial<Payload> = {}) =>
+    runsPayload(rows, {
+      columns,
+      formats: { status: "status", note: "error" },
+      hidden: ["details"],
+      actions: [],
+      ...extra,
+    });
+
+  it("the one line as text, the details folded under it", () => {
+    show(errors([["a", "failed", "ValueError: bad url", trace]]));
+    const td = cell("a", "note");
+    expect(td.getAttribute("data-format")).toBe("error");
+    expect(td.firstChild!.textContent).toBe("ValueError: bad url");
+    const details = td.querySelector<HTMLDetailsElement>("details.rxnb-detail")!;
+    expect(details.open).toBe(false);
+    expect(details.querySelector("summary")!.textContent).toBe("details");
+    expect(details.querySelector("pre")!.textContent).toBe(trace);
+  });
+
+  it("without details (null, empty, not text, no such column) a plain cell", () => {
+    show(
+      errors([
+        ["a", "failed", "ValueError: bad url", null],
+        ["b", "failed", "ValueError: bad url", ""],
+        ["c", "failed", "ValueError: bad url", { lines: 3 }],
+        ["d", "succeeded", null, null],
+      ]),
+    );
+    for (const key of ["a", "b", "c"]) {
+      expect(cell(key, "note").textContent).toBe("ValueError: bad url");
+      expect(cell(key, "note").children).toHaveLength(0);
+    }
+    expect(cell("d", "note").querySelector(".rxnb-null")).not.toBeNull();
+    show(errors([["a", "failed", "no executor has registered `m.f`"]], { columns: ["id", "status", "note"] }));
+    expect(cell("a", "note").textContent).toBe("no executor has registered `m.f`");
+    expect(cell("a", "note").children).toHaveLength(0);
+  });
+
+  it("details that arrive with a diff fold in", () => {
+    show(errors([["a", "running", null, null]]));
+    send(diff(1, { changed: [["a", "failed", "ValueError: bad url", trace]] }));
+    expect(cell("a", "note").querySelector("details pre")!.textContent).toBe(trace);
+  });
+
+  it("store strings in the line and the details stay text", () => {
+    const evil = "<img src=x onerror=alert(1)><script>alert(2)</script>";
+    show(errors([["a", "failed", evil, evil]]));
+    expect(host.querySelectorAll("img, script")).toHaveLength(0);
+    expect(cell("a", "note").firstChild!.textContent).toBe(evil);
+    expect(cell("a", "note").querySelector("pre")!.textContent).toBe(evil);
+  });
+});
+
+describe("hidden columns", () => {
+  const headers = () => [...host.querySelectorAll("thead th")].map((th) => th.getAttribute("data-col"));
+
+  it("are neither headers nor cells", () => {
+    show(runsPayload([runRow("a", "failed")], { hidden: ["cancel_requested", "progress"] }));
+    // No caller in these views: no actions column.
+    expect(headers()).toEqual(["id", "status", "elapsed", "created_at"]);
+    const cells = [...host.querySelectorAll("tr[data-key] td")].map((td) => td.getAttribute("data-col"));
+    expect(cells).toEqual(["id", "status", "elapsed", "created_at"]);
+    expect(host.querySelector('[data-col="cancel_requested"], [data-col="progress"]')).toBeNull();
+  });
+
+  it("are still read by formats and actions", () => {
+    const rows = [runRow("a", "running", { cancel: true }), runRow("b", "failed")];
+    const mounted = mountView(runsPayload(rows, { hidden: ["id", "cancel_requested"] }), {
+      functions: ["cancel", "retry"],
+    });
+    const running = mounted.el.querySelector('tr[data-key=\'["a"]\']')!;
+    expect(running.querySelector('[data-col="id"], [data-col="cancel_requested"]')).toBeNull();
+    expect(running.querySelector('td[data-col="status"] .rxnb-badge')!.textContent).toBe("cancelling");
+    mounted.el.querySelector<HTMLButtonElement>('tr[data-key=\'["b"]\'] button[data-action="retry"]')!.click();
+    expect(sentCalls(mounted.model)).toEqual([
+      { type: "call", id: expect.any(Number), fn: "retry", args: { run_id: "b" } },
+    ]);
+    mounted.view.dispose();
+  });
+
+  it("cannot be sorted by; a sort by a column that becomes hidden is dropped", () => {
+    const rows = [runRow("b", "queued"), runRow("a", "failed")];
+    const order = () => [...host.querySelectorAll("tbody tr")].map((tr) => tr.getAttribute("data-key"));
+    show(runsPayload(rows));
+    host.querySelector<HTMLButtonElement>('th[data-col="id"] button')!.click();
+    expect(order()).toEqual(['["a"]', '["b"]']);
+    send({ type: "full", payload: runsPayload(rows, { version: 2, hidden: ["id"] }) });
+    expect(headers()).not.toContain("id");
+    expect(order()).toEqual(['["b"]', '["a"]']);
+    expect(host.querySelector("th[aria-sort]")).toBeNull();
+  });
+
+  it("a name that is no column changes nothing", () => {
+    show(runsPayload([runRow("a", "failed")], { hidden: ["nope"] }));
+    expect(headers()).toEqual(RUN_COLUMNS);
   });
 });

@@ -8,6 +8,9 @@
  *   started and not finished, the cell ticks (the table calls its `Tick` every second).
  * - `time`: epoch seconds as local `HH:MM:SS`, with the date if not today.
  * - `json`: compact JSON.
+ * - `code`: plain text, on one line in monospace (ids, owners).
+ * - `error`: the value (one line) as text, with the row's `details` column (a traceback),
+ *   when it holds text, folded under it in `details.rxnb-detail`.
  *
  * Like every cell, a formatted one holds the store's strings as text only. A value the
  * format does not expect is shown as a plain cell, so a format never hides data.
@@ -108,9 +111,29 @@ export function fillFormatted(
       break;
     case "code":
       break; // plain text; the stylesheet keeps it on one line, in monospace
+    case "error":
+      fillCell(td, value);
+      appendDetail(td, row("details"));
+      return null;
   }
   fillCell(td, value);
   return null;
+}
+
+/**
+ * Fold `detail` (a traceback), if it holds text, under the cell's one line: the line is
+ * what a reader scans a table for, the traceback what they open when it matters.
+ */
+function appendDetail(td: HTMLElement, detail: Json | undefined): void {
+  if (typeof detail !== "string" || detail === "") return;
+  const details = document.createElement("details");
+  details.className = "rxnb-detail";
+  const summary = document.createElement("summary");
+  summary.textContent = "details";
+  const pre = document.createElement("pre");
+  pre.textContent = detail;
+  details.append(summary, pre);
+  td.append(details);
 }
 
 function fillStatus(td: HTMLElement, status: string, cancelRequested: Json | undefined): void {

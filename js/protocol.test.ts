@@ -72,6 +72,13 @@ describe("normalizePayload", () => {
     ]);
   });
 
+  it("keeps the hidden column names, strings only; none unless the kernel sent them", () => {
+    expect("hidden" in normalizePayload(tablePayload([]))).toBe(false);
+    const payload = normalizePayload({ ...tablePayload([]), hidden: ["details", 3, null, "x"] });
+    expect(payload.hidden).toEqual(["details", "x"]);
+    expect("hidden" in normalizePayload({ ...tablePayload([]), hidden: "details" })).toBe(false);
+  });
+
   it("keeps known formats only, by column name", () => {
     const formats: unknown = JSON.parse('{"status": "status", "at": "time", "x": "html", "__proto__": "json", "y": 3}');
     const payload = normalizePayload({ ...tablePayload([]), formats });
@@ -353,10 +360,18 @@ describe("normalizePayload: chat", () => {
       status: null,
       usage: null,
       error: null,
+      detail: null,
+      note: null,
       send: { fn: "send", args: {}, text_arg: "text" },
       cancel: null,
       placeholder: "Message",
     });
+  });
+
+  it("reads the detail and note columns, a mistyped one as none", () => {
+    const chat = (extra: object) => normalizePayload({ ...tablePayload([]), chat: { ...CHAT, ...extra } }).chat!;
+    expect(chat({ detail: "rx_detail", note: "rx_note" })).toMatchObject({ detail: "rx_detail", note: "rx_note" });
+    expect(chat({ detail: 1, note: ["rx_note"] })).toMatchObject({ detail: null, note: null });
   });
 
   it.each([

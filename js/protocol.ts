@@ -6,7 +6,7 @@
  * - row key strings (`rowKey`, `keyString`);
  * - `applyMessage`: a `full`, `diff` or `append` applied to a payload under the
  *   version rules, returning what happened instead of throwing;
- * - the optional table fields `actions`, `formats`, `chat` and `timeline`, and the
+ * - the optional table fields `actions`, `formats`, `hidden`, `chat` and `timeline`, and the
  *   `call` / `reply` pair that row actions, the chat's input and its abort button travel
  *   in (`parseReply`).
  *
@@ -39,6 +39,11 @@ export interface Payload {
   actions?: RowAction[];
   /** Kind "table": how some columns' cells read (absent: all as plain text). */
   formats?: Formats;
+  /**
+   * Kind "table": columns the table does not show (nor sort by), which formats and
+   * actions still read from the row (absent: every column shows).
+   */
+  hidden?: string[];
   /** Kind "table": show the rows as a chat thread instead of a table (absent: a table). */
   chat?: ChatView;
   /** Kind "table": show the rows (steps) as bars on a time axis (absent: a table). */
@@ -59,8 +64,12 @@ export interface ChatView {
   status: string | null;
   /** Column of the token usage and cost, or null. */
   usage: string | null;
-  /** Column of the reason a reply failed, or null. */
+  /** Column of the reason a reply failed (one line), or null. */
   error: string | null;
+  /** Column of the failure's details (a traceback), folded under the error; or null. */
+  detail: string | null;
+  /** Column of a short line about the message's history (resumed, interrupted), or null. */
+  note: string | null;
   /** What the input calls: `fn` with `{...args, [text_arg]: text}`; null: no input. */
   send: { fn: string; args: Record<string, Json>; text_arg: string } | null;
   /** What the abort button calls: `fn` with `{[arg]: <first key value>}`; null: no button. */
@@ -98,7 +107,7 @@ export interface RowAction {
   when: { column: string; in: Json[] } | null;
 }
 
-export const CELL_FORMATS = ["status", "progress", "elapsed", "time", "json", "code"] as const;
+export const CELL_FORMATS = ["status", "progress", "elapsed", "time", "json", "code", "error"] as const;
 export type CellFormat = (typeof CELL_FORMATS)[number];
 
 /** Column name to format. Read it with `Object.hasOwn`: column names are not trusted keys. */
@@ -198,6 +207,7 @@ export function normalizePayload(raw: unknown): Payload {
   if (raw.value !== undefined) payload.value = raw.value as Json;
   if (Array.isArray(raw.actions)) payload.actions = raw.actions.flatMap(normalizeAction);
   if (isRecord(raw.formats)) payload.formats = normalizeFormats(raw.formats);
+  if (Array.isArray(raw.hidden)) payload.hidden = raw.hidden.filter((c): c is string => typeof c === "string");
   const chat = payload.kind === "table" ? normalizeChat(raw.chat) : null;
   if (chat !== null) payload.chat = chat;
   const timeline = payload.kind === "table" ? normalizeTimeline(raw.timeline) : null;
@@ -235,6 +245,8 @@ function normalizeChat(raw: unknown): ChatView | null {
     status: columnName(raw.status),
     usage: columnName(raw.usage),
     error: columnName(raw.error),
+    detail: columnName(raw.detail),
+    note: columnName(raw.note),
     send,
     cancel,
     placeholder: typeof raw.placeholder === "string" ? raw.placeholder : "Message",

@@ -9,6 +9,7 @@
  * - at most `MAX_ROWS` rows in the DOM, and a note telling how many more there are;
  * - the columns' `formats` (formats.ts), and one timer per view, running only while a
  *   shown cell ticks (an elapsed time of a run still going);
+ * - the `hidden` columns: not shown nor sortable, yet read by formats and actions;
  * - the row `actions` (actions.ts) in a last, unsortable column.
  */
 import { callableActions, RowActions } from "./actions";
@@ -42,7 +43,11 @@ interface Rendered {
 
 /** What the cells are laid out by: a change rebuilds the header and every row. */
 interface Layout {
+  /** Every column of the rows, shown or not: formats and actions read cells by name. */
   columns: string[];
+  /** Indexes of the columns shown, in order: all but the payload's `hidden`. */
+  shown: number[];
+  /** Each column's format, by column index (undefined: plain). */
   formats: (CellFormat | undefined)[];
   actions: RowAction[];
 }
@@ -87,8 +92,8 @@ export class TableView {
   readonly #body: HTMLTableSectionElement;
   readonly #caller: Caller | null;
   readonly #actions: RowActions | null;
-  #layout: Layout = { columns: [], formats: [], actions: [] };
-  #layoutId = "[[],[],[]]";
+  #layout: Layout = { columns: [], shown: [], formats: [], actions: [] };
+  #layoutId = "[[],[],[],[]]";
   #sort: Sort | null = null;
   #rendered = new Map<string, Rendered>();
   #payload: Payload | null = null;
@@ -117,7 +122,7 @@ export class TableView {
   update(payload: Payload): void {
     this.#payload = payload;
     const layout = layoutOf(payload, this.#caller);
-    const layoutId = JSON.stringify([layout.columns, layout.formats, layout.actions]);
+    const layoutId = JSON.stringify([layout.columns, layout.shown, layout.formats, layout.actions]);
     if (layoutId !== this.#layoutId) {
       this.#layoutId = layoutId;
       this.#setLayout(layout);
@@ -140,11 +145,11 @@ export class TableView {
   }
 
   #setLayout(layout: Layout): void {
-    const { columns } = layout;
+    const names = layout.shown.map((i) => layout.columns[i]!);
     this.#layout = layout;
-    if (this.#sort !== null && !columns.includes(this.#sort.column)) this.#sort = null;
+    if (this.#sort !== null && !names.includes(this.#sort.column)) this.#sort = null;
     this.#head.replaceChildren(
-      ...columns.map((name) => {
+      ...names.map((name) => {
         const th = document.createElement("th");
         th.setAttribute("data-col", name);
         th.scope = "col";
@@ -229,7 +234,7 @@ export class TableView {
   }
 
   #makeRow(entry: Entry): Rendered {
-    const { columns, formats, actions } = this.#layout;
+    const { columns, shown, formats, actions } = this.#layout;
     const { row } = entry;
     const tr = document.createElement("tr");
     if (entry.key !== null) tr.setAttribute("data-key", entry.key);
@@ -239,18 +244,18 @@ export class TableView {
     };
     const ticks: Tick[] = [];
     const now = Date.now();
-    columns.forEach((name, i) => {
+    for (const i of shown) {
       const td = tr.insertCell();
-      td.setAttribute("data-col", name);
+      td.setAttribute("data-col", columns[i]!);
       const format = formats[i];
       if (format === undefined) {
         fillCell(td, row[i]);
-        return;
+        continue;
       }
       td.setAttribute("data-format", format);
       const tick = fillFormatted(td, format, row[i], lookup, now);
       if (tick !== null) ticks.push(tick);
-    });
+    }
     if (this.#actions !== null && actions.length > 0) this.#actions.fill(tr.insertCell(), actions, lookup);
     return { row, tr, ticks };
   }
@@ -270,11 +275,13 @@ export class TableView {
   }
 }
 
-/** Columns, their formats and the callable actions of `payload`. */
+/** Columns, which are shown, their formats and the callable actions of `payload`. */
 function layoutOf(payload: Payload, caller: Caller | null): Layout {
   const formats = payload.formats ?? {};
+  const hidden = new Set(payload.hidden ?? []);
   return {
     columns: payload.columns,
+    shown: payload.columns.flatMap((name, i) => (hidden.has(name) ? [] : [i])),
     formats: payload.columns.map((name) => (Object.hasOwn(formats, name) ? formats[name] : undefined)),
     actions: callableActions(payload.actions, caller),
   };

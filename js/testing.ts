@@ -211,6 +211,8 @@ export const CHAT: ChatView = {
   status: "status",
   usage: "usage",
   error: "error",
+  detail: null,
+  note: null,
   send: { fn: "send", args: { thread_id: "t1" }, text_arg: "text" },
   cancel: { fn: "cancel", arg: "message_id" },
   placeholder: "Message",

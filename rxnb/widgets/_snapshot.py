@@ -2,7 +2,12 @@
 
 JupyterLab without a kernel, nbviewer and GitHub cannot run the widget; they show
 this instead. Every value is escaped: the snapshot is text, never markup from the
-store, and it holds nothing but the query's title and result.
+store, and it holds nothing but the query's title and result, and a line saying how to
+bring the live view back.
+
+Front ends sanitize an untrusted output (no `<style>`, no script), so everything here is
+inert HTML with inline styles, and whatever must go away while the live view shows is
+inside the snapshot's element, which the live view hides (js/snapshot.ts).
 """
 
 from __future__ import annotations
@@ -19,6 +24,14 @@ MAX_ROWS = 100
 
 MAX_TEXT = 20_000
 
+RECONNECT = "live view: run this cell to reconnect"
+"""The snapshot's last line. In JupyterLab and Notebook 7 it stands just above what the
+widget output shows without its live view ("Loading widget..." with no kernel, "Error
+displaying widget: model not found" with a new one), and goes away with the snapshot
+when the live view is back."""
+
+_QUIET = "font-size:11px;color:#777"
+
 _CELL = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top"
 
 
@@ -27,9 +40,8 @@ def snapshot_html(payload: Payload, version: int, snapshot_id: str = "") -> str:
     at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     parts = [
         f'<div class="rxnb-snapshot {escape(snapshot_id)}" data-version="{version}">',
-        '<div style="font-size:11px;color:#777;margin-bottom:4px">',
-        f"{escape(payload.title)} · {_summary(payload)} · snapshot of {at}, "
-        "live when the notebook runs</div>",
+        f'<div style="{_QUIET};margin-bottom:4px">',
+        f"{escape(payload.title)} · {_summary(payload)} · snapshot of {at}</div>",
     ]
     if payload.error is not None:
         parts.append(
@@ -37,7 +49,8 @@ def snapshot_html(payload: Payload, version: int, snapshot_id: str = "") -> str:
             f"<b>{escape(payload.error['type'])}</b>: {escape(payload.error['message'])}</div>"
         )
     parts.append(_body(payload))
-    parts.append("</div>")
+    parts.append(f'<div class="rxnb-snapshot-reconnect" style="{_QUIET};margin-top:4px">')
+    parts.append(f"{RECONNECT}</div></div>")
     return "".join(parts)
 
 
@@ -47,11 +60,23 @@ def _summary(payload: Payload) -> str:
     return payload.kind
 
 
+def _hidden(payload: Payload) -> frozenset[str]:
+    """The columns the view does not show (its `hidden` field; docs/widget-protocol.md)."""
+    hidden = dict(payload.view).get("hidden")
+    if not isinstance(hidden, list):
+        return frozenset()
+    return frozenset(name for name in hidden if isinstance(name, str))
+
+
 def _body(payload: Payload) -> str:
     if payload.kind == "table":
-        head = "".join(f'<th style="{_CELL}">{escape(c)}</th>' for c in payload.columns)
+        hidden = _hidden(payload)
+        shown = [i for i, name in enumerate(payload.columns) if name not in hidden]
+        head = "".join(f'<th style="{_CELL}">{escape(payload.columns[i])}</th>' for i in shown)
         body = "".join(
-            "<tr>" + "".join(f'<td style="{_CELL}">{escape(_text(v))}</td>' for v in row) + "</tr>"
+            "<tr>"
+            + "".join(f'<td style="{_CELL}">{escape(_text(row[i]))}</td>' for i in shown)
+            + "</tr>"
             for row in payload.rows[:MAX_ROWS]
         )
         more = len(payload.rows) - MAX_ROWS
