@@ -9,7 +9,7 @@ from rxnb.store._changelog import LoggedChange
 from rxnb.store._database import ChangeWatcher, CommitListener, Database
 from rxnb.store._postgres import PostgresDatabase, postgres_url
 from rxnb.store._readset import Equals, Range, ReadSet, TableRead
-from rxnb.store._schema import DataProblem
+from rxnb.store._schema import DataProblem, own_table
 from rxnb.store._sessions import Reader, Writer
 from rxnb.store._sqlite import SQLiteDatabase
 from rxnb.store._tracking import EVERYTHING, RowWrite, TableWrite, Write
@@ -35,6 +35,7 @@ __all__ = [
     "Write",
     "Writer",
     "open_database",
+    "own_table",
     "postgres_url",
 ]
 

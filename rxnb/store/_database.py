@@ -386,11 +386,29 @@ class Database(ABC):
             )
 
     def close(self) -> None:
-        """Release every connection. Idempotent."""
+        """Release every connection. Idempotent.
+
+        A thread still in a transaction (an action whose run ends as its store
+        closes) keeps its connection until it is done: that connection is closed when
+        it is given back, and no new one is made, so none is left open behind the
+        disposed pools."""
         self._closed = True
         self._listeners.clear()
         for engine in (self._read_engine, self._write_engine):
+            if not sa.event.contains(engine, "checkin", _close_given_back):
+                sa.event.listen(engine, "checkin", _close_given_back)
+                sa.event.listen(engine, "do_connect", self._refuse_to_connect)
             engine.dispose()
+
+    def _refuse_to_connect(self, *_: Any) -> None:
+        self._check_open()
+
+
+def _close_given_back(dbapi_connection: Any, _record: Any) -> None:
+    """A connection given back to a closed store's pool: closed (see `Database.close`)."""
+    if dbapi_connection is not None:
+        with contextlib.suppress(Exception):
+            dbapi_connection.close()
 
 
 class _Tracked:

@@ -18,6 +18,16 @@ from sqlmodel import SQLModel
 
 from rxnb.store._changelog import tables_table
 
+OWN = "rxnb"
+"""`Table.info` key of rxnb's own tables (`rx_runs`, ...): columns a newer rxnb adds to
+them (nullable or with a default) are added on open, without `migrate=True`, so that
+upgrading rxnb needs nothing of the user. Set it with `__table_args__ = own_table()`."""
+
+
+def own_table() -> dict[str, Any]:
+    """The `__table_args__` of one of rxnb's own tables (see `OWN`)."""
+    return {"info": {OWN: True}}
+
 
 @dataclass
 class SchemaPlan:
@@ -160,7 +170,7 @@ def plan_schema(conn: sa.Connection, tables: Sequence[sa.Table], *, migrate: boo
         problems, addable = _diff_table(table, inspector.get_columns(table.name), pk, conn.dialect)
         plan.problems.extend(problems)
         for column in addable:
-            if not migrate:
+            if not migrate and not table.info.get(OWN):
                 plan.problems.append(
                     f"Table `{table.name}` lacks column `{column.name}` "
                     f"({_sql_type(column, conn.dialect)}) that class field `{column.key}` "
