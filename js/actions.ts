@@ -7,6 +7,8 @@
  * - per row, a `button.rxnb-action[data-action]` for each action whose `when` holds;
  * - a click sends the `call`; every button for that same call (the row may be redrawn
  *   meanwhile) stays disabled until its `reply` comes;
+ * - once the kernel side is gone (connection.ts), every button is disabled: no call
+ *   could be answered;
  * - a failed reply shows `type: message` in `.rxnb-call-error` above the table, until
  *   the next failure replaces it or the reader dismisses it.
  *
@@ -37,6 +39,7 @@ export class RowActions {
   readonly #pending = new Map<string, () => void>();
   readonly #keys = new WeakMap<HTMLButtonElement, string>();
   #error: CallError | null = null;
+  #connected = true;
 
   constructor(caller: Caller, table: HTMLTableElement) {
     this.#caller = caller;
@@ -56,11 +59,17 @@ export class RowActions {
       button.className = "rxnb-action";
       button.setAttribute("data-action", action.name);
       button.textContent = action.label;
-      button.disabled = this.#pending.has(key);
+      button.disabled = !this.#connected || this.#pending.has(key);
       button.addEventListener("click", () => this.#call(key, action.name, args));
       this.#keys.set(button, key);
       td.append(button);
     }
+  }
+
+  /** Whether the kernel side is there to call (false: every button is disabled). */
+  setConnected(connected: boolean): void {
+    this.#connected = connected;
+    this.#showPending();
   }
 
   /** Forget the calls in flight: their replies will find no one. */
@@ -71,7 +80,7 @@ export class RowActions {
   }
 
   #call(key: string, fn: string, args: Record<string, Json>): void {
-    if (this.#pending.has(key)) return;
+    if (!this.#connected || this.#pending.has(key)) return;
     this.#pending.set(key, this.#caller.call(fn, args, (reply) => this.#settle(key, reply)));
     this.#showPending();
   }
@@ -85,7 +94,7 @@ export class RowActions {
   #showPending(): void {
     for (const button of this.#table.querySelectorAll<HTMLButtonElement>("button.rxnb-action")) {
       const key = this.#keys.get(button);
-      if (key !== undefined) button.disabled = this.#pending.has(key);
+      if (key !== undefined) button.disabled = !this.#connected || this.#pending.has(key);
     }
   }
 

@@ -8,7 +8,9 @@
  * - sending: a `call` of `send.fn` with `{...send.args, [send.text_arg]: text}`, the
  *   input cleared, and the text shown at once as `div.rxnb-msg.rxnb-optimistic` marked
  *   `sending` at the end of the log;
- * - removing it (rules below), or marking it `failed` with the error and a × button.
+ * - removing it (rules below), or marking it `failed` with the error and a × button;
+ * - once the kernel side is gone (connection.ts): the textarea and the button disabled,
+ *   the text typed so far kept.
  *
  * Rules (docs/widget-protocol.md, "Send"):
  * 1. An optimistic message goes once its reply is `ok` and a user row with the same text
@@ -58,6 +60,7 @@ export class ChatInput {
   readonly #waiting = new Set<Optimistic>();
   /** Rows that already took an optimistic message's place (rule 1). */
   readonly #claimed = new Set<string>();
+  #connected = true;
 
   /** Optimistic messages go at the end of `log`; `onSent` runs after each is added. */
   constructor(log: HTMLElement, caller: Caller | null, onSent: () => void) {
@@ -87,6 +90,13 @@ export class ChatInput {
     this.form.hidden = !callable;
     this.input.placeholder = placeholder;
     this.input.setAttribute("aria-label", placeholder || "Message");
+  }
+
+  /** Whether the kernel side is there to send to (false: input and button disabled). */
+  setConnected(connected: boolean): void {
+    this.#connected = connected;
+    this.input.disabled = !connected;
+    this.#showButton();
   }
 
   /** The rows now: the optimistic messages whose row came go (rule 1). */
@@ -125,13 +135,13 @@ export class ChatInput {
   }
 
   #showButton(): void {
-    this.button.disabled = this.input.value.trim() === "";
+    this.button.disabled = !this.#connected || this.input.value.trim() === "";
   }
 
   #submit(): void {
     const send = this.#send;
     const text = this.input.value;
-    if (send === null || this.#caller === null || text.trim() === "") return;
+    if (send === null || this.#caller === null || !this.#connected || text.trim() === "") return;
     const args: Record<string, Json> = { ...send.args, [send.text_arg]: text };
     const sent: Optimistic = {
       el: this.#draw(text),

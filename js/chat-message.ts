@@ -41,6 +41,8 @@ export interface MessageFields {
 
 /** What the chat view does for its blocks: the abort calls in flight, and making one. */
 export interface AbortControl {
+  /** Whether the kernel side is there to abort anything (connection.ts). */
+  readonly connected: boolean;
   waiting(args: Record<string, Json>): boolean;
   abort(args: Record<string, Json>): void;
 }
@@ -183,9 +185,10 @@ export class MessageBlock {
     return { changed, more: !this.#reveal.done };
   }
 
-  /** Enable or disable the abort button as its call waits or not. */
+  /** Enable the abort button unless its call waits or the kernel side is gone. */
   refreshAbort(): void {
-    if (this.#abort !== null) this.#abort.button.disabled = this.#control.waiting(this.#abort.args);
+    if (this.#abort === null) return;
+    this.#abort.button.disabled = !this.#control.connected || this.#control.waiting(this.#abort.args);
   }
 
   #renderText(): void {

@@ -12,7 +12,9 @@
  *   reply shows in `.rxnb-call-error` above the log, as a row action's does;
  * - auto-scroll: while the log is at its bottom (within `STICK_PX`), new content keeps
  *   it there; once the reader scrolls up, it stays put until they scroll back down;
- * - the input and its optimistic messages (chat-input.ts).
+ * - the input and its optimistic messages (chat-input.ts);
+ * - once the kernel side is gone (connection.ts): the input and every abort button
+ *   disabled; the messages stay as last received (the stylesheet stops their spinners).
  *
  * `dispose` cancels the frame, the timers and the calls in flight.
  */
@@ -20,6 +22,7 @@ import { CallError } from "./actions";
 import type { Caller } from "./calls";
 import { ChatInput, type SentRow } from "./chat-input";
 import { cellText, LIVE_STATUSES, MessageBlock, type AbortControl, type MessageFields } from "./chat-message";
+import type { Connection } from "./connection";
 import type { ChatView, Json, Payload, Row } from "./protocol";
 import { FrameLoop, type Motion } from "./smooth";
 import { identify } from "./table";
@@ -69,6 +72,7 @@ export class ChatPanel implements AbortControl {
   #layout = "";
   #chat: ChatView | null = null;
   #columns: Columns | null = null;
+  #connection: Connection = "connected";
   /** Whether new content keeps the log scrolled to its bottom. */
   #stuck = true;
   /** The log's scrollTop when last seen, to tell the reader scrolling up. */
@@ -142,7 +146,18 @@ export class ChatPanel implements AbortControl {
     this.root.remove();
   }
 
+  /** Whether the kernel side is there; once gone, nothing here may call it. */
+  setConnection(connection: Connection): void {
+    this.#connection = connection;
+    this.#input.setConnected(this.connected);
+    this.#refreshAborts();
+  }
+
   // AbortControl, for the blocks' abort buttons.
+
+  get connected(): boolean {
+    return this.#connection === "connected";
+  }
 
   waiting(args: Record<string, Json>): boolean {
     return this.#pending.has(JSON.stringify(args));
@@ -151,7 +166,7 @@ export class ChatPanel implements AbortControl {
   abort(args: Record<string, Json>): void {
     const cancel = this.#chat?.cancel;
     const id = JSON.stringify(args);
-    if (cancel == null || this.#caller === null || this.#pending.has(id)) return;
+    if (cancel == null || this.#caller === null || !this.connected || this.#pending.has(id)) return;
     const forget = this.#caller.call(cancel.fn, args, (reply) => {
       this.#pending.delete(id);
       this.#refreshAborts();

@@ -2,8 +2,11 @@
  * One view of a live result: `div.rxnb-live`, as docs/widget-protocol.md lays it out.
  *
  * Responsibilities:
- * - the root's `data-kind`, `data-version` and `data-state`;
- * - the header: title, row count (tables) and sync status;
+ * - the root's `data-kind`, `data-version`, `data-state` and `data-connection`;
+ * - the header: title, row count (tables) and status (live, resyncing, error, or
+ *   disconnected once the kernel side is gone, which outranks the others);
+ * - handing the connection (connection.ts) to the body, which disables what calls the
+ *   kernel and stops what moves once it is gone; what is shown stays readable;
  * - the error banner above the last good data, which stays, dimmed;
  * - the body for each kind: table (see table.ts), markdown, value, json, the chat view
  *   (chat.ts) for a table payload with a `chat` field (root `data-kind="chat"`), and the
@@ -13,6 +16,7 @@
 import type { Caller } from "./calls";
 import { fillCell } from "./cells";
 import { ChatPanel } from "./chat";
+import type { Connection } from "./connection";
 import { renderMarkdown } from "./markdown";
 import type { Kind, Payload } from "./protocol";
 import { browserMotion, type Motion } from "./smooth";
@@ -46,6 +50,9 @@ function element<K extends keyof HTMLElementTagNameMap>(tag: K, className: strin
   return el;
 }
 
+/** The header's status while the kernel side is gone. */
+export const DISCONNECTED_TEXT = "disconnected — run this cell to reconnect";
+
 function plural(n: number, noun: string): string {
   return `${n.toLocaleString("en")} ${noun}${n === 1 ? "" : "s"}`;
 }
@@ -62,6 +69,10 @@ export class LiveView {
   readonly #caller: Caller | null;
   readonly #motion: Motion | null;
   #body: Body | null = null;
+  #connection: Connection = "connected";
+  #sync: SyncStatus = "live";
+  #state: "ok" | "error" = "ok";
+  #version = 0;
 
   /**
    * `caller`: the model's functions, for a table's row actions and a chat's input and
@@ -72,6 +83,7 @@ export class LiveView {
     this.#caller = caller;
     this.#motion = motion;
     this.root = element("div", "rxnb-live");
+    this.root.setAttribute("data-connection", this.#connection);
     const header = element("div", "rxnb-header");
     header.append(this.#title, this.#count, this.#status);
     this.#error.setAttribute("role", "alert");
@@ -90,10 +102,10 @@ export class LiveView {
     this.#title.textContent = payload.title;
     this.#count.hidden = kind !== "table";
     this.#count.textContent = kind === "table" ? plural(payload.rows.length, "row") : "";
-    const status = sync === "resyncing" ? "resyncing" : state === "error" ? "error" : "live";
-    this.#status.setAttribute("data-status", status);
-    this.#status.textContent = sync === "resyncing" ? "resyncing…" : status;
-    this.#status.title = `version ${payload.version}`;
+    this.#sync = sync;
+    this.#state = state;
+    this.#version = payload.version;
+    this.#showStatus();
 
     this.#error.hidden = payload.error === null;
     this.#errorType.textContent = payload.error?.type ?? "";
@@ -102,9 +114,38 @@ export class LiveView {
     this.#updateBody(payload, kind);
   }
 
+  /** Whether the kernel side is there; once gone, nothing here may call it. */
+  setConnection(connection: Connection): void {
+    if (connection === this.#connection) return;
+    this.#connection = connection;
+    this.root.setAttribute("data-connection", connection);
+    this.#showStatus();
+    this.#connectBody();
+  }
+
   dispose(): void {
     this.#disposeBody();
     this.root.remove();
+  }
+
+  #showStatus(): void {
+    const gone = this.#connection === "disconnected";
+    const resyncing = this.#sync === "resyncing";
+    const status = gone ? "disconnected" : resyncing ? "resyncing" : this.#state === "error" ? "error" : "live";
+    this.#status.setAttribute("data-status", status);
+    this.#status.textContent = gone ? DISCONNECTED_TEXT : resyncing ? "resyncing…" : status;
+    this.#status.title = gone
+      ? `The kernel behind this view is gone (restarted or shut down): it shows version ${this.#version}, ` +
+        "the last it received, and changes no more. Run the cell again for a live view."
+      : `version ${this.#version}`;
+  }
+
+  /** The body's parts that call the kernel or move follow the connection. */
+  #connectBody(): void {
+    const body = this.#body;
+    if (body?.kind === "table" || body?.kind === "chat" || body?.kind === "timeline") {
+      body.view.setConnection(this.#connection);
+    }
   }
 
   #disposeBody(): void {
@@ -116,6 +157,7 @@ export class LiveView {
     if (this.#body?.kind !== kind) {
       this.#disposeBody();
       this.#body = this.#makeBody(kind);
+      this.#connectBody();
     }
     const body = this.#body;
     switch (body.kind) {

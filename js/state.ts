@@ -6,7 +6,8 @@
  * - ask the kernel for a full (`resync`) on a gap, and ignore updates until it comes;
  *   ask again if it does not come, waiting longer each time (a message can be lost:
  *   ipykernel drops one it routes to a subshell that no longer exists);
- * - tell each subscribed view when the payload or the sync status changed.
+ * - tell each subscribed view when the payload or the sync status changed;
+ * - once halted (the kernel side is gone, connection.ts), never ask again.
  */
 import { applyMessage, normalizePayload, type Payload } from "./protocol";
 
@@ -31,6 +32,8 @@ export class LiveState {
   /** While resyncing: the timer that asks again, and how long it waits. */
   #retry: ReturnType<typeof setTimeout> | null = null;
   #retryMs = RESYNC_RETRY_MS;
+  /** The kernel side is gone: nothing would answer a `resync`. */
+  #halted = false;
 
   constructor(initial: unknown, send: (content: unknown) => void) {
     this.#payload = normalizePayload(initial);
@@ -55,7 +58,7 @@ export class LiveState {
         this.#set(outcome.payload, "live");
         return;
       case "gap":
-        if (this.#sync === "resyncing") return;
+        if (this.#sync === "resyncing" || this.#halted) return;
         this.#sync = "resyncing";
         this.#retryMs = RESYNC_RETRY_MS;
         this.#askForFull();
@@ -76,6 +79,12 @@ export class LiveState {
   subscribe(listener: Listener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** The kernel side is gone: stop asking for a full, and never ask again. */
+  halt(): void {
+    this.#halted = true;
+    this.#stopAsking();
   }
 
   dispose(): void {

@@ -10,11 +10,14 @@
  * - the columns' `formats` (formats.ts), and one timer per view, running only while a
  *   shown cell ticks (an elapsed time of a run still going);
  * - the `hidden` columns: not shown nor sortable, yet read by formats and actions;
- * - the row `actions` (actions.ts) in a last, unsortable column.
+ * - the row `actions` (actions.ts) in a last, unsortable column;
+ * - once the kernel side is gone (connection.ts): actions disabled, the timer stopped
+ *   (an elapsed time no longer counts up: what the run does now is not known here).
  */
 import { callableActions, RowActions } from "./actions";
 import type { Caller } from "./calls";
 import { fillCell, formatValue, sameValue } from "./cells";
+import type { Connection } from "./connection";
 import { fillFormatted, sortValue, type RowLookup, type Tick } from "./formats";
 import { rowKey, type CellFormat, type Json, type Payload, type Row, type RowAction } from "./protocol";
 
@@ -98,6 +101,7 @@ export class TableView {
   #rendered = new Map<string, Rendered>();
   #payload: Payload | null = null;
   #timer: ReturnType<typeof setInterval> | null = null;
+  #connection: Connection = "connected";
 
   /** `caller`: the model's functions, for row actions; null: no actions are shown. */
   constructor(parent: HTMLElement, caller: Caller | null = null) {
@@ -135,6 +139,13 @@ export class TableView {
     this.more.hidden = hidden === 0;
     this.more.textContent =
       hidden === 0 ? "" : `… ${hidden.toLocaleString("en")} more ${hidden === 1 ? "row" : "rows"}`;
+  }
+
+  /** Whether the kernel side is there; once gone, no action and no tick. */
+  setConnection(connection: Connection): void {
+    this.#connection = connection;
+    this.#actions?.setConnected(connection === "connected");
+    this.#runTimer();
   }
 
   /** Stop the timer and forget calls in flight; the view is going away. */
@@ -260,9 +271,13 @@ export class TableView {
     return { row, tr, ticks };
   }
 
-  /** Tick every second while a shown cell shows the passing time, else not at all. */
+  /**
+   * Tick every second while a shown cell shows the passing time and the kernel side is
+   * there, else not at all.
+   */
   #runTimer(): void {
-    const ticking = [...this.#rendered.values()].some((rendered) => rendered.ticks.length > 0);
+    const ticking =
+      this.#connection === "connected" && [...this.#rendered.values()].some((rendered) => rendered.ticks.length > 0);
     if (ticking && this.#timer === null) {
       this.#timer = setInterval(() => {
         const now = Date.now();

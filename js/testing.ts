@@ -12,12 +12,57 @@ import type { Model, Traits } from "./widget";
 /** The host's event handler type (`(...args: any[]) => void`). */
 type Handler = Parameters<Model["on"]>[1];
 
+/** A Lumino signal, as a kernel connection has them. */
+export class FakeSignal<T> {
+  readonly #slots = new Set<(sender: unknown, args: T) => void>();
+
+  connect(slot: (sender: unknown, args: T) => void): boolean {
+    if (this.#slots.has(slot)) return false;
+    this.#slots.add(slot);
+    return true;
+  }
+
+  disconnect(slot: (sender: unknown, args: T) => void): boolean {
+    return this.#slots.delete(slot);
+  }
+
+  emit(args: T): void {
+    for (const slot of [...this.#slots]) slot(this, args);
+  }
+
+  get slots(): number {
+    return this.#slots.size;
+  }
+}
+
+/** The kernel connection JupyterLab's widget manager holds (`widget_manager.kernel`). */
+export class FakeKernel {
+  isDisposed = false;
+  status = "idle";
+  readonly disposed = new FakeSignal<unknown>();
+  readonly statusChanged = new FakeSignal<string>();
+
+  setStatus(status: string): void {
+    this.status = status;
+    this.statusChanged.emit(status);
+  }
+
+  /** As a shutdown does: disposed, and then its status reads `unknown`. */
+  dispose(): void {
+    this.isDisposed = true;
+    this.disposed.emit(undefined);
+    this.status = "unknown";
+  }
+}
+
 /**
  * One widget model. Like anywidget, it hands out a fresh proxy object to `initialize`
- * and to every `render` (`proxy()`), all sharing the same traits and events.
+ * and to every `render` (`proxy()`), all sharing the same traits and events. Its widget
+ * manager has `kernel` (null: a host without one, as in VS Code).
  */
 export class FakeModel {
   readonly sent: unknown[] = [];
+  kernel: FakeKernel | null = null;
   readonly #traits: Traits;
   readonly #handlers = new Map<string, Set<Handler>>();
 
@@ -26,6 +71,10 @@ export class FakeModel {
   }
 
   proxy(): Model {
+    const manager = {
+      get_model: () => Promise.reject(new Error("no widget manager in tests")),
+      kernel: this.kernel,
+    };
     return {
       get: (name) => this.#traits[name],
       set: (name, value) => {
@@ -43,10 +92,13 @@ export class FakeModel {
       send: (content: unknown) => {
         this.sent.push(content);
       },
-      widget_manager: {
-        get_model: () => Promise.reject(new Error("no widget manager in tests")),
-      },
+      widget_manager: manager,
     };
+  }
+
+  /** The host triggers `event` on the model (`comm_live_update`, `comm:close`). */
+  trigger(event: string): void {
+    for (const handler of [...(this.#handlers.get(event) ?? [])]) handler();
   }
 
   /** The kernel sends a custom message. */

@@ -11,7 +11,8 @@
  *   `style.width` in % of the track);
  * - one interval timer per view, running only while some step is going (`end` null):
  *   each tick moves the axis's end to now and redraws the bars and durations;
- *   `dispose` stops it;
+ *   `dispose` stops it, and so does the kernel side going (connection.ts): what a
+ *   going step does after that is not known here;
  * - at most `MAX_ROWS` lanes, and a note telling how many more steps there are.
  *
  * Rules:
@@ -26,6 +27,7 @@
  *    going lane has `data-going`: all in the stylesheet.
  */
 import { formatValue } from "./cells";
+import type { Connection } from "./connection";
 import { formatDuration, formatTime } from "./formats";
 import type { Json, Payload, Row, TimelineView } from "./protocol";
 import { identify, MAX_ROWS } from "./table";
@@ -219,6 +221,7 @@ export class TimelinePanel {
   #lanes = new Map<string, Lane>();
   #groups = new Map<string, Group>();
   #timer: ReturnType<typeof setInterval> | null = null;
+  #connection: Connection = "connected";
 
   constructor(parent: HTMLElement) {
     this.root = element("div", "rxnb-timeline");
@@ -270,6 +273,12 @@ export class TimelinePanel {
       hidden <= 0 ? "" : `… ${hidden.toLocaleString("en")} more ${hidden === 1 ? "step" : "steps"}`;
   }
 
+  /** Whether the kernel side is there; once gone, the axis stops moving. */
+  setConnection(connection: Connection): void {
+    this.#connection = connection;
+    this.#runTimer();
+  }
+
   /** Stop the timer; the view is going away. */
   dispose(): void {
     if (this.#timer !== null) clearInterval(this.#timer);
@@ -315,9 +324,9 @@ export class TimelinePanel {
     for (const lane of this.#lanes.values()) lane.place(axis, now);
   }
 
-  /** Tick every second while a step is going, else not at all. */
+  /** Tick every second while a step is going and the kernel side is there, else not at all. */
   #runTimer(): void {
-    const going = [...this.#lanes.values()].some((lane) => lane.going);
+    const going = this.#connection === "connected" && [...this.#lanes.values()].some((lane) => lane.going);
     if (going && this.#timer === null) {
       this.#timer = setInterval(() => this.#redraw(Date.now()), TICK_MS);
     } else if (!going && this.#timer !== null) {
