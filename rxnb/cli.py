@@ -8,6 +8,7 @@ rxnb demo [--dir DIR] [--worker] [--port N] [--no-browser]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib
 import importlib.util
@@ -23,8 +24,9 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from rxnb.execution import Action, Owner, Run, RunStatus, executor_for
+from rxnb.execution import Action, Owner, Run, executor_for, run_note
 from rxnb.functions import registry
+from rxnb.llm import load_litellm
 from rxnb.reactive import open as open_store
 
 
@@ -81,12 +83,29 @@ def _worker(url: str | None, modules: list[str], concurrency: int | None) -> int
         f"actions: {', '.join(a.name for a in actions)}",
         flush=True,
     )
+    # litellm takes seconds of CPU to import: do it now, not when a reply that a
+    # restarted kernel handed over is waiting for it.
+    threading.Thread(target=_warm_up_litellm, name="rxnb-litellm-import", daemon=True).start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+    # Hand its runs over: those that stop when asked go back to the queue at once; a
+    # worker (unlike a kernel, which Jupyter kills after 5 s) gives the others time
+    # to finish and be recorded.
+    executor.stop(WORKER_STOPPED, grace=WORKER_GRACE)
     store.close()
     return 0
+
+
+WORKER_STOPPED = "the worker stopped"
+WORKER_GRACE = 5.0
+"""Seconds a stopped worker waits for runs that do not stop when asked."""
+
+
+def _warm_up_litellm() -> None:
+    with contextlib.suppress(Exception):  # the first generation reports it, in context
+        load_litellm()
 
 
 DEMO_FILES = ("01_chat.ipynb", "chat_app.py")
@@ -157,11 +176,9 @@ def _runs(url: str | None, limit: int) -> int:
         )
     )[0]
     registered = {name for o in owners for name in json.loads(o.functions)}
-    print(f"{'id':16} {'status':10} {'att':>3}  {'function':40} note")
+    print(f"{'id':16} {'status':10} {'att':>3}  {'function':40} {'created':8} note")
     for run in rows:
-        note = run.error or ""
-        if run.status == RunStatus.QUEUED.value and run.function not in registered:
-            note = f"no executor has registered `{run.function}`"
+        note = run_note(run, registered)  # one line: a traceback is in `Run.traceback`
         created = datetime.datetime.fromtimestamp(run.created_at).strftime("%H:%M:%S")
         print(
             f"{run.id:16} {run.status:10} {run.attempt:>3}  {run.function[:40]:40} {created} {note}"

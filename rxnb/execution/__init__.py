@@ -11,8 +11,18 @@ from rxnb.execution._arguments import SECRET_ARGUMENT, encode_args
 from rxnb.execution._context import ActionContext, Parked
 from rxnb.execution._control import cancel, cancel_in, cancel_run, retry, retry_in, retry_run
 from rxnb.execution._executor import Executor, executor_for
-from rxnb.execution._handles import RunHandle, set_follower
-from rxnb.execution._model import RUN_ENDED, TERMINAL, Owner, Run, RunStatus
+from rxnb.execution._failures import Failure, error_details, error_line, one_line
+from rxnb.execution._handles import RunHandle, run_note, set_follower
+from rxnb.execution._lifecycle import process_stopping
+from rxnb.execution._model import (
+    PROGRESSED,
+    RUN_ENDED,
+    RUN_REQUEUED,
+    TERMINAL,
+    Owner,
+    Run,
+    RunStatus,
+)
 from rxnb.execution._owners import recover_orphans
 from rxnb.execution._secrets import SECRET_NAME, redact, scrub, secrets_of
 from rxnb.functions import registry
@@ -33,13 +43,16 @@ def _store_opened(store: Store) -> None:
 on_open(_store_opened)
 
 __all__ = [
+    "PROGRESSED",
     "RUN_ENDED",
+    "RUN_REQUEUED",
     "SECRET_ARGUMENT",
     "SECRET_NAME",
     "TERMINAL",
     "Action",
     "ActionContext",
     "Executor",
+    "Failure",
     "Owner",
     "Parked",
     "Run",
@@ -51,8 +64,12 @@ __all__ = [
     "cancel_run",
     "clock",
     "encode_args",
+    "error_details",
+    "error_line",
     "executor_for",
     "insert_run",
+    "one_line",
+    "process_stopping",
     "recover_orphans",
     "redact",
     "retry",
@@ -60,6 +77,7 @@ __all__ = [
     "retry_run",
     "run_after",
     "run_at",
+    "run_note",
     "scrub",
     "secrets_of",
     "set_follower",

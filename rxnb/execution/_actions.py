@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -42,13 +43,24 @@ class Action(StoreFunction[P, R]):
         retries: int = 0,
         backoff: float = 1.0,
         timeout: float | None = None,
+        crash_retries: int | None = None,
+        at_most_once: bool = False,
     ) -> None:
-        given: Any = retries
-        if not isinstance(given, int) or given < 0:
-            raise FunctionError(f"@rx.action(retries={retries!r}): use a whole number >= 0")
+        _check_count(self.kind, "retries", retries)
         if backoff < 0 or (timeout is not None and timeout <= 0):
-            raise FunctionError("@rx.action: backoff must be >= 0 and timeout > 0 seconds")
+            raise FunctionError(
+                f"@rx.{self.kind}: backoff must be >= 0 and timeout > 0 seconds, not "
+                f"backoff={backoff!r}, timeout={timeout!r}"
+            )
+        if crash_retries is None:
+            crash_retries = default_crash_retries()
+        _check_count(self.kind, "crash_retries", crash_retries)
+        if not isinstance(at_most_once, bool):
+            raise FunctionError(
+                f"@rx.{self.kind}(at_most_once={at_most_once!r}): pass True or False"
+            )
         self.retries, self.backoff, self.timeout = retries, backoff, timeout
+        self.crash_retries, self.at_most_once = crash_retries, at_most_once
         if not takes_context(fn):
             name = getattr(fn, "__name__", "f")
             raise FunctionError(
@@ -125,11 +137,32 @@ def insert_run(db: Writer, action: Action[Any, Any], args: str, due_at: float, k
         args=args,
         key=key,
         max_attempts=action.retries + 1,
+        crash_retries=action.crash_retries,
+        at_most_once=action.at_most_once,
         due_at=due_at,
         created_at=time.time(),
     )
     db.add(run)
     return run.id
+
+
+def default_crash_retries() -> int:
+    """`crash_retries` where an action does not say (RXNB_CRASH_RETRIES, default 3)."""
+    text = os.environ.get("RXNB_CRASH_RETRIES", "3")
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise FunctionError(
+            f"RXNB_CRASH_RETRIES={text!r}: set it to a whole number >= 0 (3 by default)"
+        )
+    return value
+
+
+def _check_count(kind: str, name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise FunctionError(f"@rx.{kind}({name}={value!r}): use a whole number >= 0")
 
 
 def _schedule(db: Writer, action: Any, args: dict[str, Any]) -> str:
@@ -171,17 +204,32 @@ def action(
     retries: int = 0,
     backoff: float = 1.0,
     timeout: float | None = None,
+    crash_retries: int | None = None,
+    at_most_once: bool = False,
 ) -> Any:
     """Declare a background action: `def f(ctx: rx.ActionContext, ...)`.
 
     `f.start(**args)` records a run and returns a `RunHandle` at once; an executor
     thread runs it. `retries=` allows that many more attempts after an exception
     (exponential backoff from `backoff` seconds, with jitter); `timeout=` seconds
-    requests cancellation and fails the run when exceeded. Without `retries` an
-    action runs at most once. `f(**args)` runs it inline, for debugging.
+    requests cancellation and fails the run when exceeded. `f(**args)` runs it
+    inline, for debugging.
+
+    A run whose process stops (a kernel restart, a worker stopped) is handed over:
+    queued again, its attempt not spent. One whose process dies (kill -9, out of
+    memory) is queued again up to `crash_retries` times in a row (RXNB_CRASH_RETRIES,
+    default 3): at least once, like DBOS and Temporal. `at_most_once=True` never
+    starts a run again that may have run in part (Convex's actions): it fails instead.
     """
 
     def wrap(f: Callable[..., Any]) -> Action[Any, Any]:
-        return Action(f, retries=retries, backoff=backoff, timeout=timeout)
+        return Action(
+            f,
+            retries=retries,
+            backoff=backoff,
+            timeout=timeout,
+            crash_retries=crash_retries,
+            at_most_once=at_most_once,
+        )
 
     return wrap(fn) if fn is not None else wrap

@@ -38,7 +38,10 @@ class ActionContext:
       raises `rx.Cancelled` (a BaseException) if so;
     - `ctx.progress(done, total, message)` records progress on the run, which every
       view of the run shows;
-    - `ctx.run_id` is the run's id (None when the action is called inline).
+    - `ctx.run_id` is the run's id (None when the action is called inline);
+    - `ctx.handing_over` says why the run is being handed over (its process is
+      stopping: `ctx.cancelled` is true too, and the run is queued again, not
+      cancelled), else None.
     """
 
     def __init__(self, store: Store, run_id: str | None, attempt: int = 1) -> None:
@@ -47,6 +50,7 @@ class ActionContext:
         self.attempt = attempt
         self._cancel = threading.Event()
         self._reason = ""
+        self._handover: str | None = None
         self._last_progress = 0.0
 
     @property
@@ -59,6 +63,13 @@ class ActionContext:
         fails, rather than being cancelled); else None."""
         reason = self._reason if self._cancel.is_set() else ""
         return reason if reason.startswith(TIMED_OUT) else None
+
+    @property
+    def handing_over(self) -> str | None:
+        """Why the run is being handed over to another start (its process is stopping:
+        "the kernel restarted", "the worker stopped"), else None. The action is asked
+        to stop as for a cancel; the run is then queued again, its attempt not spent."""
+        return self._handover if self._cancel.is_set() else None
 
     def check_cancelled(self) -> None:
         """Raise `rx.Cancelled` if the run was cancelled (or timed out)."""
@@ -102,6 +113,12 @@ class ActionContext:
     def _request_cancel(self, reason: str) -> None:
         self._reason = self._reason or reason
         self._cancel.set()
+
+    def _request_handover(self, reason: str) -> None:
+        """Ask the action to stop for a hand-over (see `handing_over`)."""
+        if not self._cancel.is_set():
+            self._handover = reason
+        self._request_cancel(f"handed over: {reason}")
 
     def __repr__(self) -> str:
         return f"<rx.ActionContext run {self.run_id} attempt {self.attempt}>"

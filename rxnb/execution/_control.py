@@ -62,7 +62,7 @@ def retry_in(db: Writer, run_id: str) -> str:
             )
     run.status, run.owner, run.due_at = RunStatus.QUEUED.value, None, clock.now()
     run.cancel_requested, run.finished_at = False, None
-    run.max_attempts = run.attempt + 1
+    run.max_attempts, run.crashes = run.attempt + 1, 0
     return run.status
 
 

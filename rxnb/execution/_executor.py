@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -16,17 +17,20 @@ from sqlmodel import func, select
 
 from rxnb.errors import StoreUnavailableError
 from rxnb.execution import _clock as clock
+from rxnb.execution import _lifecycle as lifecycle
 from rxnb.execution._context import TIMED_OUT, ActionContext
+from rxnb.execution._failures import Failure
 from rxnb.execution._heartbeat import Heartbeat
 from rxnb.execution._model import Owner, Run
-from rxnb.execution._outcome import describe, outcome
-from rxnb.execution._owners import HOST, delete_owner
+from rxnb.execution._outcome import outcome
+from rxnb.execution._owners import HOST
 from rxnb.execution._transitions import (
     CLAIMABLE,
     claim,
     due_exists,
     fail_now,
     finish,
+    hand_back,
     requested_cancels,
     unclaim,
 )
@@ -38,8 +42,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rxnb.runs")
 
-STOPPED = "the executor stopped"
-"""The reason given to runs still going when their executor stops (see `Executor.stop`)."""
+CLOSED = "its store was closed"
+"""Why runs are handed over when their store is closed (`Executor.stop`'s default)."""
+
+
+def handover_seconds() -> float:
+    """How long a stopping executor waits for its actions to stop (RXNB_HANDOVER_SECONDS):
+    well within the 5 s Jupyter gives a kernel to shut down before killing it."""
+    return max(0.0, float(os.environ.get("RXNB_HANDOVER_SECONDS", "1.0")))
+
 
 MAX_WAIT = 3600.0
 """Longest the scheduler sleeps before looking at the queue again."""
@@ -67,7 +78,12 @@ class Executor:
     5. pass cancel requests to the runs it is running;
     6. give back to the queue runs recorded as claimed here that it is not running
        (a claim that committed while its connection broke), and keep the outcome of a
-       run until the database, away for a while, takes it.
+       run until the database, away for a while, takes it;
+    7. hand over when it stops (its store closed, its process stopping: see
+       `rxnb.execution._lifecycle`): stop claiming, ask its actions to stop at their
+       next check (`ctx.handing_over`), and queue their runs again without spending
+       an attempt; runs that do not stop in time are handed over when the process
+       ends (`Owner.stopping`), never counted as crashes.
     """
 
     def __init__(self, store: Store, workers: int | None = None) -> None:
@@ -81,6 +97,10 @@ class Executor:
         """Notified each time a run of this executor has ended and been recorded."""
         self._wake = threading.Event()
         self.stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._sign_lock = threading.Lock()
+        self._left_at_sign_off: int | None = None
+        """Runs still running here when a stopping executor signed off (None: not yet)."""
         self._functions: dict[str, Action[Any, Any]] = {}
         self._running: dict[str, tuple[ActionContext, int]] = {}
         self.claiming = threading.Lock()
@@ -99,6 +119,7 @@ class Executor:
         self.recover_orphans()
         self._scheduler.start()
         self.heartbeat.start()
+        lifecycle.watch(self)
 
     # -- registration and wake-ups ------------------------------------------------------
 
@@ -156,34 +177,66 @@ class Executor:
             running = bool(write.key) and write.key[0] in self._running
         return running and new.get("cancel_requested") is not False
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop claiming, and give the runs in progress `timeout` seconds to end and be
-        recorded (a worker stopped by SIGTERM finishes its short runs rather than
-        leaving them to be failed or run again). Longer ones are asked to stop (their
-        pool threads would otherwise hold the process open at exit) and are abandoned
-        to orphan recovery."""
-        if self.stopped.is_set():
-            return
-        self.stopped.set()
+    def stop(self, reason: str = CLOSED, grace: float | None = None) -> None:
+        """Hand over (rule 7) because of `reason` ("the kernel restarted"): stop
+        claiming, ask the runs in progress to stop for a hand-over, and give them
+        `grace` seconds (`handover_seconds()`) to stop, or to end, and be recorded.
+        Those still running then are left to be handed over when this process ends
+        (the owner row says it is stopping, and why); with none left, the owner row
+        goes."""
+        with self._stop_lock:
+            if self.stopped.is_set():
+                return
+            self.stopped.set()
         self._wake.set()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (handover_seconds() if grace is None else grace)
         if self._scheduler.is_alive() and threading.current_thread() is not self._scheduler:
-            self._scheduler.join(timeout)  # no claim can race the pool's shutdown
-        if not getattr(_current, "executing", False):  # an action closing its own store
-            with self._ended:
-                self._ended.wait_for(
-                    lambda: not self._running, max(0.0, deadline - time.monotonic())
-                )
+            self._scheduler.join(max(0.0, deadline - time.monotonic()))  # no claim races it
         with self._lock:
-            abandoned = [ctx for ctx, _ in self._running.values()]
-        for ctx in abandoned:
-            ctx._request_cancel(STOPPED)
+            running = [ctx for ctx, _ in self._running.values()]
+        for ctx in running:
+            ctx._request_handover(reason)
+        mine = getattr(_current, "ctx", None)  # an action closing its own store
+        with self._ended:
+            self._ended.wait_for(
+                lambda: not (set(self._running) - {getattr(mine, "run_id", None)}),
+                max(0.0, deadline - time.monotonic()),
+            )
         self._pool.shutdown(wait=False, cancel_futures=True)
-        if not self.store.closed:
+        self.heartbeat.join(max(0.1, deadline - time.monotonic()))  # it re-adds the owner row
+        self._sign_off(reason)
+
+    def _sign_off(self, reason: str) -> None:
+        """Remove the owner row, or, with runs still running here, say why it stops
+        (a run that ends later removes it then: `_signed_off_last`)."""
+        if self.store.closed:
+            return
+        with self._sign_lock:
+            with self._lock:
+                left = len(self._running)
+
+            def write(db: Writer) -> None:
+                owner = db.get(Owner, self.id)
+                if owner is not None and left:
+                    owner.stopping = reason
+                elif owner is not None:
+                    db.delete(owner)
+
             try:
-                self.store.database.write(lambda db: delete_owner(db, self.id))
+                self.store.database.write(write)
+                self._left_at_sign_off = left
             except Exception:
-                log.exception("rxnb: could not remove owner %s", self.id)
+                log.exception("rxnb: could not record that %s stopped", self.id)
+
+    def _signed_off_last(self) -> None:
+        """The last run of an executor that signed off with runs left has ended: its
+        owner row goes (best effort: orphan recovery removes it otherwise)."""
+        with self._sign_lock:
+            if not self._left_at_sign_off or self.store.closed:
+                return
+            with contextlib.suppress(Exception):
+                self.store.database.write(lambda db: _delete_owner(db, self.id))
+                self._left_at_sign_off = 0
 
     # -- the scheduler thread -----------------------------------------------------------
 
@@ -277,7 +330,7 @@ class Executor:
     # -- running one run (pool threads) ---------------------------------------------------
 
     def _execute(self, action: Action[Any, Any], ctx: ActionContext, args: dict[str, Any]) -> None:
-        _current.executing = True
+        _current.ctx = ctx
         timer = None
         if action.timeout is not None:
             timer = threading.Timer(action.timeout, self._time_out, (ctx, action.timeout))
@@ -287,8 +340,12 @@ class Executor:
             ended = outcome(action, ctx, args)
             if timer is not None:
                 timer.cancel()
-            if ended[0] == "cancelled" and ctx._reason == STOPPED:
-                return  # not a user's cancel: the run is left to orphan recovery
+            why = ctx.handing_over
+            if why is not None and ended[0] not in ("returned", "parked"):
+                # Stopped for the hand-over, or broken by it (a library shutting down
+                # with the process): not the action's failure, nor a user's cancel.
+                self._record(lambda db: hand_back(db, ctx, self.id, why))
+                return
             try:
                 self._record(lambda db: finish(db, ctx, self.id, action, ended))
             except Exception as exc:
@@ -296,7 +353,7 @@ class Executor:
                     log.info("rxnb: run %s ended after its store closed", ctx.run_id)
                     return
                 # e.g. a result json cannot write (an int of 5,000 digits): fail it
-                failed = ("final", f"could not store the outcome: {describe(exc)}")
+                failed = ("final", Failure.of(exc, "could not store the outcome: "))
                 self.store.database.write(lambda db: finish(db, ctx, self.id, action, failed))
         except Exception:
             log.exception("rxnb: could not record the end of run %s", ctx.run_id)
@@ -306,7 +363,10 @@ class Executor:
             with self._lock:
                 self._running.pop(ctx.run_id or "", None)
                 self._ended.notify_all()
+                last = self.stopped.is_set() and not self._running
             self._wake.set()
+            if last:
+                self._signed_off_last()
 
     def _record(self, fn: Callable[[Writer], None]) -> None:
         """Write a run's end, waiting out a database that is away (rule 6): a run
@@ -331,8 +391,14 @@ class Executor:
             log.exception("rxnb: could not record the timeout of run %s", ctx.run_id)
 
 
+def _delete_owner(db: Writer, owner_id: str) -> None:
+    owner = db.get(Owner, owner_id)
+    if owner is not None:
+        db.delete(owner)
+
+
 _current = threading.local()
-"""`executing` is true on a pool thread (see `Executor.stop`)."""
+"""`ctx` is the context of the run a pool thread runs (see `Executor.stop`)."""
 
 _executors_lock = threading.Lock()
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from rxnb.errors import RunCancelledError, RunFailedError, RunNotFoundError, RxnbError
 from rxnb.execution._control import cancel
+from rxnb.execution._failures import one_line
 from rxnb.execution._model import TERMINAL, Run, RunStatus
 from rxnb.execution._owners import can_run
 from rxnb.functions import query
@@ -116,3 +117,17 @@ def run_state(db: Any, run_id: str) -> dict[str, Any] | None:
     """A run's status and attempt (what `RunHandle.wait` follows)."""
     row = db.get(Run, run_id)
     return None if row is None else {"status": row.status, "attempt": row.attempt}
+
+
+def run_note(run: Run, registered: set[str]) -> str:
+    """What a runs view says of `run` beside its status, on one line: its error, why
+    it cannot start, or why it was started again."""
+    unfinished = run.status in (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+    if run.status == RunStatus.QUEUED.value and run.function not in registered:
+        waiting = f"no executor has registered `{run.function}`"
+        return f"interrupted ({run.interrupted}); {waiting}" if run.interrupted else waiting
+    if unfinished and run.interrupted and run.error is None:
+        if run.status == RunStatus.RUNNING.value:
+            return f"resumed after {run.interrupted} (attempt {run.attempt})"
+        return f"interrupted ({run.interrupted}); queued again"
+    return one_line(run.error or "")

@@ -50,6 +50,11 @@ class Heartbeat:
     def start(self) -> None:
         self._thread.start()
 
+    def join(self, timeout: float) -> None:
+        """Wait for the thread to end (once the executor has stopped)."""
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
     def _loop(self) -> None:
         last_beat = time.monotonic()
         while not self.executor.stopped.wait(HEARTBEAT_SECONDS):

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import traceback
 from typing import TYPE_CHECKING, Any
 
 from rxnb.errors import Cancelled, NonRetryableError, ResultError
 from rxnb.execution._context import ActionContext, Parked
-from rxnb.execution._secrets import scrub
+from rxnb.execution._failures import Failure
 from rxnb.reactive import to_jsonable
 
 if TYPE_CHECKING:
@@ -20,26 +18,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rxnb.runs")
 
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def describe(exc: BaseException) -> str:
-    """The error's type and message, and where it was raised: the last frame in the
-    user's code (an error raised by rxnb on a wrong argument points at the call)."""
-    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
-    theirs = [f for f in frames if not os.path.abspath(f.filename).startswith(_PACKAGE + os.sep)]
-    last = (theirs or frames)[-1:]
-    where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
-    try:
-        message = str(exc)
-    except Exception:  # an exception whose __str__ raises
-        message = f"<{type(exc).__name__} that cannot be shown>"
-    return scrub(f"{type(exc).__name__}: {message}{where}")
-
 
 def outcome(action: Action[Any, Any], ctx: ActionContext, args: dict[str, Any]) -> tuple[str, Any]:
     """How the action ended: ("returned", json) / ("cancelled", why) / ("parked",
-    (status, due)) / ("raised" or "final", error text). Whatever it raises, even a
+    (status, due)) / ("raised" or "final", `Failure`). Whatever it raises, even a
     BaseException, ends up here."""
     try:
         # Stored arguments are JSON: checking them again makes a datetime, a UUID or
@@ -50,19 +32,19 @@ def outcome(action: Action[Any, Any], ctx: ActionContext, args: dict[str, Any]) 
     except Parked as parked:
         return ("parked", (parked.status, parked.due_at))
     except NonRetryableError as exc:
-        return ("final", describe(exc))
+        return ("final", Failure.of(exc))
     except Exception as exc:
         log.debug("rxnb: run %s raised", ctx.run_id, exc_info=True)
-        return ("raised" if action.retry_on_raise else "final", describe(exc))
+        return ("raised" if action.retry_on_raise else "final", Failure.of(exc))
     except BaseException as exc:  # KeyboardInterrupt, SystemExit in a pool thread
-        return ("final", f"the action raised {describe(exc)}")
+        return ("final", Failure.of(exc, "the action raised "))
     try:
         encoded = to_jsonable(value, where=f"Action `{action.name}`")
         json.dumps(encoded, allow_nan=False)
     except ResultError as exc:  # it ran to the end: running it again cannot help
-        return ("final", f"ResultError: {exc}")
+        return ("final", Failure.of(exc))
     except (ValueError, RecursionError, UnicodeError) as exc:
-        return ("final", f"ResultError: the result cannot be stored as JSON ({describe(exc)})")
+        return ("final", Failure.of(exc, "ResultError: the result cannot be stored as JSON: "))
     return ("returned", encoded)
 
 

@@ -1,5 +1,6 @@
 """The writes that move a run between states for an executor: claim due runs, record
-how a run ended, fail one that timed out, give back one claimed but never started.
+how a run ended, fail one that timed out, hand back one whose process is stopping,
+give back one claimed but never started.
 
 Each is the body of one write transaction (`Database.write`); the executor decides
 when to run them.
@@ -16,7 +17,8 @@ from sqlmodel import select
 
 from rxnb.execution import _clock as clock
 from rxnb.execution._context import ActionContext
-from rxnb.execution._model import TERMINAL, Run, RunStatus, ended
+from rxnb.execution._failures import Failure
+from rxnb.execution._model import TERMINAL, Run, RunStatus, ended, requeued
 from rxnb.store import Writer
 
 if TYPE_CHECKING:
@@ -85,7 +87,7 @@ def finish(
     now = time.time()
     kind, value = outcome
     if ctx.timed_out is not None:
-        kind, value = "final", f"TimeoutError: {ctx.timed_out}"
+        kind, value = "final", Failure(f"TimeoutError: {ctx.timed_out}")
     elif run.cancel_requested or kind == "cancelled":
         run.status, run.finished_at = RunStatus.CANCELLED.value, now
         ended(db, run)
@@ -95,16 +97,59 @@ def finish(
         if run.started_at is not None and run.due_at >= run.started_at:
             due = clock.now()  # woken while it ran (an event, a child's end): due now
         run.status, run.due_at, run.owner = status, due, None
+        run.crashes = 0  # a clean stop: crashes in a row start again
     elif kind == "returned":
         run.status, run.result, run.error = RunStatus.SUCCEEDED.value, json.dumps(value), None
-        run.finished_at = now
+        run.traceback, run.finished_at = None, now
     elif kind == "raised" and run.attempt < run.max_attempts:
-        run.status, run.owner, run.error = RunStatus.QUEUED.value, None, value
-        run.due_at = now + action.delay(run.attempt)
+        run.status, run.owner, run.error = RunStatus.QUEUED.value, None, value.line
+        run.traceback, run.due_at = value.details, now + action.delay(run.attempt)
     else:
-        run.status, run.error, run.finished_at = RunStatus.FAILED.value, value, now
+        run.status, run.error, run.finished_at = RunStatus.FAILED.value, value.line, now
+        run.traceback = value.details
     if RunStatus(run.status) in TERMINAL:
         ended(db, run)
+
+
+def hand_back(db: Writer, ctx: ActionContext, owner: str, why: str) -> None:
+    """The action stopped because its process is stopping (`ctx.handing_over`): queue
+    the run again, due now, without spending an attempt; an `at_most_once` run fails
+    instead, and one cancelled meanwhile ends cancelled. Nothing if the run is no
+    longer this start's."""
+    run = db.get(Run, ctx.run_id)
+    if (
+        run is None
+        or run.owner != owner
+        or run.status != RunStatus.RUNNING.value
+        or run.attempt != ctx.attempt
+    ):
+        return
+    if run.cancel_requested:
+        run.status, run.finished_at = RunStatus.CANCELLED.value, time.time()
+        ended(db, run)
+    elif run.at_most_once:
+        run.status, run.finished_at = RunStatus.FAILED.value, time.time()
+        run.error, run.traceback = not_again(why, run.id), None
+        ended(db, run)
+    else:
+        requeue_interrupted(db, run, why)
+
+
+def requeue_interrupted(db: Writer, run: Run, why: str) -> None:
+    """Queue `run`, interrupted by `why` (a hand-over or a crash), again due now; the
+    start it lost is not counted against its `retries=`."""
+    run.status, run.owner, run.due_at = RunStatus.QUEUED.value, None, clock.now()
+    run.max_attempts += 1
+    run.interrupted = why
+    requeued(db, run, why)
+
+
+def not_again(why: str, run_id: str) -> str:
+    """The error of an `at_most_once` run that `why` interrupted."""
+    return (
+        f"{why}; not started again (at_most_once=True): it may have run in part. "
+        f"Check its effects, then rx.retry({run_id!r}) to run it again"
+    )
 
 
 def fail_now(db: Writer, ctx: ActionContext, owner: str, reason: str) -> None:
@@ -114,7 +159,7 @@ def fail_now(db: Writer, ctx: ActionContext, owner: str, reason: str) -> None:
     if run.attempt != ctx.attempt:
         return
     run.status, run.finished_at = RunStatus.FAILED.value, time.time()
-    run.error = f"TimeoutError: {reason}"
+    run.error, run.traceback = f"TimeoutError: {reason}", None
     ended(db, run)
 
 

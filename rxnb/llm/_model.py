@@ -8,8 +8,11 @@ follow a run's text (`RunHandle.follow`).
 A run that ends while a generation of it is still `streaming` (its process died, or
 its store closed midway, and orphan recovery failed or cancelled it) ends that
 generation too, and its row's `pending`/`streaming` status, with the run's reason:
-otherwise a chat would show the reply streaming forever. This hook is installed
-when `rxnb.llm` is first imported, in the process that ends the run.
+otherwise a chat would show the reply streaming forever. A run queued again after a
+hand-over or a crash ends its `streaming` generations as `interrupted` (why, in
+`error`) and sets their rows back to `pending`, until its next start streams into
+them again. These hooks are installed when `rxnb.llm` is first imported (`import
+rxnb` does), in the process that ends or queues the run.
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlmodel import Field, SQLModel, select
 
-from rxnb.execution import RUN_ENDED, Run, RunStatus
+from rxnb.execution import RUN_ENDED, RUN_REQUEUED, Run, RunStatus, one_line
 from rxnb.reactive import to_jsonable
+from rxnb.store import own_table
 
 
 class Generation(SQLModel, table=True):
     """One streamed completion into one field of one row."""
 
     __tablename__ = "rx_generations"
+    __table_args__ = own_table()
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str | None = Field(default=None, index=True)
@@ -46,13 +51,17 @@ class Generation(SQLModel, table=True):
     replaced: str | None = None
     """An earlier attempt's text, once a retry of the run took its place in the row."""
     status: str = "streaming"
-    """streaming | done | cancelled | failed, like the row's."""
+    """streaming | done | cancelled | failed, like the row's; or interrupted: its run
+    was handed over or its process died, and a later start streams into the row again."""
     started_at: float
     finished_at: float | None = None
     usage: str | None = None
     """JSON: prompt/completion/total tokens, `estimated`, `rate_limited`."""
     cost: float | None = None
     error: str | None = None
+    """Why it failed, one line (`Type: message`); why it was interrupted."""
+    traceback: str | None = None
+    """The details of `error`, where there are some."""
     tool_calls: str | None = None
     """JSON list of `{"id", "name", "arguments"}` the model asked for, if any."""
 
@@ -107,7 +116,7 @@ def end_generations(db: Any, run: Run) -> None:
     status = "cancelled" if run.status == RunStatus.CANCELLED.value else "failed"
     for generation in left:
         generation.status, generation.finished_at = status, time.time()
-        generation.error = generation.error or (
+        generation.error = generation.error or one_line(
             f"the run ended ({run.status}: {run.error})"
             if run.error
             else f"the run ended ({run.status}) before its generation did"
@@ -117,5 +126,21 @@ def end_generations(db: Any, run: Run) -> None:
             row.status = status
 
 
+def interrupt_generations(db: Any, run: Run, why: str) -> None:
+    """`run` was interrupted and is queued again: its generations still `streaming`
+    are `interrupted` (`why`), their rows `pending` until the next start streams."""
+    left = db.exec(
+        select(Generation).where(Generation.run_id == run.id, Generation.status == "streaming")
+    ).all()
+    for generation in left:
+        generation.status, generation.finished_at = "interrupted", time.time()
+        generation.error = why
+        row = target_row(db, generation.target, generation.row_key)
+        if row is not None and getattr(row, "status", None) == "streaming":
+            row.status = "pending"
+
+
 if end_generations not in RUN_ENDED:
     RUN_ENDED.append(end_generations)
+if interrupt_generations not in RUN_REQUEUED:
+    RUN_REQUEUED.append(interrupt_generations)

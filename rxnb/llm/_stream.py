@@ -39,6 +39,10 @@ provider chunks, closing the provider's stream (its HTTP connection) on cancel.
    `cancelled`, its whole text kept, like its run. After: the row is `done`; the
    chat's Stop then stops nothing, while `rx.cancel` of the run before it returns
    still ends the run `cancelled`, as for any action.
+10. A hand-over (the run's process is stopping: `ctx.handing_over`) stops the stream
+    like a cancel, but the row goes back to `pending` (its text kept until the next
+    start replaces it, rule 6) and the generation ends `interrupted`, saying why; the
+    run is queued again. Errors are stored as one line, the traceback beside it.
 """
 
 from __future__ import annotations
@@ -57,7 +61,15 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from rxnb.errors import ArgumentError, Cancelled, RxnbError
-from rxnb.execution import ActionContext, Run, redact, scrub, secrets_of
+from rxnb.execution import (
+    ActionContext,
+    Run,
+    error_details,
+    error_line,
+    one_line,
+    redact,
+    secrets_of,
+)
 from rxnb.llm._arguments import check_messages, check_row_id, check_target, check_throttle
 from rxnb.llm._chunking import Chunker, Chunking
 from rxnb.llm._model import Generation, key_json
@@ -70,6 +82,9 @@ _UNSTORABLE = re.compile("[\ud800-\udfff\x00]")
 def load_litellm() -> Any:
     """litellm, imported on first use (seconds of CPU), offline cost map, rxnb models."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # litellm appends a link for reporting bugs to litellm to some errors: users of
+    # rxnb see the error in a chat, where that link is noise.
+    os.environ.setdefault("LITELLM_DISABLE_BUG_REPORT_LINK", "true")
     import litellm
 
     from rxnb.llm import _offline
@@ -117,6 +132,8 @@ def stream(
         yield from _read(ctx, response, usage)
     except Exception as exc:
         if response is not None and ctx.cancelled:  # the stream broke as the cancel shut it
+            return
+        if ctx.handing_over is not None:  # broken by the process stopping (rule 10)
             return
         clean = redact(exc, secrets)
         if clean is exc:
@@ -293,21 +310,35 @@ def stream_into(
                 write(pending, None)
                 pending, first, last = "", False, now
         pending += chunker.rest()
-        timed_out = ctx.timed_out
-        status = "failed" if timed_out else "cancelled" if ctx.cancelled else "done"
-        error = TimeoutError(timed_out) if timed_out else None
+        timed_out, handover = ctx.timed_out, ctx.handing_over
+        status = (
+            "failed"
+            if timed_out
+            else PENDING
+            if handover  # rule 10
+            else "cancelled"
+            if ctx.cancelled
+            else "done"
+        )
+        error: BaseException | str | None = TimeoutError(timed_out) if timed_out else handover
         final = writer.write(pending, status, error)  # rules 2, 9
     except BaseException as exc:
         rest = pending + (chunker.rest() if chunker is not None else "")
+        handover = ctx.handing_over  # an error the stopping process caused: rule 10
+        status, why = (PENDING, handover) if handover is not None else ("failed", exc)
         try:
-            write(rest, "failed", exc)  # rules 2-3: nothing received is lost
+            write(rest, status, why)  # rules 2-3: nothing received is lost
         except Exception:  # rule 2: the text cannot be stored, the status still can
             with contextlib.suppress(Exception):  # (if not even that: `exc` tells why)
-                write("", "failed", exc)
+                write("", status, why)
         raise
     if final != "done":  # rule 9: as the row says, whatever the run heard since
-        raise Cancelled(timed_out or "the generation was cancelled")
+        raise Cancelled(timed_out or handover or "the generation was cancelled")
     return usage.text
+
+
+PENDING = "pending"
+"""The row's status while its run waits to stream again (after a hand-over)."""
 
 
 class _RowWriter:
@@ -329,7 +360,7 @@ class _RowWriter:
         self.generation: int | None = None
 
     def write(
-        self, piece: str, status: str | None, error: BaseException | None = None
+        self, piece: str, status: str | None, error: BaseException | str | None = None
     ) -> str | None:
         """Rule 2: a row deleted meanwhile still gets its generation finished, as
         failed; RxnbError saying so (unless `error` is already being reported).
@@ -432,14 +463,19 @@ def _row_key(row: Any) -> Any:
 
 
 def _finish_generation(
-    db: Writer, generation_id: int, status: str, usage: Usage, error: BaseException | None
+    db: Writer, generation_id: int, status: str, usage: Usage, error: BaseException | str | None
 ) -> None:
+    """End a generation as its row's `status` says (a row back to `pending`: the
+    generation was interrupted, rule 10); `error` is why, an exception or a line."""
     row = db.get(Generation, generation_id)
     if row is None:
         return
-    row.status, row.finished_at = status, time.time()
+    row.status = "interrupted" if status == PENDING else status
+    row.finished_at = time.time()
     row.usage, row.cost = json.dumps(usage.as_json()), usage.cost
-    if error is not None:
-        row.error = scrub(f"{type(error).__name__}: {error}")[:2000]
+    if isinstance(error, str):
+        row.error = one_line(error)
+    elif error is not None:
+        row.error, row.traceback = error_line(error, where=False), error_details(error)
     if usage.tool_calls:
         row.tool_calls = json.dumps(usage.tool_calls)

@@ -33,10 +33,15 @@ from rxnb.widgets._payload import Payload, keyed, message
 
 log = logging.getLogger("rxnb.widgets")
 
-USAGE, ERROR = "rx_usage", "rx_error"
-"""The columns the chat adds to each message row (from its latest generation)."""
+USAGE, ERROR, DETAIL, NOTE = "rx_usage", "rx_error", "rx_detail", "rx_note"
+"""The columns the chat adds to each message row, from its generations: tokens and
+cost, the failure's line and its traceback, and a note on an interrupted reply
+("resumed after the kernel restarted (attempt 2)")."""
 
 ABORTABLE = ("pending", "streaming")
+
+INTERRUPTED = "interrupted"
+"""A generation's status when its run was handed over or its process died."""
 
 APPEND_BATCH_BYTES = 512
 """Appended text is held until this much has gathered (or `APPEND_HOLD_SECONDS`):
@@ -92,6 +97,7 @@ class ChatQuery:
         self.key = key or self.key
         self.key_names = _key_names(rows) or self.key_names
         latest: dict[str, Generation] = {}
+        interrupted: dict[str, Generation] = {}
         if table is not None and key is not None and rows:
             keys = [key_json(getattr(row, key)) for row in rows]
             found = reader.exec(
@@ -99,13 +105,27 @@ class ChatQuery:
                 .where(Generation.target == table, Generation.row_key.in_(keys))  # type: ignore[attr-defined]
                 .order_by(Generation.id)  # type: ignore[arg-type]
             ).all()
-            latest = {g.row_key: g for g in found}  # the newest wins
+            for g in found:  # the newest wins
+                if latest.get(g.row_key) is not None and latest[g.row_key].status == INTERRUPTED:
+                    interrupted[g.row_key] = latest[g.row_key]
+                latest[g.row_key] = g
         out = []
         for row in rows:
             data = _as_dict(row)
-            generation = latest.get(key_json(data.get(key))) if key is not None else None
+            row_key = key_json(data.get(key)) if key is not None else None
+            generation = latest.get(row_key) if row_key is not None else None
             data[USAGE] = generation.usage_json() if generation is not None else None
-            data[ERROR] = generation.error if generation is not None else None
+            data[ERROR] = data[DETAIL] = data[NOTE] = None
+            if generation is not None and generation.status == INTERRUPTED:
+                data[NOTE] = (
+                    f"interrupted ({generation.error}); it resumes where its action is "
+                    "defined: run that cell again, or start `rxnb worker`"
+                )
+            elif generation is not None:
+                data[ERROR], data[DETAIL] = generation.error, generation.traceback
+                before = interrupted.get(row_key or "")
+                if before is not None and generation.attempt > before.attempt:
+                    data[NOTE] = f"resumed after {before.error} (attempt {generation.attempt})"
             if generation is None and key is not None:
                 self._show_unstarted(reader, data, data.get(key))
             out.append((data, row))
@@ -442,10 +462,13 @@ def chat(
             "status": status,
             "usage": USAGE,
             "error": ERROR,
+            "detail": DETAIL,
+            "note": NOTE,
             "send": {"fn": "send", "args": _jsonable(args), "text_arg": text_arg},
             "cancel": {"fn": "cancel", "arg": "message_id"},
             "placeholder": placeholder,
-        }
+        },
+        "hidden": [DETAIL],  # tracebacks stay out of the static snapshot
     }
     widget = ChatWidget(query, args, store=store, bind=bound, view=view)
     _warm_up_litellm()

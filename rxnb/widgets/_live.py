@@ -18,7 +18,7 @@ import anywidget
 import traitlets
 
 from rxnb.errors import ArgumentError, RxnbError, StoreClosedError
-from rxnb.execution import SECRET_NAME
+from rxnb.execution import SECRET_NAME, process_stopping
 from rxnb.reactive import JSONValue, Store, Subscribable, current_store, to_jsonable
 from rxnb.widgets._cells import owners
 from rxnb.widgets._dispatcher import Dispatcher
@@ -52,13 +52,15 @@ def dispatcher_for(store: Store) -> Dispatcher:
 
 
 def _store_closed(store: Store, dispatcher: Dispatcher) -> None:
-    """Tell the store's widgets they stopped following, then stop the dispatcher."""
+    """Tell the store's widgets they stopped following (unless the whole process is
+    stopping: the front end shows its views disconnected then), then stop the
+    dispatcher."""
     closed = StoreClosedError(
         f"the store {store.url} was closed; this widget no longer follows it. "
         "Open the store again (rx.open()) and re-run the cell"
     )
     for widget in live_widgets():
-        if widget._store is store:
+        if widget._store is store and process_stopping() is None:
             widget._on_error(closed)
     dispatcher.stop()
 

@@ -10,7 +10,16 @@ from typing import Any
 
 from sqlmodel import select
 
-from rxnb.execution import TERMINAL, Owner, Run, RunHandle, RunStatus, cancel_run, retry_run
+from rxnb.execution import (
+    TERMINAL,
+    Owner,
+    Run,
+    RunHandle,
+    RunStatus,
+    cancel_run,
+    retry_run,
+    run_note,
+)
 from rxnb.functions import query
 from rxnb.llm import Generation, target_row
 from rxnb.store import Reader
@@ -49,7 +58,9 @@ VIEW = {
         "created": "time",
         "id": "code",
         "owner": "code",
+        "note": "error",
     },
+    "hidden": ["details"],
 }
 
 
@@ -68,9 +79,7 @@ def runs_table(db: Reader, limit: int = 100, run_id: str | None = None) -> list[
     registered = {name for owner in owners for name in json.loads(owner.functions)}
     out = []
     for run in rows:
-        note = run.error or ""
-        if run.status == RunStatus.QUEUED.value and run.function not in registered:
-            note = f"no executor has registered `{run.function}`"
+        note = run_note(run, registered)
         cancelling = run.status == RunStatus.RUNNING.value and run.cancel_requested
         out.append(
             {
@@ -87,6 +96,7 @@ def runs_table(db: Reader, limit: int = 100, run_id: str | None = None) -> list[
                 "owner": run.owner,
                 "usage": _loads(run.usage),
                 "note": note,
+                "details": run.traceback if note == run.error else None,
             }
         )
     return out

@@ -30,7 +30,16 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import select
 
 from rxnb.errors import NonDeterminismError, ResultError, StepError, WorkflowError
-from rxnb.execution import TERMINAL, Action, ActionContext, Parked, Run, RunStatus, scrub
+from rxnb.execution import (
+    TERMINAL,
+    Action,
+    ActionContext,
+    Failure,
+    Parked,
+    Run,
+    RunStatus,
+    one_line,
+)
 from rxnb.execution import clock as _clock
 from rxnb.reactive import to_jsonable
 from rxnb.store import Writer
@@ -152,9 +161,11 @@ class WorkflowContext(ActionContext):
                 break
             except Exception as exc:
                 if attempt > retries:
-                    error = scrub(f"{type(exc).__name__}: {exc}")
-                    self._record(seq, "step", label, None, error, started, attempt)
-                    raise StepError(f"step {seq} `{label}` failed: {error}") from exc
+                    failure = Failure.of(exc)
+                    self._record(
+                        seq, "step", label, None, failure.line, started, attempt, failure.details
+                    )
+                    raise StepError(f"step {seq} `{label}` failed: {failure.line}") from exc
                 if self.wait(backoff * 2 ** (attempt - 1)):
                     self.check_cancelled()
         output = self._encode(seq, label, value)
@@ -230,7 +241,8 @@ class WorkflowContext(ActionContext):
                 return False, None, None
             error = None
             if child.status != RunStatus.SUCCEEDED.value:
-                error = f"child run {child.id} {child.status}: {child.error or ''}".rstrip(": ")
+                error = one_line(f"child run {child.id} {child.status}: {child.error or ''}")
+                error = error.rstrip(": ")
             output = child.result if error is None else None
             row = db.get(JournalEntry, (run_id, seq))
             if row is not None:
@@ -412,13 +424,11 @@ class WorkflowContext(ActionContext):
         if entry is not None and (entry.kind, entry.name) != (kind, name):
             raise self._halt(
                 NonDeterminismError(
-                    f"workflow `{self.workflow}` run {self.run_id}: step {seq} is journaled as "
-                    f"{entry.kind} `{entry.name}`, but the code"
+                    f"step {seq} is journaled as {entry.kind} `{entry.name}`, but the code"
                     f"{'' if self.version is None else f' (version {self.version})'} now reaches "
-                    f"{kind} `{name}` there. "
-                    "The workflow's code changed while this run was in flight. Keep the steps "
-                    "it has done in their order (guard new ones with `if ctx.patched(...)`), "
-                    f"or start it over from there: rx.restart({self.run_id!r}, from_step={seq})"
+                    f"{kind} `{name}` (it changed mid-run): keep its done steps in order, new "
+                    "ones behind `if ctx.patched(...)`, or start over: "
+                    f"rx.restart({self.run_id!r}, from_step={seq})"
                 )
             )
         return seq, entry
@@ -438,9 +448,9 @@ class WorkflowContext(ActionContext):
             return json.dumps(to_jsonable(value, where=f"step {seq} `{name}`"), allow_nan=False)
         except (ResultError, TypeError, ValueError) as exc:
             raise ResultError(
-                f"workflow `{self.workflow}`: step {seq} `{name}` returned {type(value).__name__}, "
-                f"which cannot be journaled ({exc}); return JSON values (dict, list, str, "
-                "number, bool, None), SQLModel rows or pydantic models"
+                f"step {seq} `{name}` returned {type(value).__name__}, which cannot be "
+                "journaled: return JSON values (dict, list, str, number, bool, None), "
+                f"SQLModel rows or pydantic models ({exc})"
             ) from None
 
     def _entry(
@@ -476,11 +486,15 @@ class WorkflowContext(ActionContext):
         error: str | None,
         started: float,
         attempts: int = 1,
+        details: str | None = None,
     ) -> None:
-        """Journal a completed step: one commit, through the store's Core path (rule 3)."""
+        """Journal a completed step: one commit, through the store's Core path (rule 3);
+        `details` is the traceback of `error`."""
         entry = self._entry(seq, kind, name, output, error, started, attempts)
         if self.run_id is not None:
-            self.store.database.insert_rows(JOURNAL, [as_row(entry)])
+            row = as_row(entry)
+            row["traceback"] = details
+            self.store.database.insert_rows(JOURNAL, [row])
         self._journal[seq] = entry
 
     def __repr__(self) -> str:

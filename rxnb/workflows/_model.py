@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlmodel import Field, SQLModel, select
 
+from rxnb.store import own_table
+
 
 class JournalEntry(SQLModel, table=True):
     """One completed step (or recorded value, sleep, wait) of one workflow run.
@@ -17,6 +19,7 @@ class JournalEntry(SQLModel, table=True):
     """
 
     __tablename__ = "rx_journal"
+    __table_args__ = own_table()
 
     run_id: str = Field(primary_key=True)
     seq: int = Field(primary_key=True)
@@ -27,10 +30,13 @@ class JournalEntry(SQLModel, table=True):
     output: str | None = None
     """The step's result as JSON (a sleep: its wake time; an event: its payload)."""
     error: str | None = None
+    """Why the step failed: one line, `Type: message`."""
     started_at: float
     finished_at: float | None = None
     """None while a wait is in progress (an event not yet received)."""
     attempts: int = 1
+    traceback: str | None = None
+    """The details of `error` (not read on replay, which needs only the line)."""
 
 
 class Event(SQLModel, table=True):
@@ -73,7 +79,7 @@ class Recorded:
 
 def as_row(entry: Any) -> dict[str, Any]:
     """`entry` (a `Recorded` or a `JournalEntry`) as a row of `rx_journal`."""
-    return {c: getattr(entry, c) for c in COLUMNS}
+    return {c: getattr(entry, c, None) for c in COLUMNS}
 
 
 COLUMNS = [c.name for c in JournalEntry.__table__.columns]  # type: ignore[attr-defined]

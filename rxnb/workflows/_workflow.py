@@ -24,6 +24,7 @@ from rxnb.errors import (
     WorkflowError,
 )
 from rxnb.execution import (
+    PROGRESSED,
     RUN_ENDED,
     TERMINAL,
     Action,
@@ -72,7 +73,23 @@ def _cancel_unfinished(db: Writer, run_ids: list[str]) -> None:
             cancel_in(db, run_id)
 
 
+def _journaled_since_start(db: Writer, run: Run) -> bool:
+    """A step of `run` was journaled since its start: its crash is the first in a row."""
+    if run.started_at is None:
+        return False
+    found = db.exec(
+        select(JournalEntry.seq)
+        .where(
+            JournalEntry.run_id == run.id,
+            JournalEntry.finished_at >= run.started_at,  # type: ignore[operator]
+        )
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 RUN_ENDED.extend([_wake_parent, _cancel_children])
+PROGRESSED.append(_journaled_since_start)
 
 RESUMES = 10**9
 """A workflow's `max_attempts`: an orphaned run is always resumed from its journal."""
@@ -89,9 +106,15 @@ class Workflow(Action[Any, Any]):
     kind = "workflow"
     retry_on_raise = False
 
-    def __init__(self, fn: Callable[..., Any], *, version: str | None = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        version: str | None = None,
+        crash_retries: int | None = None,
+    ) -> None:
         self.version = version
-        super().__init__(fn, retries=RESUMES - 1)
+        super().__init__(fn, retries=RESUMES - 1, crash_retries=crash_retries)
         self.fn = _unswallowed(fn)
 
     def context(self, store: Store, run_id: str, attempt: int) -> ActionContext:
@@ -136,17 +159,25 @@ def _check_workflow(run: Run, what: str) -> None:
         )
 
 
-def workflow(fn: Callable[..., Any] | None = None, *, version: str | None = None) -> Any:
+def workflow(
+    fn: Callable[..., Any] | None = None,
+    *,
+    version: str | None = None,
+    crash_retries: int | None = None,
+) -> Any:
     """Declare a durable workflow: `def f(ctx: rx.WorkflowContext, ...)`.
 
     `f.start(**args)` starts a run at once and returns its `RunHandle`. Each
     `ctx.step(...)` is journaled; a run that stops (its process killed, a durable
     sleep, a wait for an event) resumes where it stopped, in any process that defines
     the workflow. `version=` is a label recorded for you to tell code versions apart.
+    A run whose process dies is resumed up to `crash_retries` times in a row without a
+    step journaled in between (RXNB_CRASH_RETRIES, default 3), then fails: a step that
+    kills its process each time does not loop for ever.
     """
 
     def wrap(f: Callable[..., Any]) -> Workflow:
-        return Workflow(f, version=version)
+        return Workflow(f, version=version, crash_retries=crash_retries)
 
     return wrap(fn) if fn is not None else wrap
 

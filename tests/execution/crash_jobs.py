@@ -7,6 +7,7 @@ The stall actions' attempt 1 signals that it runs (a line in `marker`), then loo
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from run_jobs import append_line
@@ -32,6 +33,12 @@ def stall_retried(ctx: rx.ActionContext, marker: str) -> dict[str, int]:
 
 @rx.action
 def stall_once(ctx: rx.ActionContext, marker: str) -> dict[str, int]:
+    """No `retries=`: a crash is not an exception it raised, so it is still retried."""
+    return _stall(ctx, marker)
+
+
+@rx.action(at_most_once=True)
+def stall_at_most_once(ctx: rx.ActionContext, marker: str) -> dict[str, int]:
     return _stall(ctx, marker)
 
 
@@ -42,3 +49,10 @@ def finishes(ctx: rx.ActionContext, marker: str) -> str:
     time.sleep(1.0)
     append_line(marker, "ended")
     return "finished"
+
+
+@rx.action(crash_retries=2)
+def kills_its_process(ctx: rx.ActionContext, marker: str) -> None:
+    """Kills the process running it, every time (as an out-of-memory kill would)."""
+    append_line(marker, f"{ctx.attempt} {os.getpid()}")
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -152,3 +152,30 @@ def schedule_record(db: rx.Writer, path: str, then_fail: bool) -> str:
     if then_fail:
         raise ValueError("the mutation failed after scheduling")
     return run_id
+
+
+@rx.action
+def stops_when_asked(ctx: rx.ActionContext, path: str) -> str:
+    """Appends a line per start, then waits (checking) until it is asked to stop."""
+    append_line(path, f"{ctx.attempt} {os.getpid()}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not ctx.wait(0.02):
+        pass
+    ctx.check_cancelled()
+    return "nobody stopped it"
+
+
+@rx.action(at_most_once=True)
+def stops_at_most_once(ctx: rx.ActionContext, path: str) -> str:
+    return stops_when_asked.fn(ctx, path)  # type: ignore[no-any-return]
+
+
+@rx.action
+def fails_deeply(ctx: rx.ActionContext, lines: int) -> None:
+    """Raises an error whose message spans `lines` lines, with litellm's notes in it."""
+    message = "\n".join(f"line {i} of a long explanation" for i in range(lines))
+    raise RuntimeError(
+        "\x1b[1;31mlitellm.APIConnectionError: APIConnectionError: provider down\n"
+        + message
+        + "\nGive Feedback / Get Help: https://github.com/BerriAI/litellm/issues/new\x1b[0m"
+    )

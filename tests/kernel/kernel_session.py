@@ -72,6 +72,20 @@ class KernelSession:
         self.client.shell_channel.send(msg)
         return str(msg["header"]["msg_id"])
 
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait until the kernel (a new one, after a restart) answers on shell. Unlike
+        `client.wait_for_ready`, this leaves iopub to the reader thread: two readers
+        of one socket garble each other's messages."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg_id = self.client.kernel_info()
+            try:
+                self.reply(msg_id, timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+                return
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the kernel did not answer within {timeout} s") from None
+
     def reply(self, msg_id: str, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

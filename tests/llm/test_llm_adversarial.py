@@ -281,27 +281,35 @@ def test_text_the_column_cannot_hold_still_ends_the_row(store: rx.Store) -> None
     assert generation["status"] == "failed" and "IntegrityError" in generation["error"]
 
 
-def test_a_generation_cut_off_by_its_store_closing_does_not_stream_forever(url: str) -> None:
-    """The kernel shuts down midway (its executor gives up on the run, the store
-    closes): reopened, the row used to read `streaming` forever, under a run that
-    orphan recovery had failed, and a chat span on it with a Stop that could not stop."""
+def test_a_generation_cut_off_by_its_store_closing_is_handed_over_not_left_streaming(
+    url: str,
+) -> None:
+    """The store closes midway (as when a kernel shuts down): the row used to read
+    `streaming` forever, or `failed`. It is handed over: back to `pending`, its
+    generation `interrupted`, saying why; reopened, the run streams the reply again
+    into the same row, to its end."""
+    script = " ".join(f"w{i}," for i in range(150))
     store = rx.open(url)
     try:
         reply_id = new_reply()
-        script = " ".join(f"w{i}," for i in range(2000))
         generate.start(reply_id=reply_id, script=script, delay=0.01, throttle_ms=0)
         until(lambda: reply(reply_id=reply_id)["content"], timeout=20)
-        executor_for(store).stop(timeout=0.05)
+        executor_for(store).stop("the kernel shut down", grace=5)
+        stored = reply(reply_id=reply_id)
+        assert stored["status"] == "pending" and script.startswith(stored["content"])
+        (generation,) = reply_generations(store, reply_id)
+        assert (generation["status"], generation["error"]) == (
+            "interrupted",
+            "the kernel shut down",
+        )
     finally:
         store.close()
     store = rx.open(url)
     try:
-        until(lambda: reply(reply_id=reply_id)["status"] != "streaming", timeout=10)
-        stored = reply(reply_id=reply_id)
-        assert stored["status"] in ("failed", "cancelled") and script.startswith(stored["content"])
-        (generation,) = reply_generations(store, reply_id)
-        assert generation["status"] == stored["status"]
-        assert generation["error"] or stored["status"] == "cancelled"
+        until(lambda: reply(reply_id=reply_id)["status"] == "done", timeout=30)
+        assert reply(reply_id=reply_id)["content"] == script
+        statuses = [g["status"] for g in reply_generations(store, reply_id)]
+        assert statuses == ["interrupted", "done"]
     finally:
         store.close()
 
@@ -438,7 +446,7 @@ def test_cancel_while_the_provider_sends_nothing_stops_at_once(store: rx.Store) 
         cancelled_at = time.monotonic()
         run.cancel()
         assert run.wait(5) == "cancelled"
-        assert time.monotonic() - cancelled_at < 2
+        assert time.monotonic() - cancelled_at < 5
         assert reply(reply_id=reply_id) == {"content": "t0 t1 t2 ", "status": "cancelled"}
         assert [g["status"] for g in reply_generations(store, reply_id)] == ["cancelled"]
     finally:

@@ -269,3 +269,43 @@ def test_abort_refuses_a_message_of_another_thread(
     assert refused["ok"] is False
     assert "not in this chat's thread (thread_id='mine')" in refused["error"]["message"]
     until(lambda: chat_app.messages(thread_id="theirs")[-1].status == "done", timeout=30)
+
+
+def test_a_reply_handed_over_shows_why_then_resumes_in_its_row_saying_so(
+    url: str, comms: Comms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hand-over (here: the store's executor stops as a kernel restart would make
+    it) leaves the reply pending with a note; the next start streams it again into
+    the same row, whole, and the note says it resumed."""
+    monkeypatch.setattr(chat_app, "DELAY", 0.02)
+    store = rx.open(url)
+    try:
+        widget = rx.chat("t", send=chat_app.send, messages=chat_app.messages)
+        reply_id = chat_app.send(thread_id="t", text="hello")
+        until(lambda: len(chat_app.messages(thread_id="t")[-1].content) > 20, timeout=30)
+        from rxnb.execution import executor_for
+
+        executor_for(store).stop("the kernel restarted")  # hands its runs over
+        reply = chat_app.messages(thread_id="t")[-1]
+        assert reply.status == "pending" and reply.content  # its text so far, kept
+        row = until(lambda: rows_of(widget)[-1]["rx_note"] and rows_of(widget)[-1])
+        assert row["status"] == "pending" and row["rx_error"] is None
+        assert row["rx_note"].startswith("interrupted (the kernel restarted); it resumes")
+    finally:
+        store.close()
+    store = rx.open(url)  # a new executor: it starts the run again
+    try:
+        widget = rx.chat("t", send=chat_app.send, messages=chat_app.messages)
+        until(lambda: chat_app.messages(thread_id="t")[-1].status == "done", timeout=30)
+        row = until(lambda: rows_of(widget)[-1]["status"] == "done" and rows_of(widget)[-1])
+        assert row["id"] == reply_id
+        assert row["content"] == chat_app.offline_answer("hello")
+        assert row["rx_note"] == "resumed after the kernel restarted (attempt 2)"
+        assert row["rx_error"] is None and row["rx_detail"] is None
+    finally:
+        store.close()
+
+
+def rows_of(widget: ChatWidget) -> list[dict[str, Any]]:
+    columns = widget.data["columns"]
+    return [dict(zip(columns, row, strict=True)) for row in widget.data["rows"]]
