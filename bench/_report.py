@@ -73,6 +73,24 @@ class Figure:
     passed: bool | None
 
 
+@dataclass(frozen=True)
+class Measured:
+    """A figure judged by its target alone (no baseline); `passed` None: only reported."""
+
+    key: str
+    name: str
+    measured: str
+    target: str
+    passed: bool | None
+
+
+def print_measured(figures: Sequence[Measured]) -> None:
+    print_table(
+        ("", "figure", "measured", "target", "result"),
+        [(f.key, f.name, f.measured, f.target, verdict(f.passed)) for f in figures],
+    )
+
+
 def verdict(passed: bool | None) -> str:
     return "-" if passed is None else "PASS" if passed else "FAIL"
 

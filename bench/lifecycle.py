@@ -109,13 +109,7 @@ FULL = Config(trials=10, replies=3, delay=0.05)
 QUICK = Config(trials=3, replies=3, delay=0.05)
 
 
-@dataclass(frozen=True)
-class Figure:
-    key: str
-    name: str
-    measured: str
-    target: str
-    passed: bool | None
+Figure = report.Measured
 
 
 @dataclass(frozen=True)
@@ -594,10 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsends redone because the worker claimed part of them: {redone} of {sends}")
     for line in odd:
         print(f"  !! {line}")
-    report.print_table(
-        ("", "figure", "measured", "target", "result"),
-        [(f.key, f.name, f.measured, f.target, report.verdict(f.passed)) for f in figures],
-    )
+    report.print_measured(figures)
     report.print_outcome(figures, args.quick, started)
     return 0
 

@@ -51,13 +51,7 @@ FULL = Config(300, 0.013, 3000)
 QUICK = Config(60, 0.013, 400)
 
 
-@dataclass(frozen=True)
-class Figure:
-    key: str
-    name: str
-    measured: str
-    target: str
-    passed: bool | None
+Figure = report.Measured
 
 
 @rx.action
@@ -298,10 +292,7 @@ def bench_r3(bench: Bench, cfg: Config) -> None:
 
 
 def print_table(figures: list[Figure]) -> None:
-    headers = ("", "figure", "measured", "target", "result")
-    report.print_table(
-        headers, [(f.key, f.name, f.measured, f.target, report.verdict(f.passed)) for f in figures]
-    )
+    report.print_measured(figures)
 
 
 def main(argv: list[str] | None = None) -> int:

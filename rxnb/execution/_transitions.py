@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from sqlmodel import select
 
@@ -70,17 +70,23 @@ def claim(
         db.flush()  # every one failed: look again past them
 
 
+def _this_start(run: Run | None, ctx: ActionContext, owner: str) -> TypeGuard[Run]:
+    """Whether `run` is still the start `ctx` belongs to: running, owned by `owner`,
+    at `ctx`'s attempt (not recovered and started again meanwhile)."""
+    return (
+        run is not None
+        and run.owner == owner
+        and run.status == RunStatus.RUNNING.value
+        and run.attempt == ctx.attempt
+    )
+
+
 def finish(
     db: Writer, ctx: ActionContext, owner: str, action: Action[Any, Any], outcome: tuple[str, Any]
 ) -> None:
     """Record how a run ended; nothing if it is no longer ours (recovered meanwhile)."""
     run = db.get(Run, ctx.run_id)
-    if (
-        run is None
-        or run.owner != owner
-        or run.status != RunStatus.RUNNING.value
-        or run.attempt != ctx.attempt
-    ):
+    if not _this_start(run, ctx, owner):
         if ctx.timed_out is None:  # a timeout failed it already
             log.warning("rxnb: run %s ended here but is no longer owned by %s", ctx.run_id, owner)
         return
@@ -117,12 +123,7 @@ def hand_back(db: Writer, ctx: ActionContext, owner: str, why: str) -> None:
     instead, and one cancelled meanwhile ends cancelled. Nothing if the run is no
     longer this start's."""
     run = db.get(Run, ctx.run_id)
-    if (
-        run is None
-        or run.owner != owner
-        or run.status != RunStatus.RUNNING.value
-        or run.attempt != ctx.attempt
-    ):
+    if not _this_start(run, ctx, owner):
         return
     if run.cancel_requested:
         run.status, run.finished_at = RunStatus.CANCELLED.value, time.time()
@@ -153,10 +154,9 @@ def not_again(why: str, run_id: str) -> str:
 
 
 def fail_now(db: Writer, ctx: ActionContext, owner: str, reason: str) -> None:
+    """Fail the run now: it overran its `timeout=` (its thread may still run)."""
     run = db.get(Run, ctx.run_id)
-    if run is None or run.owner != owner or run.status != RunStatus.RUNNING.value:
-        return
-    if run.attempt != ctx.attempt:
+    if not _this_start(run, ctx, owner):
         return
     run.status, run.finished_at = RunStatus.FAILED.value, time.time()
     run.error, run.traceback = f"TimeoutError: {reason}", None

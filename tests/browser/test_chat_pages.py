@@ -19,23 +19,20 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
+from chat_pages import ASSISTANT, CHAT, chat_notebook, reply
 from jupyter_pages import OUTPUT, JupyterServer, NotebookOpener, NotebookPage, wait_until
-from playwright.sync_api import Locator, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import expect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from test_examples import EXAMPLES
+from chat_pages import EXAMPLES, NOTEBOOK
 
 sys.path.insert(0, str(EXAMPLES))
 import chat_app
 
 pytestmark = pytest.mark.browser
 
-NOTEBOOK = "01_chat.ipynb"
-CHAT = '.rxnb-live[data-kind="chat"] .rxnb-chat'
-ASSISTANT = '.rxnb-msg[data-role="assistant"]'
 STORED_USER = '.rxnb-msg[data-role="user"][data-key]'
 DELAY = "0.12"
 """Seconds per token of the offline model: a reply (~125 tokens) streams for about 15 s,
@@ -93,17 +90,6 @@ def chat_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RXNB_URL", raising=False)  # the store beside the notebook
 
 
-def chat_notebook() -> nbformat.NotebookNode:
-    """01_chat.ipynb's cells up to and including the `rx.chat("demo", ...)` cell."""
-    nb = nbformat.read(EXAMPLES / NOTEBOOK, as_version=4)
-    last = next(i for i, c in enumerate(nb.cells) if c.source.startswith('rx.chat("demo"'))
-    nb.cells = nb.cells[: last + 1]
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    return nb
-
-
 def open_chat(open_notebook: NotebookOpener, server: JupyterServer) -> NotebookPage:
     """Page A: the chat notebook (and its app) in the server's root, run, chat shown."""
     (server.root / "chat_app.py").write_bytes((EXAMPLES / "chat_app.py").read_bytes())
@@ -158,10 +144,6 @@ def store_on_failure(server: JupyterServer) -> Iterator[None]:
         except sqlite3.Error as e:
             held = f"(the store could not be read: {e})"
         raise AssertionError(f"{exc}\n-- the store held --\n{held}") from exc
-
-
-def reply(nb: NotebookPage) -> Locator:
-    return nb.root().locator(f"{CHAT} {ASSISTANT}")
 
 
 def reply_state(nb: NotebookPage) -> dict[str, Any]:

@@ -16,7 +16,8 @@ worker's would be, so the test needs no LLM.
 from __future__ import annotations
 
 import pytest
-from jupyter_pages import NotebookOpener, NotebookPage, make_notebook, wait_until
+from chat_pages import restart_kernel
+from jupyter_pages import NotebookOpener, NotebookPage, make_notebook
 from playwright.sync_api import Locator, expect
 
 pytestmark = pytest.mark.browser
@@ -58,10 +59,6 @@ if not messages(thread_id="t"):
 CHAT = 'rx.chat("t", send=send, messages=messages)'
 
 # JavaScript: the kernel statuses the notebook's session goes through, from now on.
-_RECORD_STATUSES = """(() => {
-  const seen = (window.__rxnbStatuses = []);
-  p.sessionContext.statusChanged.connect((_, s) => { seen.push(s); });
-})()"""
 
 
 def view(nb: NotebookPage) -> Locator:
@@ -99,20 +96,6 @@ def expect_disconnected(live: Locator) -> None:
     reply = live.locator('.rxnb-msg[data-role="assistant"]')
     expect(reply).to_have_attribute("data-status", "streaming")
     expect(reply.locator(".rxnb-msg-text")).to_have_text(REPLY)
-
-
-def restart_kernel(nb: NotebookPage, timeout: float = 30) -> None:
-    """Kernel → Restart Kernel…, accepting its confirmation; waits for the new kernel."""
-    nb.panel(_RECORD_STATUSES)
-    command = nb.command("kernelmenu:restart")
-    nb.page.locator(".jp-Dialog button.jp-mod-accept").click(timeout=10_000)
-    command.wait(timeout)
-    wait_until(
-        lambda: "restarting" in nb.page.evaluate("() => window.__rxnbStatuses"),
-        "the kernel to restart",
-        timeout,
-    )
-    nb.wait_kernel_idle(timeout)
 
 
 @pytest.mark.parametrize("jupyter_server", ["lab", "notebook"], indirect=True)

@@ -22,21 +22,16 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
-from jupyter_pages import OUTPUT, JupyterServer, NotebookOpener, NotebookPage, wait_until
-from playwright.sync_api import Locator, expect
+from chat_pages import CHAT, EXAMPLES, NOTEBOOK, chat_notebook, reply, restart_kernel
+from jupyter_pages import OUTPUT, JupyterServer, NotebookOpener, NotebookPage
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-NOTEBOOK = "01_chat.ipynb"
-CHAT = '.rxnb-live[data-kind="chat"] .rxnb-chat'
-ASSISTANT = '.rxnb-msg[data-role="assistant"]'
 NOTE = ".rxnb-msg-note"
 DELAY = "0.06"
 """Seconds per token of the offline model: a reply (~125 tokens) streams for ~8 s, time
@@ -67,10 +62,6 @@ _RECORD_CHAT = """(() => {
 })()"""
 
 # JavaScript: the kernel statuses the notebook's session goes through, from now on.
-_RECORD_STATUSES = """(() => {
-  const seen = (window.__rxnbStatuses = []);
-  p.sessionContext.statusChanged.connect((_, s) => { seen.push(s); });
-})()"""
 
 
 def offline_answer(question: str) -> str:
@@ -89,17 +80,6 @@ def chat_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RXNB_CHAT_MODEL", raising=False)
     monkeypatch.delenv("RXNB_URL", raising=False)  # the store beside the notebook
     monkeypatch.delenv("RXNB_EXECUTE", raising=False)
-
-
-def chat_notebook() -> nbformat.NotebookNode:
-    """01_chat.ipynb's cells up to and including the `rx.chat("demo", ...)` cell."""
-    nb = nbformat.read(EXAMPLES / NOTEBOOK, as_version=4)
-    last = next(i for i, c in enumerate(nb.cells) if c.source.startswith('rx.chat("demo"'))
-    nb.cells = nb.cells[: last + 1]
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    return nb
 
 
 def run_all(nb: NotebookPage) -> None:
@@ -159,10 +139,6 @@ def store_on_failure(server: JupyterServer, *pages: NotebookPage) -> Iterator[No
         raise AssertionError(f"{exc}\n-- the store held --\n{held}") from exc
 
 
-def reply(nb: NotebookPage) -> Locator:
-    return nb.root().locator(f"{CHAT} {ASSISTANT}")
-
-
 def letters(text: str) -> str:
     """Markdown or its rendering, reduced to what both show alike: letters and digits."""
     return re.sub(r"[^A-Za-z0-9]", "", re.sub(r"```\w*", "", text))
@@ -182,20 +158,6 @@ def send(nb: NotebookPage, question: str) -> None:
     expect(nb.root().locator(f"{CHAT} button.rxnb-chat-send")).to_be_enabled()
     box.press("Enter")
     expect(box).to_have_value("")
-
-
-def restart_kernel(nb: NotebookPage, timeout: float = 30) -> None:
-    """Kernel → Restart Kernel…, accepting its confirmation; waits for the new kernel."""
-    nb.panel(_RECORD_STATUSES)
-    command = nb.command("kernelmenu:restart")
-    nb.page.locator(".jp-Dialog button.jp-mod-accept").click(timeout=10_000)
-    command.wait(timeout)
-    wait_until(
-        lambda: "restarting" in nb.page.evaluate("() => window.__rxnbStatuses"),
-        "the kernel to restart",
-        timeout,
-    )
-    nb.wait_kernel_idle(timeout)
 
 
 def test_restart_midway_and_the_same_reply_resumes(
