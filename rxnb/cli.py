@@ -87,20 +87,33 @@ def _worker(url: str | None, modules: list[str], concurrency: int | None) -> int
     # restarted kernel handed over is waiting for it.
     threading.Thread(target=_warm_up_litellm, name="rxnb-litellm-import", daemon=True).start()
     stop = threading.Event()
+
+    def on_signal(signum: int, _: object) -> None:
+        if stop.is_set():  # the second Ctrl-C or SIGTERM: now
+            print("rxnb worker: stopping now; runs still going are handed over", flush=True)
+            os._exit(128 + signum)  # the owner row says it was stopping: not a crash
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     stop.wait()
-    # Hand its runs over: those that stop when asked go back to the queue at once; a
-    # worker (unlike a kernel, which Jupyter kills after 5 s) gives the others time
-    # to finish and be recorded.
-    executor.stop(WORKER_STOPPED, grace=WORKER_GRACE)
+    # Hand its runs over: those that stop when asked go back to the queue at once. The
+    # others are waited for (a worker, unlike a kernel, has no one to kill it after 5 s:
+    # the process could not exit before they end anyway), their outcomes recorded.
+    executor.stop(WORKER_STOPPED)
+    if not executor.wait_idle(0):
+        left = len(executor.running_ids())
+        print(
+            f"rxnb worker: waiting for {left} run(s) that did not stop when asked "
+            "(Ctrl-C again to stop now; they are then handed over)",
+            flush=True,
+        )
+        executor.wait_idle()
     store.close()
     return 0
 
 
 WORKER_STOPPED = "the worker stopped"
-WORKER_GRACE = 5.0
-"""Seconds a stopped worker waits for runs that do not stop when asked."""
 
 
 def _warm_up_litellm() -> None:

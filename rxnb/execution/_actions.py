@@ -153,16 +153,23 @@ def default_crash_retries() -> int:
         value = int(text)
     except ValueError:
         value = -1
-    if value < 0:
+    if not 0 <= value <= MAX_COUNT:
         raise FunctionError(
-            f"RXNB_CRASH_RETRIES={text!r}: set it to a whole number >= 0 (3 by default)"
+            f"RXNB_CRASH_RETRIES={text!r}: set it to a whole number from 0 to {MAX_COUNT:,} "
+            "(3 by default)"
         )
     return value
 
 
+MAX_COUNT = 10**9
+"""The most `retries=` or `crash_retries=` (a stored count must fit 32 bits)."""
+
+
 def _check_count(kind: str, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise FunctionError(f"@rx.{kind}({name}={value!r}): use a whole number >= 0")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise FunctionError(
+            f"@rx.{kind}({name}={value!r}): use a whole number from 0 to {MAX_COUNT:,}"
+        )
 
 
 def _schedule(db: Writer, action: Any, args: dict[str, Any]) -> str:

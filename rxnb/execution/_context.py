@@ -51,11 +51,18 @@ class ActionContext:
         self._cancel = threading.Event()
         self._reason = ""
         self._handover: str | None = None
+        self._saw_stop = False
+        """Whether the action looked at a stop request once there was one (a hand-over
+        it saw and returned from was cut short: its result is not taken)."""
         self._last_progress = 0.0
 
     @property
     def cancelled(self) -> bool:
-        return self._cancel.is_set()
+        return self._saw(self._cancel.is_set())
+
+    def _saw(self, stopped: bool) -> bool:
+        self._saw_stop = self._saw_stop or stopped
+        return stopped
 
     @property
     def timed_out(self) -> str | None:
@@ -69,16 +76,16 @@ class ActionContext:
         """Why the run is being handed over to another start (its process is stopping:
         "the kernel restarted", "the worker stopped"), else None. The action is asked
         to stop as for a cancel; the run is then queued again, its attempt not spent."""
-        return self._handover if self._cancel.is_set() else None
+        return self._handover if self._saw(self._cancel.is_set()) else None
 
     def check_cancelled(self) -> None:
         """Raise `rx.Cancelled` if the run was cancelled (or timed out)."""
-        if self._cancel.is_set():
+        if self._saw(self._cancel.is_set()):
             raise Cancelled(self._reason or "the run was cancelled")
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`, waking at once on cancel; True if cancelled."""
-        return self._cancel.wait(seconds)
+        return self._saw(self._cancel.wait(seconds))
 
     def query(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         return self.store.call(fn, *args, **kwargs)

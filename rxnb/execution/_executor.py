@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import threading
 import time
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import func, select
 
-from rxnb.errors import StoreUnavailableError
+from rxnb.errors import RxnbError, StoreUnavailableError
 from rxnb.execution import _clock as clock
 from rxnb.execution import _lifecycle as lifecycle
 from rxnb.execution._context import TIMED_OUT, ActionContext
@@ -23,7 +24,7 @@ from rxnb.execution._failures import Failure
 from rxnb.execution._heartbeat import Heartbeat
 from rxnb.execution._model import Owner, Run
 from rxnb.execution._outcome import outcome
-from rxnb.execution._owners import HOST
+from rxnb.execution._owners import HOST, new_owner
 from rxnb.execution._transitions import (
     CLAIMABLE,
     claim,
@@ -49,7 +50,21 @@ CLOSED = "its store was closed"
 def handover_seconds() -> float:
     """How long a stopping executor waits for its actions to stop (RXNB_HANDOVER_SECONDS):
     well within the 5 s Jupyter gives a kernel to shut down before killing it."""
-    return max(0.0, float(os.environ.get("RXNB_HANDOVER_SECONDS", "1.0")))
+    text = os.environ.get("RXNB_HANDOVER_SECONDS", "1")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= MAX_HANDOVER:
+        raise RxnbError(
+            f"RXNB_HANDOVER_SECONDS={text!r}: set it to the seconds a stopping process waits "
+            f"for its actions to stop, from 0 to {MAX_HANDOVER:g} (1 by default)"
+        )
+    return value
+
+
+MAX_HANDOVER = 60.0
+"""A kernel has 5 s to shut down; a worker may be given longer, not unbounded."""
 
 
 MAX_WAIT = 3600.0
@@ -90,6 +105,7 @@ class Executor:
         self.store = store
         self.id = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.workers = workers or worker_count()
+        self.grace = handover_seconds()  # a misspelt setting fails here, not at exit
         self.claims = os.environ.get("RXNB_EXECUTE", "1") != "0"
         """False (RXNB_EXECUTE=0): this process queues runs but leaves them to workers."""
         self._lock = threading.Lock()
@@ -108,7 +124,7 @@ class Executor:
         lost claims only between claims, never at runs claimed but not yet started."""
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rxnb-run")
         now = time.time()
-        owner = Owner(id=self.id, host=HOST, pid=os.getpid(), started_at=now, heartbeat_at=now)
+        owner = new_owner(self.id, now)
         store.database.write(lambda db: db.add(owner))
         store.add_write_listener(self._on_writes)
         store.add_close_callback(self.stop)
@@ -145,6 +161,11 @@ class Executor:
     def wake(self) -> None:
         """Look at the queue again now (after the due-time clock moved, say)."""
         self._wake.set()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no run is running here; whether none is."""
+        with self._ended:
+            return self._ended.wait_for(lambda: not self._running, timeout)
 
     def recover_orphans(self, leases: bool = True) -> int:
         """Recover runs whose owner is gone (rule 4); how many were recovered."""
@@ -189,7 +210,7 @@ class Executor:
                 return
             self.stopped.set()
         self._wake.set()
-        deadline = time.monotonic() + (handover_seconds() if grace is None else grace)
+        deadline = time.monotonic() + (self.grace if grace is None else grace)
         if self._scheduler.is_alive() and threading.current_thread() is not self._scheduler:
             self._scheduler.join(max(0.0, deadline - time.monotonic()))  # no claim races it
         with self._lock:
@@ -340,10 +361,12 @@ class Executor:
             ended = outcome(action, ctx, args)
             if timer is not None:
                 timer.cancel()
-            why = ctx.handing_over
-            if why is not None and ended[0] not in ("returned", "parked"):
-                # Stopped for the hand-over, or broken by it (a library shutting down
-                # with the process): not the action's failure, nor a user's cancel.
+            why = ctx._handover if ctx._cancel.is_set() else None
+            cut_short = ended[0] == "returned" and ctx._saw_stop
+            if why is not None and (ended[0] not in ("returned", "parked") or cut_short):
+                # Stopped for the hand-over (returning early once it saw it, or raising),
+                # or broken by it (a library shutting down with the process): not the
+                # action's failure, nor a user's cancel, nor its result.
                 self._record(lambda db: hand_back(db, ctx, self.id, why))
                 return
             try:

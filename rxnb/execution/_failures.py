@@ -78,6 +78,7 @@ def one_line(text: str, suffix: str = "") -> str:
 
 
 def _clean(text: str, keep_lines: bool = False) -> str:
+    text = text.replace("\x00", "\ufffd")  # PostgreSQL's text cannot hold a NUL
     for pattern in _NOISE:
         text = pattern.sub("", text)
     # litellm repeats the type inside its messages: "APIConnectionError: APIConnectionError:"

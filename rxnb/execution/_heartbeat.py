@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -15,7 +14,7 @@ from sqlmodel import select
 
 from rxnb.execution import _clock as clock
 from rxnb.execution._model import Owner, Run, RunStatus
-from rxnb.execution._owners import HOST, lease_seconds, orphans_exist, recover_orphans
+from rxnb.execution._owners import lease_seconds, new_owner, orphans_exist, recover_orphans
 from rxnb.execution._transitions import unclaim
 from rxnb.store import Writer
 
@@ -135,9 +134,7 @@ class Heartbeat:
         def write(db: Writer) -> None:
             owner = db.get(Owner, executor.id)
             if owner is None:  # removed as stale while we were stalled: come back
-                owner = Owner(
-                    id=executor.id, host=HOST, pid=os.getpid(), started_at=now, heartbeat_at=now
-                )
+                owner = new_owner(executor.id, now)
                 db.add(owner)
             owner.heartbeat_at = now
             claimed = functions if functions is not None else executor.functions()

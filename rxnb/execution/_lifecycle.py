@@ -11,8 +11,10 @@ The ways a process stops, and what each is told ("why", as runs and chats show i
    shutdown"). Jupyter kills a kernel that has not exited 5 s after the request.
 2. The interpreter exiting (a script's end, `sys.exit`): a hook that runs before
    Python joins threads at exit, ahead of `concurrent.futures`' own.
-3. SIGTERM, where no handler is set: the hand-over, then the signal's default action
-   (the process ends as it would have).
+3. SIGTERM, where no handler is set: the hand-over, on a thread of its own (the
+   handler must not write to the store from inside whatever transaction the main
+   thread was in when the signal came), then the signal's default action (the process
+   ends as it would have). A SIGTERM repeated meanwhile waits for the hand-over.
 4. `store.close()` (`Executor.stop`'s default reason) and `rxnb worker` stopping
    (SIGTERM, Ctrl-C) call `Executor.stop` themselves.
 
@@ -57,7 +59,7 @@ def watch(executor: Executor) -> None:
         _executors.add(executor)
         if "exit" not in _installed:
             _installed.add("exit")
-            _at_thread_exit(lambda: stop_all(EXITED))
+            _at_thread_exit(lambda: _shielded(EXITED))
     _watch_kernel()
     _watch_sigterm()
 
@@ -90,6 +92,20 @@ def stop_all(why: str) -> None:
     for thread in threads:
         if thread.ident is not None:
             thread.join()
+
+
+def _shielded(why: str) -> None:
+    """`stop_all(why)` on a thread, waited for through Ctrl-C: a second Ctrl-C at exit
+    must not cut the hand-over short (it lasts `RXNB_HANDOVER_SECONDS` at most)."""
+    thread = threading.Thread(target=stop_all, args=(why,), name="rxnb-handover", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # no new threads now: here, then
+        stop_all(why)
+        return
+    while thread.is_alive():
+        with contextlib.suppress(KeyboardInterrupt):
+            thread.join(0.1)
 
 
 def _at_thread_exit(fn: Any) -> None:
@@ -155,7 +171,31 @@ def _watch_sigterm() -> None:
         _installed.add("sigterm")
 
 
+_handed_over = threading.Event()
+_handing_over = threading.Event()
+
+
 def _terminated(signum: int, frame: Any) -> None:
-    stop_all(TERMINATED)
-    signal.signal(signum, signal.SIG_DFL)
-    signal.raise_signal(signum)
+    """Rule 3. The first SIGTERM starts the hand-over on a thread and returns (the main
+    thread finishes what it was doing, its transaction included); the thread, done,
+    signals the main thread again, and that second call ends the process as SIGTERM's
+    default does."""
+    if _handed_over.is_set():
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+        return
+    if _handing_over.is_set():
+        return  # a repeated SIGTERM: the hand-over ends soon, then the process
+    _handing_over.set()
+    main = threading.main_thread().ident
+
+    def hand_over() -> None:
+        try:
+            stop_all(TERMINATED)
+        finally:
+            _handed_over.set()
+            if main is not None:
+                with contextlib.suppress(OSError):  # the main thread has ended
+                    signal.pthread_kill(main, signum)
+
+    threading.Thread(target=hand_over, name="rxnb-handover").start()

@@ -105,7 +105,11 @@ class Owner(SQLModel, table=True):
 
     id: str = Field(primary_key=True)
     host: str
+    machine: str | None = None
+    """Its kernel's boot id and pid namespace (Linux): whether its pid can be looked at."""
     pid: int
+    pid_start: int | None = None
+    """When its process started, in clock ticks since boot: a pid reused is told apart."""
     started_at: float
     heartbeat_at: float = Field(index=True)
     functions: str = "[]"

@@ -1,8 +1,11 @@
 """Owners: which executors are alive, and the recovery of runs whose owner is not.
 
-An owner is dead when its heartbeat is older than the lease, or, on this host, when
-its process is gone (seen within a heartbeat, without waiting for the lease; a pid
-that a new process has taken since counts as gone).
+An owner on this machine (the same kernel boot and pid namespace: not merely the same
+host name, which containers share) is alive while its process is: a pid that a newer
+process has taken counts as gone, and so does a process stopped by its own stopping
+(`Owner.stopping`) once its heartbeat is a lease old. A process that stalls (a long C
+call holding the GIL, a debugger) keeps its runs. An owner elsewhere is judged by its
+heartbeat alone: dead once it is older than the lease (`RXNB_LEASE_SECONDS`).
 """
 
 from __future__ import annotations
@@ -35,36 +38,66 @@ def lease_seconds() -> float:
 HOST = socket.gethostname()
 
 
-def _pid_alive(pid: int, since: float | None = None) -> bool:
-    """Whether process `pid` exists here and (where /proc says when it started) was
-    started by `since` (its owner row's start): a reused pid is another process."""
+def _machine() -> str | None:
+    """This kernel's boot and pid namespace (Linux): processes that can see each
+    other's pids share it, containers with one host name do not. None elsewhere."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    started = _process_started(pid)
-    return since is None or started is None or started <= since + 2.0  # /proc: 1 s steps
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+            boot_id = boot.read().strip()
+        return f"{boot_id}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
 
 
-def _process_started(pid: int) -> float | None:
-    """When process `pid` started (epoch seconds), from Linux's /proc; else None."""
+MACHINE = _machine()
+
+
+def _started_ticks(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (Linux /proc: immune to
+    the wall clock being set); None where /proc does not say."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
-        ticks = int(fields[19])  # field 22, counted after the command's ")"
-        return _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
+        return int(fields[19])  # field 22, counted after the command's ")"
     except (OSError, ValueError, IndexError):
         return None
 
 
-def _boot_time() -> float:
-    with open("/proc/stat", encoding="ascii") as stat:
-        for line in stat:
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    raise ValueError("no btime in /proc/stat")
+PID_START = _started_ticks(os.getpid())
+
+
+def new_owner(owner_id: str, now: float) -> Owner:
+    """This process's owner row for executor `owner_id`."""
+    return Owner(
+        id=owner_id,
+        host=HOST,
+        machine=MACHINE,
+        pid=os.getpid(),
+        pid_start=PID_START,
+        started_at=now,
+        heartbeat_at=now,
+    )
+
+
+def _here(owner: Owner) -> bool:
+    """Whether `owner`'s process is on this machine, where its pid can be looked at."""
+    if MACHINE is not None and owner.machine is not None:
+        return owner.machine == MACHINE
+    return owner.host == HOST  # an owner row without a machine: a host name is all there is
+
+
+def _alive(owner: Owner) -> bool:
+    """Whether `owner`'s process (on this machine) still runs: its pid exists and, where
+    /proc tells, was started when the owner's was (a reused pid is another process)."""
+    try:
+        os.kill(owner.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if owner.pid_start is None:
+        return True
+    return _started_ticks(owner.pid) in (owner.pid_start, None)
 
 
 def delete_owner(db: Writer, owner_id: str) -> None:
@@ -74,15 +107,18 @@ def delete_owner(db: Writer, owner_id: str) -> None:
 
 
 def _dead_owners(owners: Sequence[Owner], me: str | None, leases: bool = True) -> set[str]:
-    """Owners whose heartbeat is older than the lease (when `leases`), or whose
-    process here is gone."""
+    """Owners whose process here has ended (or stopped and gone silent for a lease),
+    and owners elsewhere silent for a lease (when `leases`: see `Heartbeat`)."""
     stale = time.time() - lease_seconds() if leases else -math.inf
-    return {
-        o.id
-        for o in owners
-        if o.id != me
-        and (o.heartbeat_at < stale or (o.host == HOST and not _pid_alive(o.pid, o.started_at)))
-    }
+    dead = set()
+    for o in owners:
+        if o.id == me:
+            continue
+        silent = o.heartbeat_at < stale
+        gone = not _alive(o) or (o.stopping is not None and silent) if _here(o) else silent
+        if gone:
+            dead.add(o.id)
+    return dead
 
 
 def can_run(db: Any, function: str) -> bool:
@@ -152,10 +188,9 @@ def _fail(db: Writer, run: Run, error: str, now: float) -> None:
 
 
 def _crashed_too_often(run: Run) -> str:
-    times = "once" if run.crashes == 1 else f"{run.crashes} times in a row"
+    times = "while running it" if run.crashes == 1 else f"{run.crashes} times in a row"
     return (
-        f"owner process died {times}, while running this run each time "
-        f"(crash_retries={run.crash_retries}): the action may be what kills it (memory, a "
-        "crash in native code, os._exit); fix that, then rx.retry("
-        f"{run.id!r}), or raise crash_retries="
+        f"owner process died {times} (crash_retries={run.crash_retries}): the action may "
+        "be what kills it (memory, a crash in native code, os._exit); fix that, then "
+        f"rx.retry({run.id!r}), or raise crash_retries="
     )

@@ -108,22 +108,31 @@ def target_row(db: Any, table: str, row_key: str) -> Any:
 
 
 def end_generations(db: Any, run: Run) -> None:
-    """`run` has ended: any generation of it still `streaming` ends with it (see the
-    module's docstring), as `cancelled` if the run was, else `failed`."""
+    """`run` has ended: any generation of it still `streaming`, or `interrupted` and
+    waiting for a start that will not come, ends with it (see the module's docstring),
+    as `cancelled` if the run was, else `failed`."""
     left = db.exec(
-        select(Generation).where(Generation.run_id == run.id, Generation.status == "streaming")
+        select(Generation).where(
+            Generation.run_id == run.id,
+            Generation.status.in_(["streaming", "interrupted"]),  # type: ignore[attr-defined]
+            Generation.replaced == None,  # noqa: E711 - SQL IS NULL: not restreamed since
+        )
     ).all()
     status = "cancelled" if run.status == RunStatus.CANCELLED.value else "failed"
     for generation in left:
+        interrupted = generation.error if generation.status == "interrupted" else None
         generation.status, generation.finished_at = status, time.time()
-        generation.error = generation.error or one_line(
-            f"the run ended ({run.status}: {run.error})"
-            if run.error
-            else f"the run ended ({run.status}) before its generation did"
+        generation.error = one_line(
+            f"interrupted ({interrupted}); then the run ended {run.status}"
+            if interrupted
+            else generation.error
+            or (
+                f"the run ended ({run.status}: {run.error})"
+                if run.error
+                else f"the run ended ({run.status}) before its generation did"
+            )
         )
-        row = target_row(db, generation.target, generation.row_key)
-        if row is not None and getattr(row, "status", None) in ("pending", "streaming"):
-            row.status = status
+        set_row_status(db, generation, ("pending", "streaming"), status)
 
 
 def interrupt_generations(db: Any, run: Run, why: str) -> None:
@@ -135,9 +144,35 @@ def interrupt_generations(db: Any, run: Run, why: str) -> None:
     for generation in left:
         generation.status, generation.finished_at = "interrupted", time.time()
         generation.error = why
+        set_row_status(db, generation, ("streaming",), "pending")
+
+
+def set_row_status(db: Any, generation: Generation, only: tuple[str, ...], status: str) -> None:
+    """Set the `status` of the row `generation` streamed into, if it is one of `only`.
+
+    The process doing it (one recovering a dead owner's runs, or cancelling one) may
+    not define the row's SQLModel class: the table is then read from the database
+    and updated by its primary key."""
+    if target_model(generation.target) is not None:
         row = target_row(db, generation.target, generation.row_key)
-        if row is not None and getattr(row, "status", None) == "streaming":
-            row.status = "pending"
+        if row is not None and getattr(row, "status", None) in only:
+            row.status = status
+        return
+    try:
+        table = sa.Table(generation.target, sa.MetaData(), autoload_with=db.connection())
+        key = json.loads(generation.row_key)
+    except (sa.exc.NoSuchTableError, ValueError):
+        return
+    values = key if isinstance(key, list) else [key]
+    columns = list(table.primary_key.columns)
+    if "status" not in table.c or len(columns) != len(values):
+        return
+    db.execute(
+        sa.update(table)
+        .where(*(c == v for c, v in zip(columns, values, strict=True)))
+        .where(table.c.status.in_(only))
+        .values(status=status)
+    )
 
 
 if end_generations not in RUN_ENDED:

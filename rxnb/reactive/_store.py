@@ -203,8 +203,12 @@ def open(url: str | None = None, *, migrate: bool = False) -> Store:
             _order.remove(store)
         _order.append(store)
     if opened:
-        for hook in list(_open_hooks):
-            hook(store)
+        try:
+            for hook in list(_open_hooks):
+                hook(store)
+        except BaseException:  # a later layer refused (a bad setting): nothing stays open
+            store.close()
+            raise
     return store
 
 

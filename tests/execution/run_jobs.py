@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import Field, SQLModel, select
 
 import rxnb as rx
 
@@ -179,3 +179,39 @@ def fails_deeply(ctx: rx.ActionContext, lines: int) -> None:
         + message
         + "\nGive Feedback / Get Help: https://github.com/BerriAI/litellm/issues/new\x1b[0m"
     )
+
+
+@rx.action
+def deaf(ctx: rx.ActionContext, seconds: float, path: str) -> str:
+    """Never looks at `ctx`: a hand-over cannot stop it. A line as it starts and ends."""
+    append_line(path, f"start {ctx.attempt}")
+    time.sleep(seconds)
+    append_line(path, f"end {ctx.attempt}")
+    return "deaf done"
+
+
+@rx.action
+def returns_when_stopped(ctx: rx.ActionContext, path: str) -> str:
+    """Returns early (a value, not an exception) once it sees it should stop."""
+    append_line(path, f"{ctx.attempt} {os.getpid()}")
+    if ctx.wait(30):
+        return "stopped early"
+    return "ran to the end"
+
+
+@rx.action
+def raises_a_nul(ctx: rx.ActionContext) -> None:
+    raise ValueError("before\x00after")
+
+
+class Note(SQLModel, table=True):
+    """A table of the tests' own, for writes that have nothing to do with runs."""
+
+    __tablename__ = "test_notes"
+    id: int | None = Field(default=None, primary_key=True)
+    text: str
+
+
+@rx.mutation
+def note(db: rx.Writer, text: str) -> None:
+    db.add(Note(text=text))
