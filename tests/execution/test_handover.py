@@ -13,6 +13,8 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -288,49 +290,54 @@ def test_an_action_that_returns_once_it_sees_a_handover_is_started_again(
         store.close()
 
 
-def test_a_worker_waits_for_a_run_that_does_not_stop_and_records_it(
-    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextmanager
+def a_stopped_worker_waiting_for_a_deaf_run(
+    url: str, tmp_path: Path, seconds: float
+) -> Iterator[tuple[Processes, subprocess.Popen[bytes], rx.RunHandle, str]]:
+    """A worker running `deaf` (it never checks), sent SIGTERM: it says it waits."""
     path = str(tmp_path / "deaf")
     procs = Processes(tmp_path)
-    monkeypatch.setenv("RXNB_EXECUTE", "0")  # this process only queues: the worker runs it
-    store = rx.open(url)
+    os.environ["RXNB_EXECUTE"] = "0"  # this process only queues: the worker runs it
     try:
-        handle = run_jobs.deaf.start(seconds=3.0, path=path)
+        store = rx.open(url)
+    finally:
+        del os.environ["RXNB_EXECUTE"]
+    try:
+        handle = run_jobs.deaf.start(seconds=seconds, path=path)
         worker = procs.worker(url, "run_jobs")
         until(lambda: run_jobs.read_lines(path) == ["start 1"], timeout=30)
         worker.send_signal(signal.SIGTERM)
         until(lambda: "waiting for 1 run(s)" in procs.output(worker), timeout=10)
-        assert worker.wait(20) == 0, procs.output(worker)
-        assert handle.result(timeout=5) == "deaf done"
-        assert run_jobs.read_lines(path) == ["start 1", "end 1"], "run once, recorded"
+        yield procs, worker, handle, path
     finally:
         procs.close()
         store.close()
 
 
-def test_a_second_sigterm_stops_a_waiting_worker_at_once_and_its_run_is_handed_over(
-    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_worker_waits_for_a_run_that_does_not_stop_and_records_it(
+    url: str, tmp_path: Path
 ) -> None:
-    path = str(tmp_path / "deaf")
-    procs = Processes(tmp_path)
-    monkeypatch.setenv("RXNB_EXECUTE", "0")  # this process only queues: the worker runs it
-    store = rx.open(url)
-    try:
-        handle = run_jobs.deaf.start(seconds=30.0, path=path)
-        worker = procs.worker(url, "run_jobs")
-        until(lambda: run_jobs.read_lines(path) == ["start 1"], timeout=30)
-        worker.send_signal(signal.SIGTERM)
-        until(lambda: "waiting for 1 run(s)" in procs.output(worker), timeout=10)
+    with a_stopped_worker_waiting_for_a_deaf_run(url, tmp_path, 3.0) as (
+        procs,
+        worker,
+        handle,
+        path,
+    ):
+        assert worker.wait(20) == 0, procs.output(worker)
+        assert handle.result(timeout=5) == "deaf done"
+        assert run_jobs.read_lines(path) == ["start 1", "end 1"], "run once, recorded"
+
+
+def test_a_second_sigterm_stops_a_waiting_worker_at_once_and_its_run_is_handed_over(
+    url: str, tmp_path: Path
+) -> None:
+    with a_stopped_worker_waiting_for_a_deaf_run(url, tmp_path, 30.0) as (procs, worker, handle, _):
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(10) == 128 + signal.SIGTERM, procs.output(worker)
         # Its owner row said it was stopping: the run is a hand-over, not a crash.
         recovered = until(lambda: handle.run().status != "running" and handle.run(), timeout=10)
         assert (recovered.interrupted, recovered.crashes) == ("the worker stopped", 0)
-        rx.cancel(handle.id, store=store)
-    finally:
-        procs.close()
-        store.close()
+        rx.cancel(handle.id, store=handle.store)
 
 
 def test_settings_and_options_out_of_range_are_refused_naming_the_fix(
