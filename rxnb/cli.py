@@ -65,6 +65,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _worker(url: str | None, modules: list[str], concurrency: int | None) -> int:
+    # The worker's own handlers, first: a signal while it starts is its to handle
+    # (rxnb's SIGTERM hand-over would take it if none were set yet).
+    stop = threading.Event()
+
+    def on_signal(signum: int, _: object) -> None:
+        if stop.is_set():  # the second Ctrl-C or SIGTERM: now
+            print("rxnb worker: stopping now; runs still going are handed over", flush=True)
+            os._exit(128 + signum)  # the owner row says it was stopping: not a crash
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     sys.path.insert(0, os.getcwd())
     for module in modules:
         importlib.import_module(module)
@@ -86,16 +98,6 @@ def _worker(url: str | None, modules: list[str], concurrency: int | None) -> int
     # litellm takes seconds of CPU to import: do it now, not when a reply that a
     # restarted kernel handed over is waiting for it.
     threading.Thread(target=_warm_up_litellm, name="rxnb-litellm-import", daemon=True).start()
-    stop = threading.Event()
-
-    def on_signal(signum: int, _: object) -> None:
-        if stop.is_set():  # the second Ctrl-C or SIGTERM: now
-            print("rxnb worker: stopping now; runs still going are handed over", flush=True)
-            os._exit(128 + signum)  # the owner row says it was stopping: not a crash
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
     stop.wait()
     # Hand its runs over: those that stop when asked go back to the queue at once. The
     # others are waited for (a worker, unlike a kernel, has no one to kill it after 5 s:
