@@ -8,8 +8,9 @@
  *   `.rxnb-msg-usage` and `.rxnb-msg-note`; a row update touches only the parts that
  *   changed (a details element the reader opened stays open);
  * - the text: as text for every role but `assistant`, whose text is markdown (sanitized,
- *   markdown.ts); revealed smoothly (smooth.ts) once the message is on screen, rendered
- *   at most once per animation frame (`frame`), `data-revealed="true"` once all shown;
+ *   markdown.ts), hidden while the row has none; revealed smoothly (smooth.ts) once the
+ *   message is on screen, rendered at most once per animation frame (`frame`),
+ *   `data-revealed="true"` once all shown;
  * - the usage line: `N tokens` (`~N` when estimated) and the cost.
  */
 import { formatValue } from "./cells";
@@ -89,7 +90,8 @@ export function usageText(value: Json | undefined): string | null {
   return parts.length === 0 ? null : parts.join(" · ");
 }
 
-function element<K extends keyof HTMLElementTagNameMap>(tag: K, className: string): HTMLElementTagNameMap[K] {
+/** A new `tag` element with `className`. */
+export function element<K extends keyof HTMLElementTagNameMap>(tag: K, className: string): HTMLElementTagNameMap[K] {
   const el = document.createElement(tag);
   el.className = className;
   return el;
@@ -202,6 +204,8 @@ export class MessageBlock {
       this.#text.classList.remove("rxnb-markdown");
       this.#text.textContent = visible;
     }
+    // No text (a reply that only asked for tools, one not begun): no empty block.
+    this.#text.hidden = text === "";
     this.#rendered = shown;
     if (visible.length >= text.length) this.#text.setAttribute("data-revealed", "true");
     else this.#text.removeAttribute("data-revealed");

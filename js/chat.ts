@@ -10,11 +10,15 @@
  *   running only while some text is still being revealed;
  * - the abort calls: a message's button stays disabled until its reply, and a failed
  *   reply shows in `.rxnb-call-error` above the log, as a row action's does;
+ * - tool calls (when the `chat` field has a `tool` part): a row whose role is "tool" is a
+ *   `ToolCard` (chat-tool.ts) instead of a message block; its Approve and Deny call
+ *   `approve`, both disabled until the reply, a failed reply shown next to them;
  * - auto-scroll: while the log is at its bottom (within `STICK_PX`), new content keeps
  *   it there; once the reader scrolls up, it stays put until they scroll back down;
  * - the input and its optimistic messages (chat-input.ts);
- * - once the kernel side is gone (connection.ts): the input and every abort button
- *   disabled; the messages stay as last received (the stylesheet stops their spinners).
+ * - once the kernel side is gone (connection.ts): the input, every abort button and
+ *   every approval's buttons disabled; the messages stay as last received (the
+ *   stylesheet stops their spinners).
  *
  * `dispose` cancels the frame, the timers and the calls in flight.
  */
@@ -22,6 +26,7 @@ import { CallError } from "./actions";
 import type { Caller } from "./calls";
 import { ChatInput, type SentRow } from "./chat-input";
 import { cellText, LIVE_STATUSES, MessageBlock, type AbortControl, type MessageFields } from "./chat-message";
+import { ToolCard, type ApprovalControl, type ToolFields } from "./chat-tool";
 import type { Connection } from "./connection";
 import type { ChatView, Json, Payload, Row } from "./protocol";
 import { FrameLoop, type Motion } from "./smooth";
@@ -41,7 +46,15 @@ interface Columns {
   note: number;
   /** The first key column: the abort call's argument. */
   key: number;
+  /** The tool call columns, when the `chat` field has a `tool` part (else null). */
+  tool: { name: number; args: number; approval: number; call: number } | null;
 }
+
+/** What a message block or a tool card shows: the row's status and its failure and note. */
+type Common = Pick<MessageFields, "key" | "role" | "status" | "error" | "detail" | "note">;
+
+/** What the log holds for a row. */
+type Block = MessageBlock | ToolCard;
 
 function columnsOf(payload: Payload, chat: ChatView): Columns {
   const at = (name: string | null): number => (name === null ? -1 : payload.columns.indexOf(name));
@@ -54,10 +67,19 @@ function columnsOf(payload: Payload, chat: ChatView): Columns {
     detail: at(chat.detail),
     note: at(chat.note),
     key: payload.key?.[0] ?? -1,
+    tool:
+      chat.tool === undefined
+        ? null
+        : {
+            name: at(chat.tool.name),
+            args: at(chat.tool.arguments),
+            approval: at(chat.tool.approval),
+            call: at(chat.tool.call),
+          },
   };
 }
 
-export class ChatPanel implements AbortControl {
+export class ChatPanel implements AbortControl, ApprovalControl {
   readonly root: HTMLDivElement;
   readonly log: HTMLDivElement;
   readonly #caller: Caller | null;
@@ -65,10 +87,12 @@ export class ChatPanel implements AbortControl {
   readonly #input: ChatInput;
   readonly #callError: CallError;
   readonly #loop: FrameLoop;
-  #blocks = new Map<string, MessageBlock>();
+  #blocks = new Map<string, Block>();
   readonly #animating = new Set<MessageBlock>();
   /** Abort calls waiting for their reply, by their arguments, with what forgets each. */
   readonly #pending = new Map<string, () => void>();
+  /** Approve / deny calls waiting for their reply, by call id, with what forgets each. */
+  readonly #deciding = new Map<string, () => void>();
   #layout = "";
   #chat: ChatView | null = null;
   #columns: Columns | null = null;
@@ -117,18 +141,22 @@ export class ChatPanel implements AbortControl {
     }
     const now = this.#motion.now();
     const columns = this.#columns!;
-    const next = new Map<string, MessageBlock>();
+    const next = new Map<string, Block>();
     const sent: SentRow[] = [];
     for (const { id, key, row } of identify(payload)) {
+      const role = columns.role < 0 ? null : row[columns.role];
+      const tool = columns.tool !== null && role === "tool";
       let block = this.#blocks.get(id);
+      // A row that became a tool call, or stopped being one, gets a new block.
+      if (block !== undefined && (block instanceof ToolCard) !== tool) block = undefined;
       if (block === undefined) {
-        block = new MessageBlock(this.#fields(key, row), this, now);
-      } else if (block.row !== row && block.set(this.#fields(key, row), now)) {
-        this.#animating.add(block);
+        block = tool ? new ToolCard(this.#toolFields(key, row), this) : new MessageBlock(this.#fields(key, row), this, now);
+      } else if (block.row !== row) {
+        if (block instanceof ToolCard) block.set(this.#toolFields(key, row));
+        else if (block.set(this.#fields(key, row), now)) this.#animating.add(block);
       }
       block.row = row;
       next.set(id, block);
-      const role = columns.role < 0 ? null : row[columns.role];
       sent.push({ id, role: cellText(role), text: cellText(row[columns.text]) });
     }
     this.#place(next);
@@ -142,6 +170,8 @@ export class ChatPanel implements AbortControl {
     this.#input.dispose();
     for (const forget of this.#pending.values()) forget();
     this.#pending.clear();
+    for (const forget of this.#deciding.values()) forget();
+    this.#deciding.clear();
     this.#callError.remove();
     this.root.remove();
   }
@@ -150,7 +180,7 @@ export class ChatPanel implements AbortControl {
   setConnection(connection: Connection): void {
     this.#connection = connection;
     this.#input.setConnected(this.connected);
-    this.#refreshAborts();
+    this.#refreshControls();
   }
 
   // AbortControl, for the blocks' abort buttons.
@@ -169,28 +199,68 @@ export class ChatPanel implements AbortControl {
     if (cancel == null || this.#caller === null || !this.connected || this.#pending.has(id)) return;
     const forget = this.#caller.call(cancel.fn, args, (reply) => {
       this.#pending.delete(id);
-      this.#refreshAborts();
+      this.#refreshControls();
       if (!reply.ok) this.#callError.show(reply.error);
     });
     this.#pending.set(id, forget);
-    this.#refreshAborts();
+    this.#refreshControls();
   }
 
-  #refreshAborts(): void {
-    for (const block of this.#blocks.values()) block.refreshAbort();
+  // ApprovalControl, for the tool cards' Approve and Deny.
+
+  deciding(call: Json): boolean {
+    return this.#deciding.has(JSON.stringify(call));
   }
 
-  /** What `row` shows, read through the `chat` field's columns. */
+  decide(call: Json, approved: boolean, note: string): void {
+    const approve = this.#chat?.approve;
+    const id = JSON.stringify(call);
+    if (approve === undefined || this.#caller === null || !this.#caller.functions.has(approve.fn)) return;
+    if (!this.connected || this.#deciding.has(id)) return;
+    const args: Record<string, Json> = { [approve.arg]: call, approved, note };
+    const forget = this.#caller.call(approve.fn, args, (reply) => {
+      this.#deciding.delete(id);
+      this.#refreshControls();
+      if (reply.ok) return;
+      // The card showing that call now (the one clicked may have been rebuilt since).
+      for (const block of this.#blocks.values()) {
+        if (block instanceof ToolCard && block.callKey === id) block.showApprovalError(reply.error);
+      }
+    });
+    this.#deciding.set(id, forget);
+    this.#refreshControls();
+  }
+
+  #refreshControls(): void {
+    for (const block of this.#blocks.values()) {
+      if (block instanceof ToolCard) block.refreshApproval();
+      else block.refreshAbort();
+    }
+  }
+
+  /** The parts of `row` every block shows, read through the `chat` field's columns. */
+  #common(key: string | null, row: Row): Common {
+    const columns = this.#columns!;
+    const cell = (i: number): Json => (i < 0 ? null : (row[i] ?? null));
+    const text = (i: number): string | null => (cell(i) === null ? null : cellText(cell(i)));
+    const role = cell(columns.role);
+    return {
+      key,
+      role: typeof role === "string" ? role : "",
+      status: text(columns.status),
+      error: text(columns.error),
+      detail: text(columns.detail),
+      note: text(columns.note),
+    };
+  }
+
+  /** What `row` shows as a message. */
   #fields(key: string | null, row: Row): MessageFields {
     const columns = this.#columns!;
     const cancel = this.#chat!.cancel;
     const cell = (i: number): Json => (i < 0 ? null : (row[i] ?? null));
-    const role = typeof cell(columns.role) === "string" ? (cell(columns.role) as string) : "";
-    const statusCell = cell(columns.status);
-    const status = statusCell === null ? null : cellText(statusCell);
-    const errorCell = cell(columns.error);
-    const detailCell = cell(columns.detail);
-    const noteCell = cell(columns.note);
+    const common = this.#common(key, row);
+    const { role, status } = common;
     const abortable =
       cancel !== null &&
       this.#caller?.functions.has(cancel.fn) === true &&
@@ -199,24 +269,45 @@ export class ChatPanel implements AbortControl {
       status !== null &&
       LIVE_STATUSES.has(status);
     return {
-      key,
-      role,
+      ...common,
       text: cellText(cell(columns.text)),
-      status,
       usage: cell(columns.usage),
-      error: errorCell === null ? null : cellText(errorCell),
-      detail: detailCell === null ? null : cellText(detailCell),
-      note: noteCell === null ? null : cellText(noteCell),
       abort: abortable ? { [cancel.arg]: cell(columns.key) } : null,
     };
   }
 
+  /** What `row` shows as a tool call (the `chat` field has a `tool` part). */
+  #toolFields(key: string | null, row: Row): ToolFields {
+    const columns = this.#columns!;
+    const tool = columns.tool!;
+    const approve = this.#chat!.approve;
+    const cell = (i: number): Json => (i < 0 ? null : (row[i] ?? null));
+    const { role: _role, ...common } = this.#common(key, row);
+    const approvalCell = cell(tool.approval);
+    const approval = approvalCell === null ? null : cellText(approvalCell);
+    const call = cell(tool.call);
+    const approvable =
+      approval === "pending" &&
+      approve !== undefined &&
+      this.#caller?.functions.has(approve.fn) === true &&
+      call !== null;
+    return {
+      ...common,
+      name: cellText(cell(tool.name)),
+      args: cellText(cell(tool.args)),
+      approval,
+      call,
+      result: cellText(cell(columns.text)),
+      approvable,
+    };
+  }
+
   /** Make the log hold `next`'s blocks in order, before the optimistic messages. */
-  #place(next: Map<string, MessageBlock>): void {
+  #place(next: Map<string, Block>): void {
     for (const [id, block] of this.#blocks) {
       if (next.get(id) !== block) {
         block.el.remove();
-        this.#animating.delete(block);
+        if (block instanceof MessageBlock) this.#animating.delete(block);
       }
     }
     // Walk the wanted order against the DOM; nodes already in place are not moved.

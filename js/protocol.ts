@@ -75,6 +75,25 @@ export interface ChatView {
   /** What the abort button calls: `fn` with `{[arg]: <first key value>}`; null: no button. */
   cancel: { fn: string; arg: string } | null;
   placeholder: string;
+  /**
+   * Tool calls (absent: none): a row whose role is "tool" is one call, shown as a card
+   * (chat-tool.ts). Columns of the tool's name, its arguments (JSON text as streamed),
+   * its approval (null, "pending", "approved" or "denied") and its call id.
+   */
+  tool?: ToolColumns;
+  /**
+   * What a tool call's Approve / Deny buttons call (absent: no buttons): `fn` with
+   * `{[arg]: <the row's call id>, approved, note}`.
+   */
+  approve?: { fn: string; arg: string };
+}
+
+/** The `chat` field's `tool` part: the columns of a tool call's row. */
+export interface ToolColumns {
+  name: string;
+  arguments: string;
+  approval: string | null;
+  call: string;
 }
 
 /**
@@ -239,7 +258,7 @@ function normalizeChat(raw: unknown): ChatView | null {
   if (isRecord(raw.cancel) && typeof raw.cancel.fn === "string" && typeof raw.cancel.arg === "string") {
     cancel = { fn: raw.cancel.fn, arg: raw.cancel.arg };
   }
-  return {
+  const chat: ChatView = {
     text: raw.text,
     role: columnName(raw.role),
     status: columnName(raw.status),
@@ -251,6 +270,20 @@ function normalizeChat(raw: unknown): ChatView | null {
     cancel,
     placeholder: typeof raw.placeholder === "string" ? raw.placeholder : "Message",
   };
+  // Tool calls: left out unless well formed (tool rows then read as plain messages).
+  const tool = raw.tool;
+  if (
+    isRecord(tool) &&
+    typeof tool.name === "string" &&
+    typeof tool.arguments === "string" &&
+    typeof tool.call === "string"
+  ) {
+    chat.tool = { name: tool.name, arguments: tool.arguments, approval: columnName(tool.approval), call: tool.call };
+  }
+  if (isRecord(raw.approve) && typeof raw.approve.fn === "string" && typeof raw.approve.arg === "string") {
+    chat.approve = { fn: raw.approve.fn, arg: raw.approve.arg };
+  }
+  return chat;
 }
 
 const TIMELINE_PARTS = ["run", "label", "seq", "kind", "status", "attempts", "preview"] as const;

@@ -18,6 +18,7 @@ Only the names in `__all__` are public.
 from typing import Any as _Any
 
 from rxnb.errors import (
+    AgentError,
     ArgumentError,
     Cancelled,
     FunctionError,
@@ -59,6 +60,9 @@ from rxnb.reactive import Store, Subscription, current_store, open
 from rxnb.store import DataProblem, Reader, Writer
 from rxnb.workflows import Workflow, WorkflowContext, restart, send_event, workflow
 
+from rxnb.agents import Agent, tool  # isort: skip
+from rxnb.agents import set_chat_view as _set_chat_view  # isort: skip
+
 # Every process ends the generations of runs that end without them (a dead owner, a
 # closed store), not only those that have streamed: a hook, installed by this import.
 # litellm itself is imported on the first generation.
@@ -92,10 +96,17 @@ def _follow(handle: RunHandle, timeout: float | None) -> str | None:
     return follow(handle, timeout)
 
 
-# The layers before widgets reach them through these: `query.live()`, `run.follow()`.
-# The widgets layer (IPython, anywidget) is imported on first use.
+def _agent_chat(agent: Agent, thread_id: str, **options: _Any) -> _Any:
+    from rxnb.widgets import agent_chat
+
+    return agent_chat(agent, thread_id, **options)
+
+
+# The layers before widgets reach them through these: `query.live()`, `run.follow()`,
+# `agent.chat()`. The widgets layer (IPython, anywidget) is imported on first use.
 _set_live_view(_live_view)
 _set_follower(_follow)
+_set_chat_view(_agent_chat)
 
 
 def chat(thread_id: object, **options: _Any) -> _Any:
@@ -126,6 +137,8 @@ def load_ipython_extension(shell: object) -> None:
 __all__ = [
     "Action",
     "ActionContext",
+    "Agent",
+    "AgentError",
     "ArgumentError",
     "Cancelled",
     "DataProblem",
@@ -173,5 +186,6 @@ __all__ = [
     "run_at",
     "runs",
     "send_event",
+    "tool",
     "workflow",
 ]

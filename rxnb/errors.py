@@ -21,6 +21,8 @@ The tree::
     ├── WorkflowError               a workflow cannot go on as written
     │   ├── NonDeterminismError     its code no longer matches the run's journal
     │   └── StepError               a step failed after its retries (replayed as recorded)
+    ├── AgentError                  an agent's turn cannot go on (max_steps, an answer
+    │                               that did not validate as output_type)
     └── NonRetryableError           raised by an action: fail now, do not retry
 
     Cancelled (a BaseException)     raised by ctx.check_cancelled() inside an action, so
@@ -34,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "AgentError",
     "ArgumentError",
     "Cancelled",
     "FunctionError",
@@ -148,6 +151,11 @@ class Cancelled(BaseException):
 
 class WorkflowError(RxnbError):
     """A workflow cannot go on as written."""
+
+
+class AgentError(RxnbError):
+    """An agent's turn cannot go on: it reached `max_steps`, or its answer did not
+    validate as the agent's `output_type`."""
 
 
 class NonDeterminismError(WorkflowError):

@@ -15,6 +15,8 @@ import rxnb
 PUBLIC = [
     "Action",
     "ActionContext",
+    "Agent",
+    "AgentError",
     "ArgumentError",
     "Cancelled",
     "DataProblem",
@@ -62,6 +64,7 @@ PUBLIC = [
     "run_at",
     "runs",
     "send_event",
+    "tool",
     "workflow",
 ]
 
@@ -86,6 +89,7 @@ def test_public_names_not_in_all_are_modules() -> None:
         "execution",
         "llm",
         "workflows",
+        "agents",
         "cli",  # imported by `rxnb` the command (and by tests)
     }
     assert extra <= modules | {"load_ipython_extension"}

@@ -6,6 +6,10 @@
   the tool calls in `tool_calls=` (`[{"name": "weather", "arguments": {"city": "Paris"}}]`),
   their arguments streamed in pieces as real providers do (arguments given as a str
   are sent as they are: the JSON text a provider would send, valid or not).
+  `turns=[{"script": ..., "tool_calls": [...]}, ...]` scripts a conversation: the turn
+  used is the number of assistant messages after the last user message (the last turn
+  once they run out), so a request asked again gets the same answer, and an agent's
+  next model call (after its tool results) gets the next one.
 
 Both take `delay=` (seconds per token, default 0.02) and report usage, so examples,
 tests and Binder run with no key and no network. Options are checked when the
@@ -52,6 +56,24 @@ def _answer(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) 
         model=f"{PROVIDER}/{model}",
         llm_provider=PROVIDER,
     )
+
+
+def _turn(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with the turn `turns=` scripts for this conversation merged in."""
+    turns = params.get("turns")
+    if turns is None:
+        return params
+    if not (isinstance(turns, list) and turns and all(isinstance(t, dict) for t in turns)):
+        raise _bad(
+            model,
+            f"rxnb/{model}: turns= is a list of dicts such as [{{'script': 'text', "
+            f"'tool_calls': [...]}}], not {turns!r:.80}",
+        )
+    after = 0
+    for message in messages:
+        role = message.get("role")
+        after = 0 if role == "user" else after + (role == "assistant")
+    return {**params, **turns[min(after, len(turns) - 1)]}
 
 
 def _text_of(content: Any) -> str:
@@ -130,7 +152,7 @@ class OfflineLLM(CustomLLM):
     ) -> Iterator[GenericStreamingChunk]:
         """The stream, its options checked first (a generator would check them only
         when read, and litellm would report a bad option as a broken stream)."""
-        params = kwargs.get("optional_params") or {}
+        params = _turn(model, messages, kwargs.get("optional_params") or {})
         text = _answer(model, messages, params)
         delay = _delay(model, params)
         calls = _tool_calls(params) if model == "scripted" else []
@@ -173,7 +195,7 @@ class OfflineLLM(CustomLLM):
     def completion(
         self, model: str, messages: list[dict[str, Any]], *args: Any, **kwargs: Any
     ) -> Any:
-        params = kwargs.get("optional_params") or {}
+        params = _turn(model, messages, kwargs.get("optional_params") or {})
         text = _answer(model, messages, params)
         return litellm.completion(
             model="openai/rxnb-offline", messages=messages, mock_response=text

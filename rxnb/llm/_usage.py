@@ -5,6 +5,7 @@ its generations'."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from rxnb.execution import ActionContext, Run
@@ -24,6 +25,9 @@ class Usage:
         """How many times the provider answered 429 before streaming."""
         self.text = ""
         self._calls: dict[int, dict[str, str]] = {}
+        self.on_tool_call: Callable[[int, dict[str, str], str], None] | None = None
+        """Called with each streamed piece of a tool call: its index, the call so far
+        (`id`, `name`, `arguments`) and the piece of its arguments that just came."""
 
     @property
     def tool_calls(self) -> list[dict[str, str]]:
@@ -41,7 +45,10 @@ class Usage:
         name = getattr(function, "name", None)
         if name and not call["name"]:
             call["name"] = name
-        call["arguments"] += getattr(function, "arguments", None) or ""
+        piece = getattr(function, "arguments", None) or ""
+        call["arguments"] += piece
+        if self.on_tool_call is not None:
+            self.on_tool_call(getattr(delta, "index", None) or 0, call, piece)
 
     def as_json(self) -> dict[str, Any]:
         prompt, completion = self.prompt_tokens, self.completion_tokens

@@ -5,6 +5,7 @@ The browser side lives in `js/` and is bundled into `rxnb/static/`; the messages
 between the two are described in `docs/widget-protocol.md`.
 """
 
+from rxnb.widgets._agent_chat import agent_chat
 from rxnb.widgets._cells import CellOwners, CellRun, current_cell, owners
 from rxnb.widgets._chat import ChatWidget, chat
 from rxnb.widgets._dispatcher import Dispatcher
@@ -20,6 +21,7 @@ __all__ = [
     "Dispatcher",
     "LiveWidget",
     "Payload",
+    "agent_chat",
     "chat",
     "current_cell",
     "dispatcher_for",

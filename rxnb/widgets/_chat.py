@@ -471,11 +471,11 @@ def chat(
         "hidden": [DETAIL],  # tracebacks stay out of the static snapshot
     }
     widget = ChatWidget(query, args, store=store, bind=bound, view=view)
-    _warm_up_litellm()
+    warm_up_litellm()
     return widget
 
 
-def _warm_up_litellm() -> None:
+def warm_up_litellm() -> None:
     """Import litellm (seconds of CPU) in the background now, so that the first reply
     the chat asks for does not wait for it."""
     if "litellm" not in sys.modules and not _warming.is_set():

@@ -13,6 +13,7 @@ from rxnb.workflows._workflow import (
     advance_clock,
     restart,
     send_event,
+    send_event_in,
     workflow,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "advance_clock",
     "restart",
     "send_event",
+    "send_event_in",
     "workflow",
 ]

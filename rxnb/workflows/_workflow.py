@@ -182,7 +182,12 @@ def workflow(
     return wrap(fn) if fn is not None else wrap
 
 
-def _send_event(db: Writer, run_id: str, name: str, payload: Any) -> None:
+def send_event_in(db: Writer, run_id: str, name: str, payload: Any = None) -> None:
+    """`rx.send_event` inside a mutation's transaction (the event exists iff it commits)."""
+    _send_event(db, run_id, name, _encoded(run_id, name, payload))
+
+
+def _send_event(db: Writer, run_id: str, name: str, payload: str) -> None:
     run = db.get(Run, run_id)
     if run is None:
         raise RunNotFoundError(f"no run has id {run_id!r}")
@@ -218,17 +223,21 @@ def send_event(run_id: str, name: str, payload: Any = None, *, store: Store | No
     A run waiting for it (`ctx.wait_for_event(name)`) resumes at once; one that has
     not reached the wait yet gets it when it does.
     """
+    encoded = _encoded(run_id, name, payload)
+    (store or current_store()).database.write(lambda db: _send_event(db, run_id, name, encoded))
+
+
+def _encoded(run_id: str, name: str, payload: Any) -> str:
     given: Any = name
     if not isinstance(given, str) or not given:
         raise FunctionError(f"send_event: the event name must be a non-empty str, not {name!r}")
     try:
-        encoded = json.dumps(to_jsonable(payload, where="the payload"), allow_nan=False)
+        return json.dumps(to_jsonable(payload, where="the payload"), allow_nan=False)
     except (ResultError, ValueError) as exc:
         raise ArgumentError(
             f"send_event({run_id!r}, {name!r}, ...): the payload must be JSON (dict, list, "
             f"str, number, bool, None) or a pydantic model: {exc}"
         ) from None
-    (store or current_store()).database.write(lambda db: _send_event(db, run_id, name, encoded))
 
 
 def _restart(db: Writer, run_id: str, from_step: int) -> str:

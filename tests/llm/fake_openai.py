@@ -5,8 +5,15 @@ Each request takes the next behaviour from `plan` (the last one repeats):
 - `RateLimited(retry_after)`: HTTP 429 with a `Retry-After` header;
 - `Cut(tokens, after)`: stream `after` tokens, then drop the connection mid-body;
 - `Hang(tokens, after)`: stream `after` tokens, then send nothing more;
-- `Refused(status)`: an error response that quotes the request's key back.
-`events` records (time, what) for each request and each client disconnect.
+- `Refused(status)`: an error response that quotes the request's key back;
+- `ToolCalls(text, calls, delay, pieces)`: stream the text, then each (name, arguments)
+  call as OpenAI streams tool calls (arguments in `pieces` parts), `finish_reason`
+  "tool_calls";
+- `ByTurn(behaviours)`: one of `behaviours` by the request's messages: the number of
+  assistant messages after the last user message (the last one repeats), so a repeated
+  request gets the same answer and a conversation that went on gets the next.
+`events` records (time, what) for each request and each client disconnect; `bodies`
+records each request's JSON body.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
 from typing import Any
 
 
@@ -50,7 +58,39 @@ class Refused:
     status: int = 401
 
 
-Behaviour = Ok | RateLimited | Cut | Hang | Refused
+@dataclass
+class ToolCalls:
+    """Text deltas, then each (name, arguments JSON text) call as OpenAI streams it."""
+
+    text: list[str] = field(default_factory=list)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    delay: float = 0.0
+    pieces: int = 3
+
+
+@dataclass
+class ByTurn:
+    """`behaviours[i]`, i = the assistant messages after the request's last user message."""
+
+    behaviours: list[Behaviour]
+
+    def pick(self, body: dict[str, Any]) -> Behaviour:
+        messages = body.get("messages") or []
+        roles = [m.get("role") for m in messages if isinstance(m, dict)]
+        last_user = max((i for i, role in enumerate(roles) if role == "user"), default=-1)
+        turn = roles[last_user + 1 :].count("assistant")
+        return self.behaviours[min(turn, len(self.behaviours) - 1)]
+
+
+Answer = Ok | RateLimited | Cut | Hang | Refused | ToolCalls
+Behaviour = Answer | ByTurn
+
+
+def _answer(behaviour: Behaviour, body: dict[str, Any]) -> Answer:
+    """`behaviour`, or for a `ByTurn` the behaviour it picks for this request."""
+    if isinstance(behaviour, ByTurn):
+        return _answer(behaviour.pick(body), body)
+    return behaviour
 
 
 @dataclass
@@ -58,6 +98,7 @@ class FakeOpenAI:
     plan: list[Behaviour] = field(default_factory=list)
     events: list[tuple[float, str]] = field(default_factory=list)
     requests: int = 0
+    bodies: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -72,8 +113,7 @@ class FakeOpenAI:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
-                self.rfile.read(length)
-                owner._serve(self)
+                owner._serve(self, self.rfile.read(length))
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -93,14 +133,23 @@ class FakeOpenAI:
         self.server.shutdown()
         self.server.server_close()
 
-    def _next(self) -> Behaviour:
+    def _next(self, raw: bytes) -> tuple[Answer, int]:
+        """The behaviour for this request, and the request's number (from 1)."""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
         with self._lock:
             self.requests += 1
+            self.bodies.append(body)
             index = min(self.requests, len(self.plan)) - 1
-            return self.plan[index]
+            behaviour, number = self.plan[index], self.requests
+        return _answer(behaviour, body), number
 
-    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
-        behaviour = self._next()
+    def _serve(self, handler: BaseHTTPRequestHandler, raw: bytes = b"") -> None:
+        behaviour, number = self._next(raw)
         self.note(f"request {type(behaviour).__name__}")
         if isinstance(behaviour, RateLimited):
             body = json.dumps({"error": {"message": "slow down", "type": "rate_limit"}}).encode()
@@ -115,18 +164,19 @@ class FakeOpenAI:
         if isinstance(behaviour, Refused):
             key = handler.headers.get("authorization", "").removeprefix("Bearer ")
             message = f"Incorrect API key provided: {key}"
-            body = json.dumps({"error": {"message": message, "code": "invalid_api_key"}})
+            error = json.dumps({"error": {"message": message, "code": "invalid_api_key"}})
             handler.send_response(behaviour.status)
             handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(body.encode())))
+            handler.send_header("Content-Length", str(len(error.encode())))
             handler.send_header("Connection", "close")  # no idle socket left in litellm's pool
             handler.end_headers()
-            handler.wfile.write(body.encode())
+            handler.wfile.write(error.encode())
             return
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/event-stream")
-        handler.send_header("Transfer-Encoding", "chunked")
-        handler.end_headers()
+        if isinstance(behaviour, ToolCalls):
+            self._start_stream(handler)
+            self._tool_calls(handler, behaviour, number)
+            return
+        self._start_stream(handler)
         tokens = behaviour.tokens
         limit = len(tokens) if isinstance(behaviour, Ok) else behaviour.after
         delay = behaviour.delay if isinstance(behaviour, Ok) else 0.01
@@ -154,6 +204,51 @@ class FakeOpenAI:
         except (BrokenPipeError, ConnectionResetError):
             self.note("client disconnected")
 
+    def _start_stream(self, handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+
+    def _tool_calls(
+        self, handler: BaseHTTPRequestHandler, behaviour: ToolCalls, number: int
+    ) -> None:
+        deltas: list[dict[str, Any]] = [
+            {"role": "assistant", "content": token} for token in behaviour.text
+        ]
+        for index, (name, arguments) in enumerate(behaviour.calls):
+            first, *rest = _split(arguments, behaviour.pieces)
+            call = {
+                "index": index,
+                "id": f"call_{number}_{index}",
+                "type": "function",
+                "function": {"name": name, "arguments": first},
+            }
+            head: dict[str, Any] = {"tool_calls": [call]}
+            if not deltas:
+                head = {"role": "assistant", "content": None, **head}
+            deltas.append(head)
+            deltas += [
+                {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                for piece in rest
+            ]
+        try:
+            for delta in deltas:
+                self._send(handler, _chunk(delta, None))
+                if behaviour.delay:
+                    time.sleep(behaviour.delay)
+            usage = {
+                "prompt_tokens": 5,
+                "completion_tokens": len(deltas),
+                "total_tokens": 5 + len(deltas),
+            }
+            finish = "tool_calls" if behaviour.calls else "stop"
+            self._send(handler, {**_chunk({}, finish), "usage": usage})
+            self._chunk(handler, b"data: [DONE]\n\n")
+            self._chunk(handler, b"")
+        except (BrokenPipeError, ConnectionResetError):
+            self.note("client disconnected")
+
     def _send(self, handler: BaseHTTPRequestHandler, data: dict[str, Any]) -> None:
         self._chunk(handler, f"data: {json.dumps(data)}\n\n".encode())
 
@@ -171,3 +266,10 @@ def _chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
         "model": "fake",
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
     }
+
+
+def _split(text: str, pieces: int) -> list[str]:
+    """`text` in `pieces` roughly equal, non-empty parts (one part, maybe empty, at least)."""
+    count = max(1, min(pieces, len(text)))
+    bounds = [len(text) * k // count for k in range(count + 1)]
+    return [text[a:b] for a, b in pairwise(bounds)]

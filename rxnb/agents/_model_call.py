@@ -1,0 +1,240 @@
+"""One model call of a turn: the reply's text and the tool calls' arguments streamed
+into their rows as they arrive.
+
+1. It starts over in the same reply: text from an interrupted try is replaced, tool
+   calls it had streamed are dropped (the call streams them again).
+2. Text and arguments are written in batches: the first text at once, then at most
+   once per `THROTTLE` seconds, and only once what waits is at least an eighth of
+   what was written beyond `LINEAR_FROM` characters: rows grow by appending, so the
+   bytes written (and sent to the browser) stay linear in the length of the text,
+   however long a tool's arguments (a batch of 100,000 characters takes ~40 writes).
+3. The last write ends the reply (`done`, `cancelled`, `failed`, or `pending` again
+   when its process is stopping) and readies each tool call: `pending`, or `waiting`
+   for approval; with the usage and cost on the reply and the thread.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import col, delete
+
+from rxnb.agents._model import Message, MessageStatus, Role, Thread
+from rxnb.agents._threads import provider_messages
+from rxnb.errors import Cancelled
+from rxnb.execution import ActionContext, error_details, error_line
+from rxnb.llm import Usage, stream
+from rxnb.store import Writer
+
+if TYPE_CHECKING:
+    from rxnb.agents._agent import Agent
+
+THROTTLE = 0.1
+LINEAR_FROM = 4096
+
+
+def call_model(ctx: ActionContext, agent: Agent, thread_id: str, reply_id: int) -> dict[str, Any]:
+    """Stream one model call into reply `reply_id`; what a step journals: the text and
+    the tool calls (`call_id`, `name`, `arguments`)."""
+    writer = _ReplyWriter(ctx, agent, thread_id, reply_id)
+    messages = ctx.store.database.write(writer.begin)
+    usage = Usage()
+    usage.on_tool_call = writer.tool_piece
+    kwargs = dict(agent.litellm_kwargs)
+    if agent.tools:
+        kwargs["tools"] = [t.schema() for t in agent.tools]
+    if agent.output_type is not None:
+        kwargs.setdefault("response_format", agent.output_type)
+    try:
+        for text in stream(ctx, model=agent.model, messages=messages, usage=usage, **kwargs):
+            writer.text_piece(text)
+        handover = ctx.handing_over
+        status = (
+            MessageStatus.PENDING.value
+            if handover
+            else MessageStatus.CANCELLED.value
+            if ctx.cancelled
+            else MessageStatus.DONE.value
+        )
+        writer.finish(status, usage, handover)
+    except BaseException as exc:
+        handover = ctx.handing_over
+        if handover is not None:
+            writer.finish(MessageStatus.PENDING.value, usage, handover)
+        else:
+            writer.finish(MessageStatus.FAILED.value, usage, exc)
+        raise
+    if status != MessageStatus.DONE.value:
+        raise Cancelled(handover or "the turn was stopped")
+    return {"text": usage.text, "calls": writer.calls}
+
+
+class _ReplyWriter:
+    """The writes of one model call (rules 1-3)."""
+
+    def __init__(self, ctx: ActionContext, agent: Agent, thread_id: str, reply_id: int) -> None:
+        self.ctx, self.agent, self.thread_id, self.reply_id = ctx, agent, thread_id, reply_id
+        self.text = ""
+        self.pending_text = ""
+        self.arguments: dict[int, str] = {}
+        """Arguments not yet written, by the call's index."""
+        self.whole: dict[int, str] = {}
+        """Each call's arguments so far."""
+        self.names: dict[int, str] = {}
+        self.ids: dict[int, str] = {}
+        self.rows: dict[int, int] = {}
+        """The call's row id, once written."""
+        self.written = 0
+        self.waiting = 0
+        self.last = 0.0
+        self.step = 0
+
+    def begin(self, db: Writer) -> list[dict[str, Any]]:
+        """Rule 1, and what the model is sent."""
+        reply = db.get(Message, self.reply_id)
+        if reply is None:
+            raise Cancelled(f"reply {self.reply_id} was deleted; the turn stops")
+        db.exec(delete(Message).where(col(Message.parent_id) == self.reply_id))
+        note = reply.note
+        if note and note.startswith("interrupted (") and ")" in note:
+            why = note[len("interrupted (") : note.index(");")] if ");" in note else note
+            note = f"resumed after {why} (attempt {self.ctx.attempt})"
+        reply.text, reply.status, reply.note = "", MessageStatus.STREAMING.value, note
+        reply.error = reply.detail = None
+        reply.model = self.agent.model
+        reply.run_id = reply.run_id or self.ctx.run_id
+        self.step = reply.step
+        return provider_messages(
+            db,
+            self.thread_id,
+            instructions=self.agent.instructions,
+            history=self.agent.history,
+            context=self.agent.context,
+            until=self.reply_id,
+        )
+
+    # -- pieces --------------------------------------------------------------------
+
+    def text_piece(self, text: str) -> None:
+        self.pending_text += text
+        self.waiting += len(text)
+        self._maybe_write(first=not self.text and not self.written)
+
+    def tool_piece(self, index: int, call: dict[str, str], piece: str) -> None:
+        if index not in self.ids:
+            self.ids[index] = f"call_{uuid.uuid4().hex[:16]}"
+        if call.get("name"):
+            self.names[index] = call["name"]
+        self.arguments[index] = self.arguments.get(index, "") + piece
+        self.whole[index] = self.whole.get(index, "") + piece
+        self.waiting += len(piece)
+        self._maybe_write(first=index not in self.rows)
+
+    def _maybe_write(self, *, first: bool) -> None:
+        """Rule 2."""
+        now = time.monotonic()
+        if not first and now - self.last < THROTTLE:
+            return
+        if not first and self.waiting < (self.written - LINEAR_FROM) / 8:
+            return
+        self._written(self.ctx.store.database.write(self._write))
+        self.last = now
+
+    def _write(self, db: Writer) -> dict[int, int]:
+        """One batch; the calls' rows it created (kept once it commits)."""
+        rows: dict[int, int] = {}
+        reply = db.get(Message, self.reply_id)
+        if reply is None:
+            raise Cancelled(f"reply {self.reply_id} was deleted; the turn stops")
+        if self.pending_text:
+            reply.text = (reply.text or "") + self.pending_text
+        for index in sorted(self.arguments):
+            piece = self.arguments[index]
+            row = db.get(Message, self.rows[index]) if index in self.rows else None
+            if row is None:
+                row = Message(
+                    thread_id=self.thread_id,
+                    role=Role.TOOL.value,
+                    status=MessageStatus.STREAMING.value,
+                    agent=self.agent.name,
+                    run_id=self.ctx.run_id,
+                    step=self.step,
+                    parent_id=self.reply_id,
+                    call_id=self.ids[index],
+                    tool_name=self.names.get(index, ""),
+                    arguments=piece,
+                )
+                db.add(row)
+                db.flush()
+                assert row.id is not None
+                rows[index] = row.id
+            elif piece:
+                row.arguments = (row.arguments or "") + piece
+            if not row.tool_name and self.names.get(index):
+                row.tool_name = self.names[index]
+        return rows
+
+    def _written(self, rows: dict[int, int]) -> None:
+        """A batch has committed: what it wrote is no longer waiting. (A mutation body
+        may run twice, after a serialization retry: state changes only here.)"""
+        self.rows.update(rows)
+        self.text += self.pending_text
+        self.written += self.waiting
+        self.pending_text, self.arguments, self.waiting = "", {}, 0
+
+    # -- the end ---------------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[dict[str, str]]:
+        return [
+            {
+                "call_id": self.ids[i],
+                "name": self.names.get(i, ""),
+                "arguments": self.whole.get(i, ""),
+            }
+            for i in sorted(self.ids)
+        ]
+
+    def finish(self, status: str, usage: Usage, error: BaseException | str | None) -> None:
+        """Rule 3, in one transaction with the last pieces."""
+        tools = {t.name: t for t in self.agent.tools}
+
+        def body(db: Writer) -> dict[int, int]:
+            rows = self._write(db)
+            reply = db.get(Message, self.reply_id)
+            if reply is None:
+                return rows
+            reply.status = status
+            if isinstance(error, str):
+                reply.note = f"interrupted ({error}); it resumes where its agent is defined"
+            elif error is not None and status == MessageStatus.FAILED.value:
+                reply.error, reply.detail = error_line(error, where=False), error_details(error)
+            value = usage.as_json()
+            reply.usage, reply.cost = json.dumps(value), usage.cost
+            thread = db.get(Thread, self.thread_id)
+            if thread is not None:
+                thread.prompt_tokens += value.get("prompt_tokens") or 0
+                thread.completion_tokens += value.get("completion_tokens") or 0
+                thread.cost += usage.cost or 0.0
+                thread.updated_at = time.time()
+            for row_id in {**self.rows, **rows}.values():
+                row = db.get(Message, row_id)
+                if row is None:
+                    continue
+                if status == MessageStatus.PENDING.value:  # handed over: streamed again
+                    db.delete(row)
+                    continue
+                if status != MessageStatus.DONE.value:
+                    row.status, row.note = MessageStatus.CANCELLED.value, "the model call stopped"
+                    continue
+                tool = tools.get(row.tool_name or "")
+                if tool is not None and tool.approval:
+                    row.status, row.approval = MessageStatus.WAITING.value, "pending"
+                else:
+                    row.status = MessageStatus.PENDING.value
+            return rows
+
+        self._written(self.ctx.store.database.write(body))

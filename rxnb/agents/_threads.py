@@ -1,0 +1,302 @@
+"""Threads on the store side: what a turn sends the model, sending a message, approving
+and denying tool calls, stopping a turn, and tidying a turn's messages when its run
+ends or is handed over.
+
+Rules:
+
+1. `send_in` stores the user's message and a `pending` reply and schedules the turn
+   in the caller's transaction: all exist iff it commits. It denies every approval
+   still pending in the thread (a new message is the user moving on), telling each
+   waiting turn, which then ends without calling the model again.
+2. The model is sent the agent's instructions, then the thread's messages (the latest
+   `history`, 100 by default, never starting inside a tool exchange) in OpenAI's
+   format, which litellm converts for other providers: an assistant message with its
+   tool calls, then one `tool` message per call with its result or error.
+3. `approve(call_id, approved, note)` decides a call waiting for approval, once: the
+   call's turn resumes (it waited holding no thread).
+4. `stop_in` cancels the turn writing a message: the model call stops (its text
+   kept); when the run ends, rule 5 tidies up.
+5. A turn's run that ends leaves none of its messages unfinished: a reply still
+   `pending`/`streaming` ends as the run did (`cancelled`, else `failed`, with its
+   error); a tool call not yet run is `cancelled`, an approval still pending `denied`.
+   A run handed over (its process stopping) or orphaned and queued again sets its
+   streaming reply back to `pending` with a note, and drops the tool calls that were
+   streaming (the model call streams them again).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlmodel import col, select
+
+from rxnb.agents._model import UNFINISHED, Message, MessageStatus, Role, Thread
+from rxnb.errors import RxnbError
+from rxnb.execution import RUN_ENDED, RUN_REQUEUED, TERMINAL, Run, RunStatus, cancel_in, one_line
+from rxnb.functions import Mutation, Query
+from rxnb.store import Reader, Writer
+from rxnb.workflows import send_event_in
+
+HISTORY = 100
+"""How many of a thread's latest messages a turn sends the model by default (rule 2)."""
+
+ContextFn = Callable[[Reader, str], Sequence[Message]]
+"""`context=`: the thread's messages to send the model, given a reader and the thread."""
+
+APPROVAL = "approval:"
+"""The prefix of the event that tells a turn a call was decided (then its call id)."""
+
+SUPERSEDED = "denied: a new message was sent in the thread"
+
+
+def _messages(db: Reader, thread_id: str) -> list[Message]:
+    """The thread's messages in order, each with its parts (`Message.parts`)."""
+    return list(
+        db.exec(
+            select(Message).where(Message.thread_id == thread_id).order_by(col(Message.id))
+        ).all()
+    )
+
+
+messages: Query[..., list[Message]] = Query(_messages)
+messages.__doc__ = _messages.__doc__
+
+
+def send_in(
+    db: Writer, agent: Any, thread_id: str, text: str, *, schedule: bool = True
+) -> tuple[int, str | None]:
+    """Rule 1: the reply's id and the turn's run id (None if `schedule` is false)."""
+    given: Any = thread_id
+    if not isinstance(given, str) or not given:
+        raise RxnbError(f"the thread id must be a non-empty str, not {thread_id!r}")
+    written: Any = text
+    if not isinstance(written, str) or not written.strip():
+        raise RxnbError(f"{agent.name}.send: the message is empty; send some text")
+    now = time.time()
+    thread = db.get(Thread, thread_id)
+    if thread is None:
+        thread = Thread(id=thread_id, title=" ".join(text.split())[:80], created_at=now)
+    thread.agent, thread.updated_at = agent.name, now
+    db.add(thread)
+    _deny_pending(db, thread_id)
+    db.add(Message(thread_id=thread_id, role=Role.USER.value, text=text, created_at=now))
+    reply = Message(
+        thread_id=thread_id,
+        role=Role.ASSISTANT.value,
+        status=MessageStatus.PENDING.value,
+        agent=agent.name,
+        model=agent.model,
+        created_at=now,
+    )
+    db.add(reply)
+    db.flush()
+    assert reply.id is not None
+    run_id = None
+    if schedule:
+        run_id = db.schedule(agent.workflow, thread_id=thread_id, message_id=reply.id)
+        reply.run_id = run_id
+    return reply.id, run_id
+
+
+def _deny_pending(db: Writer, thread_id: str) -> None:
+    """Rule 1: approvals pending in the thread are denied; their turns are told."""
+    waiting = db.exec(
+        select(Message).where(Message.thread_id == thread_id, Message.approval == "pending")
+    ).all()
+    for call in waiting:
+        call.approval, call.status = "denied", MessageStatus.DENIED.value
+        call.note = call.text = SUPERSEDED
+        _tell(db, call, {"approved": False, "note": SUPERSEDED, "superseded": True})
+
+
+def _tell(db: Writer, call: Message, decision: dict[str, Any]) -> None:
+    run = db.get(Run, call.run_id) if call.run_id is not None else None
+    if run is not None and RunStatus(run.status) not in TERMINAL:
+        send_event_in(db, run.id, f"{APPROVAL}{call.call_id}", decision)
+
+
+def approve_in(db: Writer, call_id: str, approved: bool = True, note: str = "") -> str:
+    """Rule 3: approve (or deny) the tool call `call_id`; its approval after."""
+    call = db.exec(select(Message).where(Message.call_id == call_id)).first()
+    if call is None:
+        raise RxnbError(f"no tool call has id {call_id!r}; the ids are in rx.agents.messages(...)")
+    if call.approval != "pending":
+        raise RxnbError(
+            f"tool call {call_id} ({call.tool_name}) is not waiting for approval: "
+            f"{call.approval or 'it needs none'} ({call.status})"
+        )
+    if not isinstance(approved, bool):
+        raise RxnbError(f"approve: approved= is True or False, not {approved!r}")
+    note = one_line(str(note or ""))
+    call.approval = "approved" if approved else "denied"
+    call.status = MessageStatus.PENDING.value if approved else MessageStatus.DENIED.value
+    call.note = note or None
+    if not approved:
+        call.text = f"denied by the user{f': {note}' if note else ''}"
+    _tell(db, call, {"approved": approved, "note": note})
+    return call.approval
+
+
+approve: Mutation[..., str] = Mutation(approve_in)
+approve.__doc__ = approve_in.__doc__
+
+
+def stop_in(db: Writer, message_id: int) -> int:
+    """Rule 4: cancel the turn that wrote message `message_id`; how many runs."""
+    message = db.get(Message, message_id)
+    if message is None or message.run_id is None:
+        raise RxnbError(f"message {message_id!r} was not written by a turn; nothing to stop")
+    run = db.get(Run, message.run_id)
+    if run is None or RunStatus(run.status) in TERMINAL:
+        raise RxnbError(f"the turn that wrote message {message_id} has ended already")
+    cancel_in(db, run.id)
+    return 1
+
+
+def provider_messages(
+    db: Reader,
+    thread_id: str,
+    *,
+    instructions: str,
+    history: int,
+    context: ContextFn | None,
+    until: int,
+) -> list[dict[str, Any]]:
+    """Rule 2: what the model is sent for the reply `until` (messages before it)."""
+    if context is not None:
+        rows = [m for m in context(db, thread_id) if m.id is not None and m.id < until]
+    else:
+        rows = list(
+            db.exec(
+                select(Message)
+                .where(Message.thread_id == thread_id, col(Message.id) < until)
+                .order_by(col(Message.id).desc())
+                .limit(history)
+            ).all()
+        )[::-1]
+    while rows and rows[0].role == Role.TOOL.value:  # never start inside an exchange
+        rows.pop(0)
+    out: list[dict[str, Any]] = (
+        [{"role": "system", "content": instructions}] if instructions else []
+    )
+    calls: dict[int, list[Message]] = {}
+    for row in rows:
+        if row.role == Role.TOOL.value and row.parent_id is not None:
+            calls.setdefault(row.parent_id, []).append(row)
+    for row in rows:
+        if row.role == Role.USER.value:
+            out.append({"role": "user", "content": row.text})
+        elif row.role == Role.SYSTEM.value:
+            out.append({"role": "system", "content": row.text})
+        elif row.role == Role.ASSISTANT.value:
+            mine = calls.get(row.id or -1, [])
+            if not row.text and not mine:
+                continue  # a reply that never streamed (cancelled before it began)
+            message: dict[str, Any] = {"role": "assistant", "content": row.text or None}
+            if mine:
+                message["tool_calls"] = [
+                    {
+                        "id": call.call_id,
+                        "type": "function",
+                        "function": {"name": call.tool_name, "arguments": call.arguments or "{}"},
+                    }
+                    for call in mine
+                ]
+            out.append(message)
+            out.extend(
+                {"role": "tool", "tool_call_id": call.call_id, "content": _told(call)}
+                for call in mine
+            )
+    return out
+
+
+def _told(call: Message) -> str:
+    """What the model is told of a call: its result, or why there is none."""
+    if call.status == MessageStatus.DONE.value:
+        return call.text
+    if call.status in (MessageStatus.FAILED.value, MessageStatus.DENIED.value):
+        return f"error: {call.text or call.error or call.status}"
+    return f"error: the call was {call.status} ({call.note or 'no result'})"
+
+
+def end_messages(db: Writer, run: Run) -> None:
+    """Rule 5: the turn's run has ended."""
+    left = db.exec(
+        select(Message).where(Message.run_id == run.id, col(Message.status).in_(UNFINISHED))
+    ).all()
+    cancelled = run.status == RunStatus.CANCELLED.value
+    why = "the turn was stopped" if cancelled else f"the turn ended {run.status}"
+    for message in left:
+        if message.approval == "pending":
+            message.approval, message.status = "denied", MessageStatus.DENIED.value
+            message.text = message.note = f"denied: {why}"
+        elif message.role == Role.TOOL.value:
+            message.status = MessageStatus.CANCELLED.value
+            message.note = message.note or why
+        else:
+            message.status = (
+                MessageStatus.CANCELLED.value if cancelled else MessageStatus.FAILED.value
+            )
+            if not cancelled:
+                message.error = message.error or one_line(run.error or why)
+
+
+def interrupt_messages(db: Writer, run: Run, why: str) -> None:
+    """Rule 5: the turn's run was handed over or orphaned, and is queued again."""
+    left = db.exec(
+        select(Message).where(
+            Message.run_id == run.id,
+            col(Message.status).in_([MessageStatus.STREAMING.value, MessageStatus.RUNNING.value]),
+        )
+    ).all()
+    for message in left:
+        if message.role == Role.TOOL.value and message.status == MessageStatus.STREAMING.value:
+            db.delete(message)  # its model call streams it again
+        elif message.role == Role.TOOL.value:
+            message.status = MessageStatus.PENDING.value  # runs again, unless journaled
+        else:
+            message.status = MessageStatus.PENDING.value
+            message.note = f"interrupted ({why}); it resumes where its agent is defined"
+
+
+def _usage_of_thread(db: Reader, thread_id: str) -> dict[str, Any]:
+    """A thread's tokens and cost so far (a query)."""
+    thread = db.get(Thread, thread_id)
+    if thread is None:
+        return {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
+    return {
+        "prompt_tokens": thread.prompt_tokens,
+        "completion_tokens": thread.completion_tokens,
+        "cost": thread.cost,
+    }
+
+
+def decision_of(payload: Any) -> tuple[bool, str, bool]:
+    """An approval event's payload as (approved, note, superseded)."""
+    if not isinstance(payload, dict):
+        return False, "", False
+    return (
+        bool(payload.get("approved")),
+        str(payload.get("note") or ""),
+        bool(payload.get("superseded")),
+    )
+
+
+def loads(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
+if end_messages not in RUN_ENDED:
+    RUN_ENDED.append(end_messages)
+if interrupt_messages not in RUN_REQUEUED:
+    RUN_REQUEUED.append(interrupt_messages)
+
+
+stop: Mutation[..., int] = Mutation(stop_in)
+usage_of_thread: Query[..., dict[str, Any]] = Query(_usage_of_thread)

@@ -1,0 +1,80 @@
+"""Tools and agents of the agents tests, importable by worker processes too.
+
+Tools append what they do to the file named by RXNB_TEST_EFFECTS (one line per start
+and end), so a test counts how many times each ran, whichever process ran it. The
+model of `helper` is the loopback OpenAI-compatible server at RXNB_TEST_API_BASE when
+that is set (litellm's real HTTP path), else the offline `rxnb/scripted`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+import rxnb as rx
+
+GATE = threading.Event()
+
+
+def effect(line: str) -> None:
+    path = os.environ.get("RXNB_TEST_EFFECTS")
+    if path:
+        with open(path, "a") as out:
+            out.write(line + "\n")
+
+
+def effects(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@rx.tool
+def weather(city: str) -> str:
+    """Today's weather in `city`."""
+    effect(f"start {city}")
+    time.sleep(float(os.environ.get("RXNB_TEST_TOOL_SECONDS", "0")))
+    effect(f"end {city}")
+    return f"sunny in {city}"
+
+
+@rx.tool(approval=True)
+def send_email(to: str, body: str) -> str:
+    """Send an email."""
+    effect(f"email {to}")
+    return f"sent to {to}"
+
+
+@rx.tool
+def explode(reason: str) -> str:
+    """Always fails."""
+    raise ValueError(f"the tool broke: {reason}")
+
+
+@rx.tool
+def count(n: int) -> int:
+    """Counts to n."""
+    return n
+
+
+def model() -> dict[str, object]:
+    base = os.environ.get("RXNB_TEST_API_BASE")
+    if base:
+        return {"model": "openai/fake", "api_base": base, "api_key": "sk-test-agent"}
+    return {"model": "rxnb/scripted", "delay": 0.0}
+
+
+helper = rx.Agent(
+    "helper",
+    instructions="Be brief.",
+    tools=[weather, send_email, explode, count],
+    max_steps=4,
+    **model(),  # type: ignore[arg-type]
+)
+
+
+class Verdict(BaseModel):
+    city: str
+    sunny: bool
