@@ -9,14 +9,28 @@ tool call a journaled step, an approval a durable wait).
 
 from rxnb.agents._agent import Agent, TurnHandle, agent_named, set_chat_view
 from rxnb.agents._chat import HIDDEN, AgentChatQuery, chat_functions
+from rxnb.agents._chats import (
+    DETAIL,
+    ERROR,
+    NOTE,
+    USAGE,
+    ChatQuery,
+    cancel_mutation,
+    send_mutation,
+)
 from rxnb.agents._model import Message, MessageStatus, Role, Thread
 from rxnb.agents._threads import approve, messages, stop, stop_in, usage_of_thread
 from rxnb.agents._tools import Tool, ToolInputError, tool
 
 __all__ = [
+    "DETAIL",
+    "ERROR",
     "HIDDEN",
+    "NOTE",
+    "USAGE",
     "Agent",
     "AgentChatQuery",
+    "ChatQuery",
     "Message",
     "MessageStatus",
     "Role",
@@ -26,8 +40,10 @@ __all__ = [
     "TurnHandle",
     "agent_named",
     "approve",
+    "cancel_mutation",
     "chat_functions",
     "messages",
+    "send_mutation",
     "set_chat_view",
     "stop",
     "stop_in",

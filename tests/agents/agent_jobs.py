@@ -78,3 +78,31 @@ helper = rx.Agent(
 class Verdict(BaseModel):
     city: str
     sunny: bool
+
+
+mailer = rx.Agent(
+    "mailer",
+    model="rxnb/scripted",
+    tools=[send_email],
+    delay=0.0,
+    turns=[
+        {
+            "script": "I will send it.",
+            "tool_calls": [
+                {"name": "send_email", "arguments": {"to": "ana@example.com", "body": "hi"}}
+            ],
+        },
+        {"script": "Done."},
+    ],
+)
+
+
+@rx.action
+def hold(ctx: rx.ActionContext, release: str) -> str:
+    """Holds its thread until the file `release` exists (or it is cancelled)."""
+    effect("hold start")
+    while not os.path.exists(release):
+        if ctx.wait(0.02):
+            return "cancelled"
+    effect("hold end")
+    return "released"
