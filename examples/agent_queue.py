@@ -83,6 +83,7 @@ def add_tasks(db: rx.Writer, titles: list[str]) -> str:
         task = Task(title=title)
         db.add(task)
         db.flush()
+        assert task.id is not None
         db.add(TaskLog(task_id=task.id, event="added"))
     return f"added {len(titles)} tasks"
 
@@ -91,7 +92,7 @@ def add_tasks(db: rx.Writer, titles: list[str]) -> str:
 def claim(db: rx.Writer, worker: str) -> dict[str, Any] | None:
     """The oldest open task, now claimed by `worker`; None when no task is open."""
     task = db.exec(select(Task).where(Task.status == "open").order_by(col(Task.id))).first()
-    if task is None:
+    if task is None or task.id is None:
         return None
     task.status, task.worker, task.claimed_at = "claimed", worker, time.time()
     db.add(TaskLog(task_id=task.id, worker=worker, event="claimed"))

@@ -26,8 +26,8 @@ from rxnb.agents._model import Message, MessageStatus, Role, Thread
 from rxnb.agents._threads import provider_messages
 from rxnb.errors import Cancelled
 from rxnb.execution import ActionContext, error_details, error_line
-from rxnb.llm import Usage, stream
-from rxnb.store import Writer
+from rxnb.llm import Usage, add_to_run, stream
+from rxnb.store import Reader, Writer
 
 if TYPE_CHECKING:
     from rxnb.agents._agent import Agent
@@ -40,7 +40,7 @@ def call_model(ctx: ActionContext, agent: Agent, thread_id: str, reply_id: int) 
     """Stream one model call into reply `reply_id`; what a step journals: the text and
     the tool calls (`call_id`, `name`, `arguments`)."""
     writer = _ReplyWriter(ctx, agent, thread_id, reply_id)
-    messages = ctx.store.database.write(writer.begin)
+    messages = ctx.store.database.read(writer.begin)[0]
     usage = Usage()
     usage.on_tool_call = writer.tool_piece
     kwargs = dict(agent.litellm_kwargs)
@@ -49,7 +49,9 @@ def call_model(ctx: ActionContext, agent: Agent, thread_id: str, reply_id: int) 
     if agent.output_type is not None:
         kwargs.setdefault("response_format", agent.output_type)
     try:
-        for text in stream(ctx, model=agent.model, messages=messages, usage=usage, **kwargs):
+        for text in stream(
+            ctx, model=agent.model, messages=messages, usage=usage, record=False, **kwargs
+        ):
             writer.text_piece(text)
         handover = ctx.handing_over
         status = (
@@ -91,21 +93,14 @@ class _ReplyWriter:
         self.waiting = 0
         self.last = 0.0
         self.step = 0
+        self.begun = False
+        """Whether the first write (rule 1: the reply started over) has committed."""
 
-    def begin(self, db: Writer) -> list[dict[str, Any]]:
-        """Rule 1, and what the model is sent."""
+    def begin(self, db: Reader) -> list[dict[str, Any]]:
+        """What the model is sent (a read: rule 1's reset is the first write's)."""
         reply = db.get(Message, self.reply_id)
         if reply is None:
             raise Cancelled(f"reply {self.reply_id} was deleted; the turn stops")
-        db.exec(delete(Message).where(col(Message.parent_id) == self.reply_id))
-        note = reply.note
-        if note and note.startswith("interrupted (") and ")" in note:
-            why = note[len("interrupted (") : note.index(");")] if ");" in note else note
-            note = f"resumed after {why} (attempt {self.ctx.attempt})"
-        reply.text, reply.status, reply.note = "", MessageStatus.STREAMING.value, note
-        reply.error = reply.detail = None
-        reply.model = self.agent.model
-        reply.run_id = reply.run_id or self.ctx.run_id
         self.step = reply.step
         return provider_messages(
             db,
@@ -149,6 +144,8 @@ class _ReplyWriter:
         reply = db.get(Message, self.reply_id)
         if reply is None:
             raise Cancelled(f"reply {self.reply_id} was deleted; the turn stops")
+        if not self.begun:
+            self._start_over(db, reply)
         if self.pending_text:
             reply.text = (reply.text or "") + self.pending_text
         for index in sorted(self.arguments):
@@ -177,10 +174,23 @@ class _ReplyWriter:
                 row.tool_name = self.names[index]
         return rows
 
+    def _start_over(self, db: Writer, reply: Message) -> None:
+        """Rule 1: what an interrupted try of this call wrote goes."""
+        db.exec(delete(Message).where(col(Message.parent_id) == self.reply_id))
+        note = reply.note
+        if note and note.startswith("interrupted (") and ");" in note:
+            why = note[len("interrupted (") : note.index(");")]
+            note = f"resumed after {why} (attempt {self.ctx.attempt})"
+        reply.text, reply.status, reply.note = "", MessageStatus.STREAMING.value, note
+        reply.error = reply.detail = None
+        reply.model = self.agent.model
+        reply.run_id = reply.run_id or self.ctx.run_id
+
     def _written(self, rows: dict[int, int]) -> None:
         """A batch has committed: what it wrote is no longer waiting. (A mutation body
         may run twice, after a serialization retry: state changes only here.)"""
         self.rows.update(rows)
+        self.begun = True
         self.text += self.pending_text
         self.written += self.waiting
         self.pending_text, self.arguments, self.waiting = "", {}, 0
@@ -201,6 +211,7 @@ class _ReplyWriter:
     def finish(self, status: str, usage: Usage, error: BaseException | str | None) -> None:
         """Rule 3, in one transaction with the last pieces."""
         tools = {t.name: t for t in self.agent.tools}
+        asks = any(getattr(tools.get(n), "approval", False) for n in self.names.values())
 
         def body(db: Writer) -> dict[int, int]:
             rows = self._write(db)
@@ -214,6 +225,7 @@ class _ReplyWriter:
                 reply.error, reply.detail = error_line(error, where=False), error_details(error)
             value = usage.as_json()
             reply.usage, reply.cost = json.dumps(value), usage.cost
+            add_to_run(db, self.ctx.run_id, usage)
             thread = db.get(Thread, self.thread_id)
             if thread is not None:
                 thread.prompt_tokens += value.get("prompt_tokens") or 0
@@ -233,8 +245,10 @@ class _ReplyWriter:
                 tool = tools.get(row.tool_name or "")
                 if tool is not None and tool.approval:
                     row.status, row.approval = MessageStatus.WAITING.value, "pending"
-                else:
-                    row.status = MessageStatus.PENDING.value
+                else:  # the turn runs them next, unless a call of them waits for approval
+                    row.status = (
+                        MessageStatus.PENDING.value if asks else MessageStatus.RUNNING.value
+                    )
             return rows
 
         self._written(self.ctx.store.database.write(body))

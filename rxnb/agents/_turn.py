@@ -6,8 +6,8 @@ defines the agent, and a finished tool is never called again:
 
 1. A model call (a step) streams the reply's text and its tool calls' arguments into
    their rows (`_model_call`). A call interrupted midway streams again into the same
-   reply. The first reply is the one `agent.send` stored; later ones are added by a
-   mutation step.
+   reply. The first reply is the one `agent.send` stored; each later one is added by
+   the mutation step that ends the step before it.
 2. No tool calls: the turn ends with the text (with `output_type`, the text parsed as
    that model; an answer that does not validate is sent back once with the error, as
    a `system` message, then fails the turn with it).
@@ -19,7 +19,8 @@ defines the agent, and a finished tool is never called again:
    each, in parallel threads); actions, workflows and other agents as child runs,
    one after another. A tool that raises, arguments that do not validate and a tool
    the agent does not have become that call's error, told to the model; the turn
-   goes on. Their results are written to their rows in one mutation step.
+   goes on. Their results are written to their rows in one mutation step, with the
+   next model call's reply.
 5. Back to 1, up to `max_steps` model calls; a model that still asks for tools at the
    last one ends the turn failed, its calls cancelled, saying so.
 """
@@ -59,10 +60,6 @@ def run_turn(agent: Agent, ctx: WorkflowContext, thread_id: str, message_id: int
     """The turn's workflow body (see the module docstring)."""
     reply_id, retried = message_id, False
     for step in range(agent.max_steps):
-        if step > 0:
-            reply_id = ctx.mutation(
-                next_reply, thread_id=thread_id, after=reply_id, run_id=ctx.run_id, step=step
-            )
         answer = ctx.step(call_model, ctx, agent, thread_id, reply_id, name="model")  # rule 1
         calls: list[dict[str, str]] = answer["calls"]
         if not calls:
@@ -78,12 +75,14 @@ def run_turn(agent: Agent, ctx: WorkflowContext, thread_id: str, message_id: int
                         f"{problem}"
                     ) from None
                 retried = True
-                ctx.mutation(
+                reply_id = ctx.mutation(
                     add_note,
                     thread_id=thread_id,
                     text=f"Your answer is not valid JSON for the schema "
                     f"{agent.output_type.__name__} ({problem}). Answer again with only that JSON.",
                     run_id=ctx.run_id,
+                    after=reply_id,
+                    step=step + 1,
                 )
                 continue
         if step == agent.max_steps - 1:  # rule 5
@@ -101,7 +100,13 @@ def run_turn(agent: Agent, ctx: WorkflowContext, thread_id: str, message_id: int
             ctx.mutation(end_calls, call_ids=left, note="a new message was sent", reply_id=None)
             return answer["text"]
         outcomes.update(_run_calls(agent, ctx, thread_id, calls, outcomes))  # rule 4
-        ctx.mutation(record_results, results=[outcomes[c["call_id"]] for c in calls])
+        reply_id = ctx.mutation(
+            record_results,
+            results=[outcomes[c["call_id"]] for c in calls],
+            after=reply_id,
+            run_id=ctx.run_id,
+            step=step + 1,
+        )
     raise AssertionError("unreachable: the last step returns or raises")  # pragma: no cover
 
 
@@ -140,8 +145,9 @@ def _run_calls(
         tool = agent.tool_named(call["name"])
         (children if tool is not None and tool.runs_as_child else at_once).append(call)
     if at_once:
-        ids = [c["call_id"] for c in at_once]
-        ctx.store.database.write(lambda db: _mark_running(db, ids))
+        if decided or any(getattr(agent.tool_named(c["name"]), "approval", False) for c in calls):
+            ids = [c["call_id"] for c in at_once]  # else the model call marked them running
+            ctx.store.database.write(lambda db: _mark_running(db, ids))
         done = ctx.parallel([(run_call, agent, ctx.store, call) for call in at_once])
         outcomes.update({call["call_id"]: o for call, o in zip(at_once, done, strict=True)})
     for call in children:
@@ -233,15 +239,16 @@ def _mark_running(db: Writer, call_ids: list[str]) -> None:
 # -- the mutation steps (journaled with their transaction) ------------------------------
 
 
-def _next_reply(db: Writer, thread_id: str, after: int, run_id: str | None, step: int) -> int:
+def _next_reply(db: Writer, after: int, run_id: str | None, step: int) -> int:
     """A new reply for model call `step`, after reply `after`."""
     before = db.get(Message, after)
+    assert before is not None, f"reply {after} is gone"
     reply = Message(
-        thread_id=thread_id,
+        thread_id=before.thread_id,
         role=Role.ASSISTANT.value,
         status=MessageStatus.PENDING.value,
-        agent=before.agent if before is not None else None,
-        model=before.model if before is not None else None,
+        agent=before.agent,
+        model=before.model,
         run_id=run_id,
         step=step,
     )
@@ -251,24 +258,25 @@ def _next_reply(db: Writer, thread_id: str, after: int, run_id: str | None, step
     return reply.id
 
 
-def _add_note(db: Writer, thread_id: str, text: str, run_id: str | None) -> int:
-    """A `system` message for the model (rule 2)."""
-    note = Message(thread_id=thread_id, role=Role.SYSTEM.value, text=text, run_id=run_id)
-    db.add(note)
-    db.flush()
-    assert note.id is not None
-    return note.id
+def _add_note(
+    db: Writer, thread_id: str, text: str, run_id: str | None, after: int, step: int
+) -> int:
+    """A `system` message for the model (rule 2); the next reply's id."""
+    db.add(Message(thread_id=thread_id, role=Role.SYSTEM.value, text=text, run_id=run_id))
+    return _next_reply(db, after, run_id, step)
 
 
-def _record_results(db: Writer, results: list[dict[str, Any]]) -> int:
-    """Rule 4: each call's outcome on its row."""
+def _record_results(
+    db: Writer, results: list[dict[str, Any]], after: int, run_id: str | None, step: int
+) -> int:
+    """Rule 4: each call's outcome on its row; the next reply's id."""
     by_id = {r["call_id"]: r for r in results}
     rows = db.exec(select(Message).where(col(Message.call_id).in_(list(by_id)))).all()
     for row in rows:
         outcome = by_id[row.call_id or ""]
         row.status, row.text = outcome["status"], outcome["text"]
         row.error, row.detail = outcome.get("error"), outcome.get("detail")
-    return len(rows)
+    return _next_reply(db, after, run_id, step)
 
 
 def _end_calls(db: Writer, call_ids: list[str], note: str, reply_id: int | None) -> int:
@@ -295,7 +303,6 @@ def _start_thread(db: Writer, agent: str, thread_id: str, text: str) -> int:
     return reply_id
 
 
-next_reply: Mutation[..., int] = Mutation(_next_reply)
 add_note: Mutation[..., int] = Mutation(_add_note)
 record_results: Mutation[..., int] = Mutation(_record_results)
 end_calls: Mutation[..., int] = Mutation(_end_calls)

@@ -8,13 +8,14 @@ litellm is imported on first use, not by `import rxnb`.
 from rxnb.llm._chunking import Chunker, Chunking
 from rxnb.llm._model import Generation, end_generations, key_json, target_row
 from rxnb.llm._stream import load_litellm, stream, stream_into
-from rxnb.llm._usage import Usage
+from rxnb.llm._usage import Usage, add_to_run
 
 __all__ = [
     "Chunker",
     "Chunking",
     "Generation",
     "Usage",
+    "add_to_run",
     "end_generations",
     "key_json",
     "load_litellm",

@@ -73,7 +73,7 @@ from rxnb.execution import (
 from rxnb.llm._arguments import check_messages, check_row_id, check_target, check_throttle
 from rxnb.llm._chunking import Chunker, Chunking
 from rxnb.llm._model import Generation, key_json
-from rxnb.llm._usage import Usage, record_usage
+from rxnb.llm._usage import Usage, price, record_usage
 from rxnb.store import Writer
 
 _UNSTORABLE = re.compile("[\ud800-\udfff\x00]")
@@ -104,13 +104,16 @@ def stream(
     messages: list[dict[str, Any]],
     usage: Usage | None = None,
     rate_limit_retries: int = 5,
+    record: bool = True,
     **litellm_kwargs: Any,
 ) -> Iterator[str]:
     """Yield the text of a streamed completion; stop (closing the stream) on cancel.
 
     Any litellm model works by name, with the provider's usual environment variable
     for its key; `rxnb/echo` and `rxnb/scripted` run offline. Usage is recorded on
-    the run when the stream ends, however it ends.
+    the run when the stream ends, however it ends; with `record=False` it is only
+    priced (`usage.cost`), for the caller to record in a transaction of its own
+    (`rxnb.llm.add_to_run`).
     """
     retries: Any = rate_limit_retries
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -140,7 +143,10 @@ def stream(
             raise
         raise clean from None
     finally:
-        record_usage(ctx, model, usage)  # rule 4: also when the stream failed to open
+        if record:  # rule 4: also when the stream failed to open
+            record_usage(ctx, model, usage)
+        else:
+            price(model, usage)
 
 
 def _read(ctx: ActionContext, response: Any, usage: Usage) -> Iterator[str]:

@@ -64,8 +64,15 @@ class Usage:
 
 
 def record_usage(ctx: ActionContext, model: str, usage: Usage) -> None:
+    """Price `usage` and add it to the run's, in a transaction of its own."""
     if ctx.run_id is None:
         return
+    price(model, usage)
+    ctx.store.database.write(lambda db: add_to_run(db, ctx.run_id, usage))
+
+
+def price(model: str, usage: Usage) -> None:
+    """Set `usage.cost` from litellm's prices (None when the model has none)."""
     value = usage.as_json()
     try:
         import litellm
@@ -84,16 +91,15 @@ def record_usage(ctx: ActionContext, model: str, usage: Usage) -> None:
         )
     except Exception:  # no price known for this model (offline models included)
         usage.cost = None
-    run_id = ctx.run_id
 
-    def write(db: Writer) -> None:
-        run = db.get(Run, run_id)
-        if run is not None:  # rule 4: a run's usage is the sum of its generations'
-            run.usage = json.dumps(_add_usage(_loads(run.usage), value))
-            if usage.cost is not None:
-                run.cost = (run.cost or 0.0) + usage.cost
 
-    ctx.store.database.write(write)
+def add_to_run(db: Writer, run_id: str | None, usage: Usage) -> None:
+    """Add one generation's `usage` (priced) to run `run_id`'s, in `db`'s transaction."""
+    run = db.get(Run, run_id) if run_id is not None else None
+    if run is not None:  # rule 4: a run's usage is the sum of its generations'
+        run.usage = json.dumps(_add_usage(_loads(run.usage), usage.as_json()))
+        if usage.cost is not None:
+            run.cost = (run.cost or 0.0) + usage.cost
 
 
 def _loads(text: str | None) -> Any:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from pydantic import BaseModel
+from sqlmodel import Field, SQLModel, select
 
 import rxnb as rx
 
@@ -106,3 +107,33 @@ def hold(ctx: rx.ActionContext, release: str) -> str:
             return "cancelled"
     effect("hold end")
     return "released"
+
+
+class Note(SQLModel, table=True):
+    """A table the store tools read and write."""
+
+    __tablename__ = "agent_test_note"
+    id: int | None = Field(default=None, primary_key=True)
+    text: str
+
+
+@rx.query
+def notes(db: rx.Reader, prefix: str = "") -> list[str]:
+    """The notes starting with `prefix`."""
+    return [n.text for n in db.exec(select(Note)).all() if n.text.startswith(prefix)]
+
+
+@rx.mutation
+def add_note(db: rx.Writer, text: str) -> int:
+    """Store a note; its id."""
+    note = Note(text=text)
+    db.add(note)
+    db.flush()
+    assert note.id is not None
+    return note.id
+
+
+@rx.action
+def shout(ctx: rx.ActionContext, text: str) -> str:
+    """The text in capitals, as a run of its own."""
+    return text.upper()

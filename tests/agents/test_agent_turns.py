@@ -290,4 +290,53 @@ def test_each_step_is_journaled_once(store: rx.Store) -> None:
             ).all()
         ]
     )[0]
-    assert [k for k, _ in journal] == ["step", "step", "step", "mutation", "mutation", "step"]
+    assert journal == [
+        ("step", "model"),
+        ("step", "run_call"),
+        ("step", "run_call"),
+        ("mutation", "rxnb.agents._turn._record_results"),
+        ("step", "model"),
+    ]
+
+
+def test_queries_mutations_actions_and_other_agents_are_tools(store: rx.Store) -> None:
+    from agent_jobs import add_note, notes, shout
+
+    echo = rx.Agent("echoer", model="rxnb/echo", instructions="Repeat.")
+    agent = rx.Agent(
+        "store-user",
+        model="rxnb/scripted",
+        tools=[rx.tool(add_note), rx.tool(notes), rx.tool(shout), echo.as_tool(name="ask_echo")],
+        turns=[
+            {"tool_calls": calls(("add_note", {"text": "buy milk"}), ("shout", {"text": "hello"}))},
+            {"tool_calls": calls(("notes", {"prefix": "buy"}), ("ask_echo", {"input": "ping"}))},
+            {"script": "All done."},
+        ],
+    )
+    run = agent.send("t-kinds", "Use them all")
+    assert run.result(timeout=60) == "All done."
+    tools = {m.tool_name: m for m in settled("t-kinds") if m.role == "tool"}
+    assert tools["add_note"].text == "1"  # the mutation's result, as JSON text
+    assert json.loads(tools["notes"].text) == ["buy milk"]  # the next step's query sees it
+    assert tools["shout"].text == "HELLO"  # a child run of the action
+    assert tools["ask_echo"].text == "ping"  # a child turn of the other agent
+    child = settled(f"t-kinds/{tools['ask_echo'].call_id}")
+    assert [(m.role, m.text) for m in child] == [("user", "ping"), ("assistant", "ping")]
+    schema = rx.tool(notes).schema()["function"]
+    assert schema["description"] == "The notes starting with `prefix`."
+    assert schema["parameters"]["properties"]["prefix"]["type"] == "string"
+
+
+def test_bad_definitions_say_what_to_fix() -> None:
+    with pytest.raises(rx.FunctionError, match="1-64 letters"):
+        rx.tool(name="has space")(lambda: None)
+    with pytest.raises(rx.FunctionError, match=r"\*args cannot be described"):
+        rx.tool(name="spread")(lambda *args: None)
+    with pytest.raises(rx.ArgumentError, match="two tools are named count"):
+        rx.Agent("dup", model="rxnb/scripted", tools=[count, count])
+    with pytest.raises(rx.ArgumentError, match="max_steps= is a whole number >= 1"):
+        rx.Agent("zero", model="rxnb/scripted", max_steps=0)
+    with pytest.raises(rx.ArgumentError, match="model= is a litellm model name"):
+        rx.Agent("nomodel", model="gpt")
+    with pytest.raises(rx.ArgumentError, match="output_type= is a pydantic model class"):
+        rx.Agent("badtype", model="rxnb/scripted", output_type=dict)

@@ -27,6 +27,7 @@ ASSISTANT = '.rxnb-msg[data-role="assistant"]'
 USER = '.rxnb-msg[data-role="user"]'
 TOOL = "div.rxnb-msg.rxnb-tool"
 TO = "ana@example.com"
+ARGS = {"to": TO, "body": "hello"}
 RESULT = f"sent to {TO}"
 FINAL = "Sent it."
 
@@ -57,7 +58,7 @@ def agent_notebook(
     """
     first: dict[str, Any] = {
         "script": first_reply,
-        "tool_calls": [{"name": "send_email", "arguments": {"to": TO, "body": "hello"}}],
+        "tool_calls": [{"name": "send_email", "arguments": ARGS}],
     }
     if first_delay is not None:
         first["delay"] = first_delay
@@ -89,10 +90,6 @@ def chat(nb: NotebookPage) -> Locator:
 def card(nb: NotebookPage) -> Locator:
     """The (only) tool card."""
     return chat(nb).locator(TOOL)
-
-
-def card_state(nb: NotebookPage) -> dict[str, Any]:
-    return card(nb).evaluate(CARD_STATE)  # type: ignore[no-any-return]
 
 
 def replies(nb: NotebookPage) -> Locator:
@@ -134,7 +131,7 @@ def stored_call(server: JupyterServer) -> dict[str, Any]:
     calls = [r for r in stored(server) if r["role"] == "tool"]
     assert len(calls) == 1, calls
     call = calls[0]
-    assert json.loads(call["arguments"]) == {"to": TO, "body": "hello"}, call
+    assert json.loads(call["arguments"]) == ARGS, call
     return call
 
 
