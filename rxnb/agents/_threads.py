@@ -52,7 +52,7 @@ APPROVAL = "approval:"
 SUPERSEDED = "denied: a new message was sent in the thread"
 
 
-def _messages(db: Reader, thread_id: str) -> list[Message]:
+def thread_messages(db: Reader, thread_id: str) -> list[Message]:
     """The thread's messages in order, each with its parts (`Message.parts`)."""
     return list(
         db.exec(
@@ -61,8 +61,8 @@ def _messages(db: Reader, thread_id: str) -> list[Message]:
     )
 
 
-messages: Query[..., list[Message]] = Query(_messages)
-messages.__doc__ = _messages.__doc__
+messages: Query[..., list[Message]] = Query(thread_messages)
+messages.__doc__ = thread_messages.__doc__
 
 
 def send_in(

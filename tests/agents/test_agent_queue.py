@@ -9,10 +9,8 @@ import collections
 import itertools
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from polling import until
 from run_procs import Processes
 from sqlmodel import col, select
@@ -91,31 +89,29 @@ def test_thirty_tasks_three_workers_each_task_exactly_once(store: rx.Store) -> N
         board.close()
 
 
-@pytest.fixture
-def queuing(url: str) -> Iterator[rx.Store]:
-    """A store this process only queues runs in: a worker process runs them."""
-    os.environ["RXNB_EXECUTE"] = "0"
+def test_a_worker_process_killed_midway_leaves_no_task_done_twice(
+    url: str, procs: Processes
+) -> None:
+    os.environ["RXNB_EXECUTE"] = "0"  # this process only queues: the worker runs the loops
     try:
-        store = rx.open(url)
+        queuing = rx.open(url)
     finally:
         del os.environ["RXNB_EXECUTE"]
-    yield store
-    store.close()
-
-
-def test_a_worker_process_killed_midway_leaves_no_task_done_twice(
-    url: str, queuing: rx.Store, procs: Processes
-) -> None:
-    procs.env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLES), procs.env["PYTHONPATH"]])
-    q.add_tasks(titles=q.TITLES)
-    runs = q.start_workers()
-    first = procs.worker(url, "agent_queue")
-    until(lambda: q.counts().get("done", 0) >= 6, timeout=60)
-    first.kill()  # kill -9: up to three tasks claimed, their turns midway
-    first.wait(10)
-    left = q.counts()
-    assert left.get("open", 0) > 0, (left, procs.output(first))
-    second = procs.worker(url, "agent_queue")  # resumes the loops from their journals
-    done = [run.result(timeout=60) for run in runs]
-    check_each_task_once(queuing, done)
-    assert second.poll() is None, procs.output(second)
+    try:
+        procs.env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLES), procs.env["PYTHONPATH"]])
+        q.add_tasks(titles=q.TITLES)
+        runs = q.start_workers()
+        worker = procs.worker(url, "agent_queue")
+        until(lambda: q.counts().get("done", 0) >= 6, timeout=60)
+        worker.kill()  # kill -9: up to three tasks claimed, their turns midway
+        worker.wait(10)
+        left = q.counts()
+        assert left.get("open", 0) > 0, (left, procs.output(worker))
+    finally:
+        queuing.close()
+    store = rx.open(url)  # this process runs runs: it resumes the loops from their journals
+    try:
+        done = [rx.RunHandle(run.id, store).result(timeout=60) for run in runs]
+        check_each_task_once(store, done)
+    finally:
+        store.close()

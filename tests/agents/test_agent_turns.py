@@ -254,13 +254,14 @@ def test_a_new_message_denies_a_pending_approval(store: rx.Store) -> None:
 
 
 def test_stop_mid_reply_keeps_its_text_and_ends_the_turn(store: rx.Store) -> None:
-    agent = rx.Agent("slow", model="rxnb/scripted", script="word " * 400, delay=0.02)
+    words = " ".join(f"w{i}" for i in range(400))  # litellm stops a stream that repeats
+    agent = rx.Agent("slow", model="rxnb/scripted", script=words, delay=0.02)
     run = agent.send("t-stop", "Talk")
     until(lambda: len(thread("t-stop")[1].text) > 20, timeout=30)
     rx.agents.stop(run.message_id)
     assert run.wait(30) == "cancelled"
     rows = settled("t-stop")
-    assert rows[1].status == "cancelled" and 20 < len(rows[1].text) < len("word " * 400)
+    assert rows[1].status == "cancelled" and 20 < len(rows[1].text) < len(words)
 
 
 def test_stop_while_waiting_for_approval_denies_it(store: rx.Store) -> None:
@@ -340,3 +341,22 @@ def test_bad_definitions_say_what_to_fix() -> None:
         rx.Agent("nomodel", model="gpt")
     with pytest.raises(rx.ArgumentError, match="output_type= is a pydantic model class"):
         rx.Agent("badtype", model="rxnb/scripted", output_type=dict)
+
+
+def test_a_turn_handed_over_mid_reply_resumes_in_the_same_reply(url: str) -> None:
+    words = " ".join(f"w{i}" for i in range(200))  # litellm stops a stream that repeats
+    agent = rx.Agent("slow-2", model="rxnb/scripted", script=words, delay=0.01)
+    store = rx.open(url)
+    run = agent.send("t-hand", "Talk")
+    until(lambda: thread("t-hand")[1].status == "streaming", timeout=30)
+    store.close()  # a hand-over, as when the kernel restarts
+    store = rx.open(url)
+    try:
+        reply = thread("t-hand")[1]
+        assert reply.status in ("pending", "streaming", "done")
+        assert rx.RunHandle(run.id, store).result(timeout=60) == words
+        reply = settled("t-hand")[1]
+        assert (reply.status, reply.text) == ("done", words)
+        assert reply.note == "resumed after its store was closed (attempt 2)"
+    finally:
+        store.close()
