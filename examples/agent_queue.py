@@ -18,7 +18,8 @@
   its agent (a child run, in a thread of its own), record the answer; until no task is
   open. Each of these is journaled: a loop whose process dies resumes from its journal
   in any process that imports this module (`rxnb worker --import agent_queue`), so no
-  task is claimed, answered or recorded twice. A waiting loop holds no thread.
+  task is claimed or recorded twice, and each has one turn (an interrupted one goes on,
+  its model call streaming again into the same reply). A waiting loop holds no thread.
 - At most k tasks are worked on at a time, k the number of loops started:
   `start_workers` starts one per worker agent, and no second one while it runs.
 
@@ -36,10 +37,6 @@ from typing import Any
 from sqlmodel import Field, SQLModel, col, func, select
 
 import rxnb as rx
-
-# No public name yet for "a thread's first message, without scheduling its turn" (what
-# `Agent.as_tool` does to run an agent as a child run): rxnb's own mutation for it.
-from rxnb.agents._turn import start_thread
 
 # The offline model's speed (seconds per token): slow enough to watch, fast in tests.
 DELAY = 0.01
@@ -169,6 +166,13 @@ workers = [
 # -- a worker's loop -----------------------------------------------------------------------
 
 
+@rx.mutation
+def open_thread(db: rx.Writer, worker: str, thread_id: str, text: str) -> int:
+    """A task's thread: its first message and a pending reply, whose turn the loop runs
+    as its child run (`schedule=False`); the reply's id."""
+    return rx.agents.agent_named(worker).send_in(db, thread_id, text, schedule=False)
+
+
 @rx.workflow
 def work(ctx: rx.WorkflowContext, worker: str) -> int:
     """Worker agent `worker`'s loop: claim the oldest open task, answer it in a turn of
@@ -179,7 +183,7 @@ def work(ctx: rx.WorkflowContext, worker: str) -> int:
         thread_id = f"queue-task-{task['id']}"
         text = f"Task {task['id']}: {task['title']}"
         # The turn as a child run: its thread and pending reply, then the agent's turn.
-        reply_id = ctx.mutation(start_thread, agent=worker, thread_id=thread_id, text=text)
+        reply_id = ctx.mutation(open_thread, worker=worker, thread_id=thread_id, text=text)
         try:
             answer = ctx.child(agent.workflow, thread_id=thread_id, message_id=reply_id)
         except rx.StepError as exc:  # the turn failed or was stopped: say so, go on

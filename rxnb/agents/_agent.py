@@ -148,9 +148,13 @@ class Agent:
         executor_for(store).register(self.workflow)
         return TurnHandle(run_id, store, self.output_type, reply_id)
 
-    def send_in(self, db: Writer, thread_id: str, text: str) -> int:
-        """`send` inside your own mutation (all of it commits with it); the reply's id."""
-        reply_id, _ = send_in(db, self, thread_id, text)
+    def send_in(self, db: Writer, thread_id: str, text: str, *, schedule: bool = True) -> int:
+        """`send` inside your own mutation (all of it commits with it); the reply's id.
+
+        `schedule=False` stores the message and the pending reply only: a workflow then
+        runs the turn as its child, `ctx.child(agent.workflow, thread_id=..., message_id=
+        reply_id)` (the reply's id journaled by the `ctx.mutation` that called this)."""
+        reply_id, _ = send_in(db, self, thread_id, text, schedule=schedule)
         return reply_id
 
     def chat(self, thread_id: str, **options: Any) -> Any:

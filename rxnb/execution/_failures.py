@@ -48,7 +48,8 @@ def error_line(exc: BaseException, *, where: bool = True) -> str:
         message = str(exc)
     except Exception:  # an exception whose __str__ raises
         message = f"<{type(exc).__name__} that cannot be shown>"
-    at = _where(exc) if where else ""
+    # An error that carries another's line (a step's, a child run's) has its place.
+    at = _where(exc) if where and " (at " not in message else ""
     return one_line(f"{type(exc).__name__}: {_without_own_prefix(exc, message)}", at)
 
 

@@ -107,7 +107,7 @@ def _tool_calls(params: dict[str, Any]) -> list[tuple[str, str]]:
         arguments = call.get("arguments", {})
         if not isinstance(arguments, str):  # a str is the JSON text itself
             try:
-                arguments = json.dumps(arguments)
+                arguments = json.dumps(arguments, ensure_ascii=False)
             except (TypeError, ValueError) as exc:
                 raise _bad(
                     "scripted",
