@@ -3,11 +3,13 @@ into their rows as they arrive.
 
 1. It starts over in the same reply: text from an interrupted try is replaced, tool
    calls it had streamed are dropped (the call streams them again).
-2. Text and arguments are written in batches: the first text at once, then at most
-   once per `THROTTLE` seconds, and only once what waits is at least an eighth of
-   what was written beyond `LINEAR_FROM` characters: rows grow by appending, so the
-   bytes written (and sent to the browser) stay linear in the length of the text,
-   however long a tool's arguments (a batch of 100,000 characters takes ~40 writes).
+2. Text and arguments are written in batches: the first text at once (unless the
+   call is younger than `FIRST_AFTER`: a model that answers at once, a cached answer,
+   is then written once, at its end), then at most once per `THROTTLE` seconds, and
+   only once what waits is at least an eighth of what was written beyond
+   `LINEAR_FROM` characters: rows grow by appending, so the bytes written (and sent
+   to the browser) stay linear in the length of the text, however long a tool's
+   arguments (100,000 characters take a few dozen writes).
 3. The last write ends the reply (`done`, `cancelled`, `failed`, or `pending` again
    when its process is stopping) and readies each tool call: `pending`, or `waiting`
    for approval; with the usage and cost on the reply and the thread.
@@ -20,7 +22,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, delete
+from sqlmodel import col, delete, select
 
 from rxnb.agents._model import Message, MessageStatus, Role, Thread
 from rxnb.agents._threads import provider_messages
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from rxnb.agents._agent import Agent
 
 THROTTLE = 0.1
+FIRST_AFTER = 0.05
 LINEAR_FROM = 4096
 
 
@@ -95,6 +98,7 @@ class _ReplyWriter:
         self.step = 0
         self.begun = False
         """Whether the first write (rule 1: the reply started over) has committed."""
+        self.opened = time.monotonic()
 
     def begin(self, db: Reader) -> list[dict[str, Any]]:
         """What the model is sent (a read: rule 1's reset is the first write's)."""
@@ -131,6 +135,8 @@ class _ReplyWriter:
     def _maybe_write(self, *, first: bool) -> None:
         """Rule 2."""
         now = time.monotonic()
+        if not self.begun and now - self.opened < FIRST_AFTER:
+            return
         if not first and now - self.last < THROTTLE:
             return
         if not first and self.waiting < (self.written - LINEAR_FROM) / 8:
@@ -141,7 +147,10 @@ class _ReplyWriter:
     def _write(self, db: Writer) -> dict[int, int]:
         """One batch; the calls' rows it created (kept once it commits)."""
         rows: dict[int, int] = {}
-        reply = db.get(Message, self.reply_id)
+        new: dict[int, Message] = {}
+        ids = [self.reply_id, *(self.rows[i] for i in self.arguments if i in self.rows)]
+        loaded = {m.id: m for m in db.exec(select(Message).where(col(Message.id).in_(ids)))}
+        reply = loaded.get(self.reply_id)
         if reply is None:
             raise Cancelled(f"reply {self.reply_id} was deleted; the turn stops")
         if not self.begun:
@@ -150,7 +159,7 @@ class _ReplyWriter:
             reply.text = (reply.text or "") + self.pending_text
         for index in sorted(self.arguments):
             piece = self.arguments[index]
-            row = db.get(Message, self.rows[index]) if index in self.rows else None
+            row = loaded.get(self.rows[index]) if index in self.rows else None
             if row is None:
                 row = Message(
                     thread_id=self.thread_id,
@@ -165,18 +174,21 @@ class _ReplyWriter:
                     arguments=piece,
                 )
                 db.add(row)
-                db.flush()
-                assert row.id is not None
-                rows[index] = row.id
+                new[index] = row
             elif piece:
                 row.arguments = (row.arguments or "") + piece
             if not row.tool_name and self.names.get(index):
                 row.tool_name = self.names[index]
+        if new:
+            db.flush()
+            rows = {index: row.id for index, row in new.items() if row.id is not None}
         return rows
 
     def _start_over(self, db: Writer, reply: Message) -> None:
-        """Rule 1: what an interrupted try of this call wrote goes."""
-        db.exec(delete(Message).where(col(Message.parent_id) == self.reply_id))
+        """Rule 1: what an interrupted try of this call wrote goes (only a later start
+        of the run can find any: a step is tried once per start)."""
+        if self.ctx.attempt > 1:
+            db.exec(delete(Message).where(col(Message.parent_id) == self.reply_id))
         note = reply.note
         if note and note.startswith("interrupted (") and ");" in note:
             why = note[len("interrupted (") : note.index(");")]
@@ -214,6 +226,10 @@ class _ReplyWriter:
         asks = any(getattr(tools.get(n), "approval", False) for n in self.names.values())
 
         def body(db: Writer) -> dict[int, int]:
+            with db.no_autoflush:  # one flush, at the commit
+                return finish_in(db)
+
+        def finish_in(db: Writer) -> dict[int, int]:
             rows = self._write(db)
             reply = db.get(Message, self.reply_id)
             if reply is None:
