@@ -69,9 +69,10 @@ def run_turn(agent: Agent, ctx: WorkflowContext, thread_id: str, message_id: int
                 return parsed(agent.output_type, answer["text"]).model_dump(mode="json")
             except (ValueError, pydantic.ValidationError) as exc:
                 problem = one_line(f"{exc}")
-                if retried:
+                if retried or step == agent.max_steps - 1:
                     raise AgentError(
-                        f"the answer did not validate as {agent.output_type.__name__} twice: "
+                        f"the answer did not validate as {agent.output_type.__name__}"
+                        f"{' twice' if retried else f' at the last of max_steps={step + 1}'}: "
                         f"{problem}"
                     ) from None
                 retried = True

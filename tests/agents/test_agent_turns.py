@@ -360,3 +360,12 @@ def test_a_turn_handed_over_mid_reply_resumes_in_the_same_reply(url: str) -> Non
         assert reply.note == "resumed after its store was closed (attempt 2)"
     finally:
         store.close()
+
+
+def test_an_invalid_structured_answer_at_the_last_step_fails_saying_so(store: rx.Store) -> None:
+    agent = rx.Agent(
+        "judge-4", model="rxnb/scripted", output_type=Verdict, max_steps=1, script="no JSON"
+    )
+    with pytest.raises(rx.RunFailedError, match="did not validate as Verdict at the last of"):
+        agent.send("t-json4", "Rome?").result(timeout=30)
+    settled("t-json4")
