@@ -3,6 +3,7 @@
 A1  rxnb's own cost per agent step: the store work of a turn (journal entries and
     message writes, timed at the store's write/read calls) per model call, offline
     model with no delay and a tool that returns at once                   p50 <= 2 ms
+A1c the CPU time of that store work (its waits for the GIL and locks left out)   info
 A1b the same turns' whole time besides the model's stream and the tool, per model
     call (includes the executor's claim and litellm's stream wrapper)          info
 A2  a tool call whose arguments stream 100,000 characters (1,000 pieces from a
@@ -47,6 +48,8 @@ class StoreClock:
 
     def __init__(self, store: rx.Store) -> None:
         self.seconds = 0.0
+        self.cpu = 0.0
+        """CPU seconds of the turn's threads in those calls (waits for locks excluded)."""
         self.by_thread: dict[str, float] = {}
         self.lock = threading.Lock()
         database = store.database
@@ -55,11 +58,14 @@ class StoreClock:
 
     def _timed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 name = threading.current_thread().name
+                if name.startswith(("rxnb-run", "rxnb-step")):
+                    with self.lock:
+                        self.cpu += time.thread_time() - cpu
                 with self.lock:
                     self.by_thread[name] = (
                         self.by_thread.get(name, 0.0) + time.perf_counter() - start
@@ -72,6 +78,11 @@ class StoreClock:
     def take(self) -> float:
         with self.lock:
             value, self.seconds = self.seconds, 0.0
+        return value
+
+    def take_cpu(self) -> float:
+        with self.lock:
+            value, self.cpu = self.cpu, 0.0
         return value
 
 
@@ -118,15 +129,17 @@ def a1(store: rx.Store, turns: int) -> list[Measured]:
     )
     agent.send("warm", "warm up").result(timeout=60)  # litellm's first call, the tables
     stores, streams = StoreClock(store), StreamClock()
-    per_step, besides = [], []
+    per_step, besides, cpu = [], [], []
     for i in range(turns):
-        stores.take(), streams.take()
+        stores.take(), streams.take(), stores.take_cpu()
         run = agent.send(f"a1-{i}", "go")
         run.result(timeout=60)
         row = run.run()
-        assert row.started_at is not None and row.finished_at is not None
+        assert row.started_at is not None
+        assert row.finished_at is not None
         store_seconds, stream_seconds = stores.take(), streams.take()
         per_step.append(store_seconds / 2)
+        cpu.append(stores.take_cpu() / 2)
         besides.append((row.finished_at - row.started_at - stream_seconds) / 2)
     spent = sorted(stores.by_thread.items(), key=lambda kv: -kv[1])[:6]
     print(
@@ -135,6 +148,7 @@ def a1(store: rx.Store, turns: int) -> list[Measured]:
     )
     p50, p90 = percentile(per_step, 50) * 1000, percentile(per_step, 90) * 1000
     b50 = percentile(besides, 50) * 1000
+    c50 = percentile(cpu, 50) * 1000
     print(f"  store work per model call: p50 {p50:.2f} ms, p90 {p90:.2f} ms; whole {b50:.2f} ms")
     return [
         Measured(
@@ -144,6 +158,7 @@ def a1(store: rx.Store, turns: int) -> list[Measured]:
             "p50 <= 2 ms",
             p50 <= 2.0,
         ),
+        Measured("A1c", "CPU of that store work per step", f"p50 {c50:.2f} ms", "info", None),
         Measured("A1b", "all besides model and tool, per step", f"p50 {b50:.2f} ms", "info", None),
     ]
 
@@ -172,7 +187,7 @@ def a2(store: rx.Store, sizes: list[int]) -> list[Measured]:
         writes = [0]
         real = _model_call._ReplyWriter._write
 
-        def counted(self: Any, db: Any, real: Any = real) -> Any:
+        def counted(self: Any, db: Any, real: Any = real, writes: list[int] = writes) -> Any:
             writes[0] += 1
             return real(self, db)
 
@@ -204,8 +219,9 @@ def a2(store: rx.Store, sizes: list[int]) -> list[Measured]:
         elapsed = time.perf_counter() - start
         ratio = sent / len(arguments)
         print(
-            f"A2: {len(arguments):,} characters of arguments: {writes[0]} writes, {sent:,} bytes sent "
-            f"({ratio:.2f}x), model call {durations[size]:.2f} s, turn {elapsed:.2f} s"
+            f"A2: {len(arguments):,} characters of arguments: {writes[0]} writes, "
+            f"{sent:,} bytes sent ({ratio:.2f}x), model call {durations[size]:.2f} s, "
+            f"turn {elapsed:.2f} s"
         )
         if size == max(sizes):
             figures.append(

@@ -68,10 +68,7 @@ class Thread(SQLModel, table=True):
     """The first user message, shortened."""
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-    """USD, summed over its model calls (those whose provider's price is known)."""
+    """When its last message was sent."""
 
 
 class Message(SQLModel, table=True):

@@ -12,7 +12,7 @@ into their rows as they arrive.
    arguments (100,000 characters take a few dozen writes).
 3. The last write ends the reply (`done`, `cancelled`, `failed`, or `pending` again
    when its process is stopping) and readies each tool call: `pending`, or `waiting`
-   for approval; with the usage and cost on the reply and the thread.
+   for approval; with the usage and cost on the reply and the run.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, delete, select
 
-from rxnb.agents._model import Message, MessageStatus, Role, Thread
+from rxnb.agents._model import Message, MessageStatus, Role
 from rxnb.agents._threads import provider_messages
 from rxnb.errors import Cancelled
 from rxnb.execution import ActionContext, error_details, error_line
@@ -242,12 +242,6 @@ class _ReplyWriter:
             value = usage.as_json()
             reply.usage, reply.cost = json.dumps(value), usage.cost
             add_to_run(db, self.ctx.run_id, usage)
-            thread = db.get(Thread, self.thread_id)
-            if thread is not None:
-                thread.prompt_tokens += value.get("prompt_tokens") or 0
-                thread.completion_tokens += value.get("completion_tokens") or 0
-                thread.cost += usage.cost or 0.0
-                thread.updated_at = time.time()
             for row_id in {**self.rows, **rows}.values():
                 row = db.get(Message, row_id)
                 if row is None:

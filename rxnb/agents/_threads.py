@@ -263,15 +263,19 @@ def interrupt_messages(db: Writer, run: Run, why: str) -> None:
 
 
 def _usage_of_thread(db: Reader, thread_id: str) -> dict[str, Any]:
-    """A thread's tokens and cost so far (a query)."""
-    thread = db.get(Thread, thread_id)
-    if thread is None:
-        return {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
-    return {
-        "prompt_tokens": thread.prompt_tokens,
-        "completion_tokens": thread.completion_tokens,
-        "cost": thread.cost,
-    }
+    """A thread's tokens and cost so far, summed over its replies (a query)."""
+    rows = db.exec(
+        select(Message.usage, Message.cost).where(
+            Message.thread_id == thread_id, col(Message.usage).is_not(None)
+        )
+    ).all()
+    total: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
+    for usage, cost in rows:
+        value = loads(usage) or {}
+        total["prompt_tokens"] += value.get("prompt_tokens") or 0
+        total["completion_tokens"] += value.get("completion_tokens") or 0
+        total["cost"] += cost or 0.0
+    return total
 
 
 def decision_of(payload: Any) -> tuple[bool, str, bool]:
