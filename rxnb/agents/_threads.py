@@ -7,7 +7,9 @@ Rules:
 1. `send_in` stores the user's message and a `pending` reply and schedules the turn
    in the caller's transaction: all exist iff it commits. It denies every approval
    still pending in the thread (a new message is the user moving on), telling each
-   waiting turn, which then ends without calling the model again.
+   waiting turn, which then ends without calling the model again. A thread answers
+   one message at a time: while a turn is still writing in it (other than waiting
+   for an approval), a new message is refused, saying how to stop that turn.
 2. The model is sent the agent's instructions, then the thread's messages (the latest
    `history`, 100 by default, never starting inside a tool exchange) in OpenAI's
    format, which litellm converts for other providers: an assistant message with its
@@ -81,6 +83,13 @@ def send_in(
         thread = Thread(id=thread_id, title=" ".join(text.split())[:80], created_at=now)
     thread.agent, thread.updated_at = agent.name, now
     db.add(thread)
+    busy = _answering(db, thread_id)
+    if busy is not None:
+        raise RxnbError(
+            f"{agent.name}.send: thread {thread_id!r} is still answering (message "
+            f"{busy.id} is {busy.status}); wait for its reply, or stop it first: "
+            f"rx.agents.stop({busy.id})"
+        )
     _deny_pending(db, thread_id)
     db.add(Message(thread_id=thread_id, role=Role.USER.value, text=text, created_at=now))
     reply = Message(
@@ -99,6 +108,16 @@ def send_in(
         run_id = db.schedule(agent.workflow, thread_id=thread_id, message_id=reply.id)
         reply.run_id = run_id
     return reply.id, run_id
+
+
+def _answering(db: Writer, thread_id: str) -> Message | None:
+    """Rule 1: a message of the thread that a turn is still writing, unless that turn
+    waits for an approval (which a new message denies)."""
+    rows = db.exec(
+        select(Message).where(Message.thread_id == thread_id, col(Message.status).in_(UNFINISHED))
+    ).all()
+    asking = {m.run_id for m in rows if m.approval == "pending"}
+    return next((m for m in rows if m.run_id is None or m.run_id not in asking), None)
 
 
 def _deny_pending(db: Writer, thread_id: str) -> None:

@@ -369,3 +369,14 @@ def test_an_invalid_structured_answer_at_the_last_step_fails_saying_so(store: rx
     with pytest.raises(rx.RunFailedError, match="did not validate as Verdict at the last of"):
         agent.send("t-json4", "Rome?").result(timeout=30)
     settled("t-json4")
+
+
+def test_a_thread_answers_one_message_at_a_time(store: rx.Store) -> None:
+    words = " ".join(f"w{i}" for i in range(100))
+    agent = rx.Agent("one-at-a-time", model="rxnb/scripted", script=words, delay=0.01)
+    first = agent.send("t-busy", "Talk")
+    with pytest.raises(rx.RxnbError, match=r"is still answering \(message \d+ is \w+\)"):
+        agent.send("t-busy", "And now?")
+    assert [m.role for m in thread("t-busy")] == ["user", "assistant"]  # nothing half-written
+    assert first.result(timeout=30) == words
+    assert agent.send("t-busy", "And now?").result(timeout=30) == words
