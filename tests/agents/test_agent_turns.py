@@ -380,3 +380,27 @@ def test_a_thread_answers_one_message_at_a_time(store: rx.Store) -> None:
     assert [m.role for m in thread("t-busy")] == ["user", "assistant"]  # nothing half-written
     assert first.result(timeout=30) == words
     assert agent.send("t-busy", "And now?").result(timeout=30) == words
+
+
+def test_stop_denies_the_approval_and_cancels_the_calls_not_started(store: rx.Store) -> None:
+    agent = rx.Agent(
+        "mailer-4",
+        model="rxnb/scripted",
+        tools=[send_email, count],
+        turns=[
+            {
+                "tool_calls": calls(
+                    ("send_email", {"to": "ana@example.com", "body": "hi"}), ("count", {"n": 3})
+                )
+            },
+            {"script": "Done."},
+        ],
+    )
+    run = agent.send("t-stop3", "Email Ana and count")
+    call = waiting_call("t-stop3")
+    until(lambda: run.status == "waiting", timeout=10)
+    rx.agents.stop(call.id)
+    assert run.wait(30) == "cancelled"
+    tools = {m.tool_name: m for m in settled("t-stop3") if m.role == "tool"}
+    assert (tools["send_email"].status, tools["send_email"].approval) == ("denied", "denied")
+    assert (tools["count"].status, tools["count"].note) == ("cancelled", "the turn was stopped")
