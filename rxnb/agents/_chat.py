@@ -84,11 +84,6 @@ def chat_functions(agent: Agent, thread_id: str) -> dict[str, Callable[..., Any]
         if message is None or message.thread_id != thread_id:
             raise RxnbError(f"{what} is not in this chat's thread ({thread_id!r})")
 
-    functions: dict[str, Callable[..., Any]] = {}
-    for fn in (send, cancel, approve):
-        # A name of its own: "<locals>" keeps it from replacing another chat's by name.
-        fn.__qualname__ = f"agent_chat.<locals>.{agent.name}.{fn.__name__}"
-        functions[fn.__name__] = Mutation(fn)
     send.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
             inspect.Parameter("db", inspect.Parameter.POSITIONAL_OR_KEYWORD),
@@ -96,5 +91,9 @@ def chat_functions(agent: Agent, thread_id: str) -> dict[str, Callable[..., Any]
             inspect.Parameter("text", inspect.Parameter.KEYWORD_ONLY, annotation=str),
         ]
     )
-    functions["send"] = Mutation(send)
+    functions: dict[str, Callable[..., Any]] = {}
+    for fn in (send, cancel, approve):
+        # A name of its own: "<locals>" keeps it from replacing another chat's by name.
+        fn.__qualname__ = f"agent_chat.<locals>.{agent.name}.{fn.__name__}"
+        functions[fn.__name__] = Mutation(fn)
     return functions

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, delete, select
@@ -82,7 +83,6 @@ class _ReplyWriter:
 
     def __init__(self, ctx: ActionContext, agent: Agent, thread_id: str, reply_id: int) -> None:
         self.ctx, self.agent, self.thread_id, self.reply_id = ctx, agent, thread_id, reply_id
-        self.text = ""
         self.pending_text = ""
         self.arguments: dict[int, str] = {}
         """Arguments not yet written, by the call's index."""
@@ -120,7 +120,7 @@ class _ReplyWriter:
     def text_piece(self, text: str) -> None:
         self.pending_text += text
         self.waiting += len(text)
-        self._maybe_write(first=not self.text and not self.written)
+        self._maybe_write(first=not self.written)
 
     def tool_piece(self, index: int, call: dict[str, str], piece: str) -> None:
         if index not in self.ids:
@@ -203,7 +203,6 @@ class _ReplyWriter:
         may run twice, after a serialization retry: state changes only here.)"""
         self.rows.update(rows)
         self.begun = True
-        self.text += self.pending_text
         self.written += self.waiting
         self.pending_text, self.arguments, self.waiting = "", {}, 0
 
@@ -222,43 +221,39 @@ class _ReplyWriter:
 
     def finish(self, status: str, usage: Usage, error: BaseException | str | None) -> None:
         """Rule 3, in one transaction with the last pieces."""
-        tools = {t.name: t for t in self.agent.tools}
-        asks = any(getattr(tools.get(n), "approval", False) for n in self.names.values())
 
         def body(db: Writer) -> dict[int, int]:
             with db.no_autoflush:  # one flush, at the commit
-                return finish_in(db)
-
-        def finish_in(db: Writer) -> dict[int, int]:
-            rows = self._write(db)
-            reply = db.get(Message, self.reply_id)
-            if reply is None:
+                rows = self._write(db)
+                reply = db.get(Message, self.reply_id)
+                if reply is None:
+                    return rows
+                reply.status = status
+                if isinstance(error, str):
+                    reply.note = f"interrupted ({error}); it resumes where its agent is defined"
+                elif error is not None and status == MessageStatus.FAILED.value:
+                    reply.error, reply.detail = error_line(error, where=False), error_details(error)
+                value = usage.as_json()
+                reply.usage, reply.cost = json.dumps(value), usage.cost
+                add_to_run(db, self.ctx.run_id, usage)
+                self._ready_calls(db, {**self.rows, **rows}.values(), status)
                 return rows
-            reply.status = status
-            if isinstance(error, str):
-                reply.note = f"interrupted ({error}); it resumes where its agent is defined"
-            elif error is not None and status == MessageStatus.FAILED.value:
-                reply.error, reply.detail = error_line(error, where=False), error_details(error)
-            value = usage.as_json()
-            reply.usage, reply.cost = json.dumps(value), usage.cost
-            add_to_run(db, self.ctx.run_id, usage)
-            for row_id in {**self.rows, **rows}.values():
-                row = db.get(Message, row_id)
-                if row is None:
-                    continue
-                if status == MessageStatus.PENDING.value:  # handed over: streamed again
-                    db.delete(row)
-                    continue
-                if status != MessageStatus.DONE.value:
-                    row.status, row.note = MessageStatus.CANCELLED.value, "the model call stopped"
-                    continue
-                tool = tools.get(row.tool_name or "")
-                if tool is not None and tool.approval:
-                    row.status, row.approval = MessageStatus.WAITING.value, "pending"
-                else:  # the turn runs them next, unless a call of them waits for approval
-                    row.status = (
-                        MessageStatus.PENDING.value if asks else MessageStatus.RUNNING.value
-                    )
-            return rows
 
         self._written(self.ctx.store.database.write(body))
+
+    def _ready_calls(self, db: Writer, row_ids: Iterable[int], status: str) -> None:
+        """Rule 3: the reply's tool calls, once it ended with `status`."""
+        tools = {t.name: t for t in self.agent.tools}
+        asks = any(getattr(tools.get(n), "approval", False) for n in self.names.values())
+        ids = list(row_ids)
+        if not ids:
+            return
+        for row in db.exec(select(Message).where(col(Message.id).in_(ids))):
+            if status == MessageStatus.PENDING.value:  # handed over: streamed again
+                db.delete(row)
+            elif status != MessageStatus.DONE.value:
+                row.status, row.note = MessageStatus.CANCELLED.value, "the model call stopped"
+            elif getattr(tools.get(row.tool_name or ""), "approval", False):
+                row.status, row.approval = MessageStatus.WAITING.value, "pending"
+            else:  # the turn runs them next, unless a call of them waits for approval
+                row.status = MessageStatus.PENDING.value if asks else MessageStatus.RUNNING.value

@@ -28,7 +28,6 @@ Rules:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -64,7 +63,6 @@ def thread_messages(db: Reader, thread_id: str) -> list[Message]:
 
 
 messages: Query[..., list[Message]] = Query(thread_messages)
-messages.__doc__ = thread_messages.__doc__
 
 
 def send_in(
@@ -160,7 +158,6 @@ def approve_in(db: Writer, call_id: str, approved: bool = True, note: str = "") 
 
 
 approve: Mutation[..., str] = Mutation(approve_in)
-approve.__doc__ = approve_in.__doc__
 
 
 def stop_in(db: Writer, message_id: int) -> int:
@@ -284,16 +281,14 @@ def interrupt_messages(db: Writer, run: Run, why: str) -> None:
 def _usage_of_thread(db: Reader, thread_id: str) -> dict[str, Any]:
     """A thread's tokens and cost so far, summed over its replies (a query)."""
     rows = db.exec(
-        select(Message.usage, Message.cost).where(
-            Message.thread_id == thread_id, col(Message.usage).is_not(None)
-        )
+        select(Message).where(Message.thread_id == thread_id, col(Message.usage).is_not(None))
     ).all()
     total: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
-    for usage, cost in rows:
-        value = loads(usage) or {}
+    for row in rows:
+        value = row.usage_json() or {}
         total["prompt_tokens"] += value.get("prompt_tokens") or 0
         total["completion_tokens"] += value.get("completion_tokens") or 0
-        total["cost"] += cost or 0.0
+        total["cost"] += value.get("cost") or 0.0
     return total
 
 
@@ -306,13 +301,6 @@ def decision_of(payload: Any) -> tuple[bool, str, bool]:
         str(payload.get("note") or ""),
         bool(payload.get("superseded")),
     )
-
-
-def loads(text: str | None) -> Any:
-    try:
-        return json.loads(text) if text else None
-    except ValueError:
-        return None
 
 
 if end_messages not in RUN_ENDED:

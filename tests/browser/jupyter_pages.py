@@ -7,7 +7,13 @@ notebook in one browser page through `window.jupyterapp` (the server is started 
 `--expose-app-in-browser`, which both front ends honour) and waits on conditions with
 deadlines, never on bare sleeps.
 
-Facts this relies on are in /work/shared/TESTING.md ("Real browser").
+Facts this relies on, checked on the test machines: Debian's `/usr/bin/chromium`
+(`apt-get install -y chromium`; `playwright install` cannot download here), launched
+with `--no-sandbox --disable-gpu`; the server started in its own session with fresh
+config and runtime directories, no token, `--ServerApp.port_retries=0`, and stopped
+with SIGTERM to its pid (`POST /api/shutdown` answers 403); `notebook:run-all-cells`
+resolves only when every cell has ended, so it is not awaited; a page is saved
+(`docmanager:save`) before a reload, or no widget output is on disk to restore.
 """
 
 from __future__ import annotations
