@@ -20,7 +20,7 @@ import type { Json } from "./protocol";
 import { cut, Reveal } from "./smooth";
 
 /** Statuses of a reply still coming: their badge spins, and they may be aborted. */
-export const LIVE_STATUSES: ReadonlySet<string> = new Set(["pending", "streaming"]);
+export const LIVE_STATUSES: ReadonlySet<string> = new Set(["pending", "streaming", "waiting", "paused"]);
 
 /** What a block shows of its row. */
 export interface MessageFields {

@@ -44,14 +44,23 @@ from rxnb.errors import (
 from rxnb.execution import (
     Action,
     ActionContext,
+    Queue,
     Run,
     RunHandle,
     RunStatus,
     action,
     cancel,
+    cron,
+    crons,
+    pause,
+    prune,
+    remove_cron,
+    resume,
+    retention,
     retry,
     run_after,
     run_at,
+    signal,
 )
 from rxnb.execution import set_follower as _set_follower
 from rxnb.functions import Mutation, Query, mutation, query
@@ -67,6 +76,8 @@ from rxnb.agents import set_chat_view as _set_chat_view  # isort: skip
 # closed store), not only those that have streamed: a hook, installed by this import.
 # litellm itself is imported on the first generation.
 from rxnb.llm import end_generations as _end_generations  # noqa: F401  isort: skip
+from rxnb.llm import budget  # isort: skip
+
 
 __version__ = "0.1.0"
 
@@ -148,6 +159,7 @@ __all__ = [
     "NonDeterminismError",
     "NonRetryableError",
     "Query",
+    "Queue",
     "ReadOnlyError",
     "Reader",
     "ResultError",
@@ -174,18 +186,27 @@ __all__ = [
     "Writer",
     "__version__",
     "action",
+    "budget",
     "cancel",
     "chat",
+    "cron",
+    "crons",
     "current_store",
     "mutation",
     "open",
+    "pause",
+    "prune",
     "query",
+    "remove_cron",
     "restart",
+    "resume",
+    "retention",
     "retry",
     "run_after",
     "run_at",
     "runs",
     "send_event",
+    "signal",
     "tool",
     "workflow",
 ]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from rxnb.execution import Action, Owner, Run, executor_for, run_note
+from rxnb.execution import Action, Owner, Run, clock, executor_for, run_note, waits
 from rxnb.functions import registry
 from rxnb.llm import load_litellm
 from rxnb.reactive import open as open_store
@@ -190,10 +190,11 @@ def _runs(url: str | None, limit: int) -> int:
             db.exec(select(Owner)).all(),
         )
     )[0]
+    held = store.database.read(lambda db: waits(db, rows, clock.now()))[0]
     registered = {name for o in owners for name in json.loads(o.functions)}
     print(f"{'id':16} {'status':10} {'att':>3}  {'function':40} {'created':8} note")
     for run in rows:
-        note = run_note(run, registered)  # one line: a traceback is in `Run.traceback`
+        note = run_note(run, registered, held)  # one line: a traceback is in `Run.traceback`
         created = datetime.datetime.fromtimestamp(run.created_at).strftime("%H:%M:%S")
         print(
             f"{run.id:16} {run.status:10} {run.attempt:>3}  {run.function[:40]:40} {created} {note}"

@@ -20,7 +20,7 @@ import rxnb as rx
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-BOTH_DIALECTS = ("store", "reactive", "functions", "execution", "workflows", "agents", "pg")
+BOTH_DIALECTS = ("store", "reactive", "functions", "execution", "workflows", "agents", "flow", "pg")
 TESTS = Path(__file__).parent
 
 

@@ -77,7 +77,8 @@ class Agent:
     model `turns=[{"script": ..., "tool_calls": [...]}, ...]`); nothing of them is
     stored. `history` is how many of the thread's latest messages the model is sent;
     `context=` (a function of a reader and the thread id, returning messages) decides
-    instead.
+    instead. `queue=` (an `rx.Queue` or its name) holds its turns' starts to the
+    queue's limits, like any workflow's.
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class Agent:
         output_type: type[pydantic.BaseModel] | None = None,
         context: ContextFn | None = None,
         history: int = HISTORY,
+        queue: Any = None,
         **litellm_kwargs: Any,
     ) -> None:
         given: dict[str, Any] = {"name": name, "model": model, "output_type": output_type}
@@ -132,7 +134,7 @@ class Agent:
         self.max_steps, self.history = max_steps, history
         self.output_type, self.context = output_type, context
         self.litellm_kwargs = litellm_kwargs
-        self.workflow = Workflow(_turn_function(self))
+        self.workflow = Workflow(_turn_function(self), queue=queue)
         with _lock:
             _agents[name] = self
 

@@ -24,7 +24,7 @@ USAGE, ERROR, DETAIL, NOTE = "rx_usage", "rx_error", "rx_detail", "rx_note"
 cost, the failure's line and its traceback, and a note on an interrupted reply
 ("resumed after the kernel restarted (attempt 2)")."""
 
-ABORTABLE = ("pending", "streaming")
+ABORTABLE = ("pending", "streaming", "waiting", "paused")
 
 INTERRUPTED = "interrupted"
 """A generation's status when its run was handed over or its process died."""
@@ -103,6 +103,7 @@ class ChatQuery:
                 )
             elif generation is not None:
                 data[ERROR], data[DETAIL] = generation.error, generation.traceback
+                data[NOTE] = generation.waiting  # why it waits (rx.llm.limit, rx.budget)
                 before = interrupted.get(row_key or "")
                 if before is not None and generation.attempt > before.attempt:
                     data[NOTE] = f"resumed after {before.error} (attempt {generation.attempt})"

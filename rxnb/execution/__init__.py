@@ -9,7 +9,23 @@ from rxnb.execution import _clock as clock
 from rxnb.execution._actions import Action, action, insert_run, run_after, run_at
 from rxnb.execution._arguments import SECRET_ARGUMENT, encode_args
 from rxnb.execution._context import ActionContext, Parked
-from rxnb.execution._control import cancel, cancel_in, cancel_run, retry, retry_in, retry_run
+from rxnb.execution._control import (
+    cancel,
+    cancel_in,
+    cancel_run,
+    pause,
+    pause_in,
+    pause_run,
+    resume,
+    resume_in,
+    resume_run,
+    retry,
+    retry_in,
+    retry_run,
+    signal,
+    signal_in,
+)
+from rxnb.execution._cron import Cron, CronAction, CronInfo, cron, crons, remove_cron
 from rxnb.execution._executor import Executor, executor_for
 from rxnb.execution._failures import Failure, error_details, error_line, one_line
 from rxnb.execution._handles import RunHandle, run_note, set_follower
@@ -24,6 +40,15 @@ from rxnb.execution._model import (
     RunStatus,
 )
 from rxnb.execution._owners import recover_orphans
+from rxnb.execution._queues import Queue, QueueLimits, save_defined, waits
+from rxnb.execution._retention import (
+    Pruned,
+    Retention,
+    delete_with_runs,
+    keep_while_parent,
+    prune,
+    retention,
+)
 from rxnb.execution._secrets import SECRET_NAME, redact, scrub, secrets_of
 from rxnb.functions import registry
 from rxnb.reactive import Store, on_open
@@ -38,6 +63,7 @@ def _store_opened(store: Store) -> None:
                 executor.register(function)
     else:
         store.database.write(recover_orphans)
+    save_defined(store)
 
 
 on_open(_store_opened)
@@ -51,10 +77,17 @@ __all__ = [
     "TERMINAL",
     "Action",
     "ActionContext",
+    "Cron",
+    "CronAction",
+    "CronInfo",
     "Executor",
     "Failure",
     "Owner",
     "Parked",
+    "Pruned",
+    "Queue",
+    "QueueLimits",
+    "Retention",
     "Run",
     "RunHandle",
     "RunStatus",
@@ -63,15 +96,28 @@ __all__ = [
     "cancel_in",
     "cancel_run",
     "clock",
+    "cron",
+    "crons",
+    "delete_with_runs",
     "encode_args",
     "error_details",
     "error_line",
     "executor_for",
     "insert_run",
+    "keep_while_parent",
     "one_line",
+    "pause",
+    "pause_in",
+    "pause_run",
     "process_stopping",
+    "prune",
     "recover_orphans",
     "redact",
+    "remove_cron",
+    "resume",
+    "resume_in",
+    "resume_run",
+    "retention",
     "retry",
     "retry_in",
     "retry_run",
@@ -81,4 +127,7 @@ __all__ = [
     "scrub",
     "secrets_of",
     "set_follower",
+    "signal",
+    "signal_in",
+    "waits",
 ]

@@ -9,6 +9,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlmodel import select
@@ -19,8 +20,9 @@ from rxnb.execution._arguments import encode_args, takes_context
 from rxnb.execution._context import ActionContext
 from rxnb.execution._executor import executor_for
 from rxnb.execution._handles import RunHandle
-from rxnb.execution._model import TERMINAL, Run
+from rxnb.execution._model import TERMINAL, Run, RunStatus
 from rxnb.execution._outcome import backoff_delay
+from rxnb.execution._queues import queue_name, require_queue
 from rxnb.functions import StoreFunction, registry
 from rxnb.reactive import Store, current_store, open_stores
 from rxnb.store import Writer
@@ -45,6 +47,7 @@ class Action(StoreFunction[P, R]):
         timeout: float | None = None,
         crash_retries: int | None = None,
         at_most_once: bool = False,
+        queue: Any = None,
     ) -> None:
         _check_count(self.kind, "retries", retries)
         if backoff < 0 or (timeout is not None and timeout <= 0):
@@ -61,6 +64,8 @@ class Action(StoreFunction[P, R]):
             )
         self.retries, self.backoff, self.timeout = retries, backoff, timeout
         self.crash_retries, self.at_most_once = crash_retries, at_most_once
+        self.queue = queue_name(queue, f"@rx.{self.kind}")
+        """The name of the `rx.Queue` whose limits hold its runs' starts, if any."""
         if not takes_context(fn):
             name = getattr(fn, "__name__", "f")
             raise FunctionError(
@@ -95,14 +100,25 @@ class Action(StoreFunction[P, R]):
     def start(self, *args: P.args, **kwargs: P.kwargs) -> RunHandle:
         """Start a run now and return its handle at once.
 
-        `key=` (a keyword of `start`, not of the action) makes the start idempotent:
-        an unfinished run with that key is returned instead of a new one.
+        Keywords of `start`, not of the action:
+        - `key=` makes the start idempotent: an unfinished run with that key is
+          returned instead of a new one;
+        - `debounce=` seconds (with `key=`): the run starts that long after the last
+          start with its key, with the arguments of that last start (a run of the key
+          already running is left to finish; the new one follows it);
+        - `partition=` the key its queue's `per_partition=` limit counts by;
+        - `priority=` a whole number: higher starts first among due runs.
         """
-        key = kwargs.pop("key", None)
-        return self.enqueue(clock.now(), args, kwargs, key)
+        options = Start.pop(self.name, kwargs)
+        return self.enqueue(clock.now(), args, kwargs, options.key, options)
 
     def enqueue(
-        self, due_at: float, args: tuple[Any, ...], kwargs: Mapping[str, Any], key: Any
+        self,
+        due_at: float,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        key: Any,
+        options: Start | None = None,
     ) -> RunHandle:
         """Record a run due at `due_at` in the current store; its handle."""
         if not math.isfinite(due_at):
@@ -112,25 +128,89 @@ class Action(StoreFunction[P, R]):
             )
         store = current_store()
         encoded = encode_args(self.name, self.arguments.bind(args, kwargs))
-        run_id = store.database.write(lambda db: insert_run(db, self, encoded, due_at, key))
+        start = options or Start(key=key)
+        run_id = store.database.write(lambda db: insert_run(db, self, encoded, due_at, key, start))
         executor_for(store).register(self)
         return RunHandle(run_id, store)
 
 
-def insert_run(db: Writer, action: Action[Any, Any], args: str, due_at: float, key: Any) -> str:
+@dataclass(frozen=True)
+class Start:
+    """How a run is started, beside its arguments (the keywords `start` takes)."""
+
+    key: str | None = None
+    debounce: float | None = None
+    partition: str | None = None
+    priority: int = 0
+
+    @classmethod
+    def pop(cls, function: str, kwargs: dict[str, Any]) -> Start:
+        """The start options in `kwargs` (removed from it), checked."""
+        key, debounce = kwargs.pop("key", None), kwargs.pop("debounce", None)
+        partition, priority = kwargs.pop("partition", None), kwargs.pop("priority", 0)
+        where = f"`{function}`.start"
+        if debounce is not None:
+            ok = isinstance(debounce, int | float) and not isinstance(debounce, bool)
+            if not ok or not math.isfinite(debounce) or debounce < 0:
+                raise ArgumentError(
+                    f"{where}(debounce={debounce!r}): give the seconds to wait for a later "
+                    "start, e.g. debounce=2.0"
+                )
+            if key is None:
+                raise ArgumentError(
+                    f"{where}(debounce={debounce!r}) needs key=: the starts that replace "
+                    "each other share a key, e.g. key=f'doc-{doc_id}'"
+                )
+        if partition is not None and (not isinstance(partition, str | int) or partition == ""):
+            raise ArgumentError(
+                f"{where}(partition={partition!r}): give a non-empty string, e.g. "
+                "partition='user-7'"
+            )
+        if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 2**31 - 1:
+            raise ArgumentError(
+                f"{where}(priority={priority!r}): give a whole number (higher starts first)"
+            )
+        return cls(
+            key=None if key is None else str(key),
+            debounce=None if debounce is None else float(debounce),
+            partition=None if partition is None else str(partition),
+            priority=priority,
+        )
+
+
+def insert_run(
+    db: Writer,
+    action: Action[Any, Any],
+    args: str,
+    due_at: float,
+    key: Any,
+    start: Start | None = None,
+) -> str:
     """Insert a run of `action` with encoded `args` in `db`'s transaction; its id (an
-    unfinished run of `action` with `key`, if there is one, instead)."""
+    unfinished run of `action` with `key`, if there is one, instead; with `debounce`,
+    that run if it has not started, its arguments replaced and its start moved)."""
+    start = start or Start()
     if key is not None:
         key = str(key)
-        existing = db.exec(
-            select(Run.id).where(
+        unfinished = db.exec(
+            select(Run).where(
                 Run.key == key,
                 Run.function == action.name,  # a key names a run of this action only
                 Run.status.not_in([s.value for s in TERMINAL]),  # type: ignore[attr-defined]
             )
-        ).first()
-        if existing is not None:
-            return str(existing)
+        ).all()
+        waiting = [r for r in unfinished if r.status == RunStatus.QUEUED.value and r.attempt == 0]
+        if start.debounce is not None and waiting:
+            run = waiting[0]
+            run.args, run.due_at = args, max(due_at, clock.now() + start.debounce)
+            run.partition, run.priority = start.partition, start.priority
+            return run.id
+        if unfinished and start.debounce is None:
+            return unfinished[0].id
+    if action.queue is not None:
+        require_queue(db, action.queue, action.name)
+    if start.debounce is not None:
+        due_at = max(due_at, clock.now() + start.debounce)
     run = Run(
         id=uuid.uuid4().hex[:16],  # 64 random bits: short enough to read
         function=action.name,
@@ -141,6 +221,9 @@ def insert_run(db: Writer, action: Action[Any, Any], args: str, due_at: float, k
         at_most_once=action.at_most_once,
         due_at=due_at,
         created_at=time.time(),
+        queue=action.queue,
+        partition=start.partition,
+        priority=start.priority,
     )
     db.add(run)
     return run.id
@@ -213,6 +296,7 @@ def action(
     timeout: float | None = None,
     crash_retries: int | None = None,
     at_most_once: bool = False,
+    queue: Any = None,
 ) -> Any:
     """Declare a background action: `def f(ctx: rx.ActionContext, ...)`.
 
@@ -227,6 +311,9 @@ def action(
     memory) is queued again up to `crash_retries` times in a row (RXNB_CRASH_RETRIES,
     default 3): at least once, like DBOS and Temporal. `at_most_once=True` never
     starts a run again that may have run in part (Convex's actions): it fails instead.
+
+    `queue=` (an `rx.Queue` or its name) holds its runs' starts to the queue's
+    limits (concurrency, per partition, rate), across every process.
     """
 
     def wrap(f: Callable[..., Any]) -> Action[Any, Any]:
@@ -237,6 +324,7 @@ def action(
             timeout=timeout,
             crash_retries=crash_retries,
             at_most_once=at_most_once,
+            queue=queue,
         )
 
     return wrap(fn) if fn is not None else wrap

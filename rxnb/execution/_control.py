@@ -1,13 +1,19 @@
-"""Cancel and retry: requests on a run, written to the store, from any process.
+"""Cancel, retry, pause, resume and signal: requests on a run, written to the store,
+from any process.
 
-`cancel_in` and `retry_in` are the bodies of the writes (another layer calls
-`cancel_in` inside its own transaction); `cancel_run` and `retry_run` are the
-mutations behind `rx.cancel`, `rx.retry` and the runs view's buttons.
+`cancel_in`, `retry_in`, `pause_in`, `resume_in` and `signal_in` are the bodies of
+the writes (another layer calls them inside its own transaction); `cancel_run`,
+`retry_run`, `pause_run`, `resume_run` and `signal_run` are the mutations behind
+`rx.cancel`, `rx.retry`, `rx.pause`, `rx.resume`, `rx.signal` and the runs view's
+buttons. Pause and signals follow Convex's advice for control: a column on the run's
+row, and a check inside the action's loop (`ActionContext`).
 """
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 from sqlmodel import select
 
@@ -66,10 +72,68 @@ def retry_in(db: Writer, run_id: str) -> str:
     return run.status
 
 
+def pause_in(db: Writer, run_id: str) -> str:
+    """Pause run `run_id` in `db`'s transaction; its status after.
+
+    A run not running (queued, or a workflow sleeping or waiting) is held `paused`
+    until resumed; a running action waits at its next check (`ctx.check_cancelled()`,
+    `ctx.wait()`, `ctx.progress()`, between a generation's chunks) and stays
+    `running`; a running workflow parks `paused` at its next step, holding no thread.
+    A workflow resumed replays its journal, so a sleep or an event wait that has not
+    ended parks it again.
+    """
+    run = _unfinished(db, run_id, "pause")
+    run.paused = True
+    if run.status != RunStatus.RUNNING.value:
+        run.status = RunStatus.PAUSED.value
+    return run.status
+
+
+def resume_in(db: Writer, run_id: str) -> str:
+    """Resume paused run `run_id` in `db`'s transaction; its status after (a run not
+    paused is left as it is)."""
+    run = _unfinished(db, run_id, "resume")
+    run.paused = False
+    if run.status == RunStatus.PAUSED.value:
+        run.status, run.due_at = RunStatus.QUEUED.value, min(run.due_at, clock.now())
+    return run.status
+
+
+def signal_in(db: Writer, run_id: str, name: str, value: Any) -> None:
+    """Send control value `value` as `name` to run `run_id` (`ctx.signal(name)`)."""
+    if not isinstance(name, str) or not name:  # type: ignore[redundant-expr]
+        raise RunError(f"rx.signal: name the signal with a non-empty string, not {name!r}")
+    run = _unfinished(db, run_id, f"send it signal {name!r}")
+    values = json.loads(run.signals) if run.signals else {}
+    values[name] = value
+    try:
+        run.signals = json.dumps(values)
+    except (TypeError, ValueError) as exc:
+        raise RunError(
+            f"rx.signal({run_id!r}, {name!r}, ...): the value must be JSON (numbers, "
+            f"strings, lists, dicts), not {type(value).__name__} ({exc})"
+        ) from None
+
+
+def _unfinished(db: Writer, run_id: str, what: str) -> Run:
+    run = db.get(Run, run_id)
+    if run is None:
+        raise RunNotFoundError(f"no run has id {run_id!r}")
+    if RunStatus(run.status) in TERMINAL:
+        raise RunError(f"run {run_id} has {run.status}: there is nothing to {what}")
+    return run
+
+
 cancel_run = mutation(cancel_in)
 """The mutation behind `rx.cancel` (and a runs view's Cancel button)."""
 retry_run = mutation(retry_in)
 """The mutation behind `rx.retry` (and a runs view's Retry button)."""
+pause_run = mutation(pause_in)
+"""The mutation behind `rx.pause` (and a runs view's Pause button)."""
+resume_run = mutation(resume_in)
+"""The mutation behind `rx.resume` (and a runs view's Resume button)."""
+signal_run = mutation(signal_in)
+"""The mutation behind `rx.signal`."""
 
 
 def cancel(run_id: str, *, store: Store | None = None) -> str:
@@ -84,3 +148,19 @@ def cancel(run_id: str, *, store: Store | None = None) -> str:
 def retry(run_id: str, *, store: Store | None = None) -> str:
     """Queue a failed or cancelled run again, for one more attempt."""
     return str((store or current_store()).call(retry_run, run_id=run_id))
+
+
+def pause(run_id: str, *, store: Store | None = None) -> str:
+    """Pause run `run_id`, from any process; its status after (see `pause_in`)."""
+    return str((store or current_store()).call(pause_run, run_id=run_id))
+
+
+def resume(run_id: str, *, store: Store | None = None) -> str:
+    """Resume paused run `run_id`, from any process; its status after."""
+    return str((store or current_store()).call(resume_run, run_id=run_id))
+
+
+def signal(run_id: str, name: str, value: Any, *, store: Store | None = None) -> None:
+    """Send `value` (JSON) as control value `name` to run `run_id`, from any process:
+    the action reads the latest with `ctx.signal(name)` (a throttle, say)."""
+    (store or current_store()).call(signal_run, run_id=run_id, name=name, value=value)

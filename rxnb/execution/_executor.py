@@ -14,25 +14,24 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import func, select
-
 from rxnb.errors import RxnbError, StoreUnavailableError
 from rxnb.execution import _clock as clock
 from rxnb.execution import _lifecycle as lifecycle
 from rxnb.execution._context import TIMED_OUT, ActionContext
 from rxnb.execution._failures import Failure
 from rxnb.execution._heartbeat import Heartbeat
-from rxnb.execution._model import Owner, Run
+from rxnb.execution._model import Owner, Run, RunStatus
 from rxnb.execution._outcome import outcome
 from rxnb.execution._owners import HOST, new_owner
 from rxnb.execution._transitions import (
     CLAIMABLE,
     claim,
+    controls,
     due_exists,
     fail_now,
     finish,
     hand_back,
-    requested_cancels,
+    next_due,
     unclaim,
 )
 from rxnb.reactive import Store
@@ -90,7 +89,7 @@ class Executor:
        running runs whose owner's heartbeat is older than the lease, or whose owner on
        this host has exited, are queued again if they have attempts left, else failed
        ("owner process died"; a run whose executor stopped, its store closed, says so);
-    5. pass cancel requests to the runs it is running;
+    5. pass cancel, pause and resume requests to the runs it is running;
     6. give back to the queue runs recorded as claimed here that it is not running
        (a claim that committed while its connection broke), and keep the outcome of a
        run until the database, away for a while, takes it;
@@ -192,11 +191,16 @@ class Executor:
         # An image lacking a value (too large to log) counts as a match.
         status, function = new.get("status"), new.get("function")
         claimable = not isinstance(status, str) or status in CLAIMABLE
+        if new.get("queue") is not None and status != RunStatus.RUNNING.value:
+            return True  # a run of a queue stopped running: its queue may take another
         with self._lock:
             if claimable and (not isinstance(function, str) or function in self._functions):
                 return True
-            running = bool(write.key) and write.key[0] in self._running
-        return running and new.get("cancel_requested") is not False
+            entry = self._running.get(write.key[0]) if write.key else None
+        if entry is None:
+            return False
+        # A cancel, a pause or a resume of a run running here (not its own progress).
+        return new.get("cancel_requested") is not False or new.get("paused") != entry[0]._paused
 
     def stop(self, reason: str = CLOSED, grace: float | None = None) -> None:
         """Hand over (rule 7) because of `reason` ("the kernel restarted"): stop
@@ -265,7 +269,7 @@ class Executor:
         while not self.stopped.is_set():
             self._wake.clear()
             try:
-                self._deliver_cancels()
+                self._deliver_controls()
                 look_first = True  # after a claim, more are likely due: claim straight away
                 while self._free_slots() > 0 and self._start_some(look_first):
                     look_first = False
@@ -326,27 +330,21 @@ class Executor:
         names = self.functions() if self.claims else []
         if not names:
             return None
+        return self.store.database.read(lambda db: next_due(db, names))[0]
 
-        def earliest(db: Any) -> float | None:
-            value = db.exec(
-                select(func.min(Run.due_at)).where(
-                    Run.status.in_(CLAIMABLE),  # type: ignore[attr-defined]
-                    Run.function.in_(names),  # type: ignore[attr-defined]
-                )
-            ).one()
-            return float(value) if value is not None else None
-
-        return self.store.database.read(earliest)[0]
-
-    def _deliver_cancels(self) -> None:
+    def _deliver_controls(self) -> None:
+        """Pass cancel, pause and resume requests to the runs running here (rule 5)."""
         mine = list(self.running_ids())
         if not mine:
             return
-        for run_id in self.store.database.read(lambda db: requested_cancels(db, mine))[0]:
+        for run_id, cancel, paused in self.store.database.read(lambda db: controls(db, mine))[0]:
             with self._lock:
                 entry = self._running.get(run_id)
-            if entry is not None:
+            if entry is None:
+                continue
+            if cancel:
                 entry[0]._request_cancel("the run was cancelled")
+            entry[0]._set_paused(paused)
 
     # -- running one run (pool threads) ---------------------------------------------------
 

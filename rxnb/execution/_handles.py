@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rxnb.errors import RunCancelledError, RunFailedError, RunNotFoundError, RxnbError
-from rxnb.execution._control import cancel
+from rxnb.execution._control import cancel, pause, resume
 from rxnb.execution._failures import one_line
 from rxnb.execution._model import TERMINAL, Run, RunStatus
 from rxnb.execution._owners import can_run
@@ -52,6 +52,14 @@ class RunHandle:
 
     def cancel(self) -> str:
         return cancel(self.id, store=self.store)
+
+    def pause(self) -> str:
+        """Pause the run (`rx.pause`); its status after."""
+        return pause(self.id, store=self.store)
+
+    def resume(self) -> str:
+        """Resume the paused run (`rx.resume`); its status after."""
+        return resume(self.id, store=self.store)
 
     def follow(self, timeout: float | None = None) -> str | None:
         """Show the run live in this cell's output until it ends; its final status.
@@ -119,9 +127,16 @@ def run_state(db: Any, run_id: str) -> dict[str, Any] | None:
     return None if row is None else {"status": row.status, "attempt": row.attempt}
 
 
-def run_note(run: Run, registered: set[str]) -> str:
+def run_note(run: Run, registered: set[str], waits: dict[str, str] | None = None) -> str:
     """What a runs view says of `run` beside its status, on one line: its error, why
-    it cannot start, or why it was started again."""
+    it cannot start (`waits`: what holds queued runs back, `rx.execution.waits`), or
+    why it was started again."""
+    if run.paused and run.status == RunStatus.RUNNING.value:
+        return "paused: waits at its next check until resumed"
+    if run.status == RunStatus.PAUSED.value:
+        return "paused until resumed"
+    if waits and run.id in waits:
+        return f"waiting: {waits[run.id]}"
     unfinished = run.status in (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
     if run.status == RunStatus.QUEUED.value and run.function not in registered:
         waiting = f"no executor has registered `{run.function}`"

@@ -35,6 +35,10 @@ class RunStatus(str, enum.Enum):
     """Finished with `error`, after its last attempt."""
     CANCELLED = "cancelled"
     """Stopped by a cancel request; any result was discarded."""
+    PAUSED = "paused"
+    """Paused (`rx.pause`) before it started or between workflow steps, holding no
+    thread, until `rx.resume`. (A running action that is paused stays `running`,
+    `paused` set, waiting at its next check.)"""
 
 
 TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
@@ -88,6 +92,16 @@ class Run(SQLModel, table=True):
     progress: str | None = None
     usage: str | None = None
     cost: float | None = None
+    queue: str | None = Field(default=None, index=True)
+    """The `rx.Queue` whose limits hold the run's start, if any."""
+    partition: str | None = None
+    """The partition key it was started with (`per_partition=` limits it)."""
+    priority: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """Higher starts first among due runs (`start(priority=...)`)."""
+    paused: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    """A pause was requested (`rx.pause`) and no resume since."""
+    signals: str | None = None
+    """Control values sent to the run (`rx.signal`), a JSON object by name."""
 
     def arguments(self) -> dict[str, Any]:
         """The arguments as a dict; ValueError if `args` is not a JSON object."""

@@ -13,12 +13,13 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from sqlmodel import select
+from sqlmodel import col, func, select
 
 from rxnb.execution import _clock as clock
 from rxnb.execution._context import ActionContext
 from rxnb.execution._failures import Failure
 from rxnb.execution._model import TERMINAL, Run, RunStatus, ended, requeued
+from rxnb.execution._queues import Gate
 from rxnb.store import Writer
 
 if TYPE_CHECKING:
@@ -35,39 +36,52 @@ run due at once."""
 def claim(
     db: Writer, names: list[str], owner: str, limit: int = 1
 ) -> list[tuple[str, str, dict[str, Any], int]]:
-    """Up to `limit` due runs, earliest first, marked running for `owner`: (id,
-    function, arguments, attempt) each; none when nothing is due."""
+    """Up to `limit` due runs, highest priority then earliest first, that their
+    queues' limits let start, marked running for `owner`: (id, function, arguments,
+    attempt) each; none when nothing is due."""
     now = clock.now()
+    due = [
+        Run.status.in_(CLAIMABLE),  # type: ignore[attr-defined]
+        Run.due_at <= now,
+        Run.function.in_(names),  # type: ignore[attr-defined]
+    ]
+    gate: Gate | None = None
     while True:
         runs = db.exec(
             select(Run)
-            .where(
-                Run.status.in_(CLAIMABLE),  # type: ignore[attr-defined]
-                Run.due_at <= now,
-                Run.function.in_(names),  # type: ignore[attr-defined]
-            )
-            .order_by(Run.due_at)  # type: ignore[arg-type]
+            .where(*due, *(gate.exclusions() if gate else ()))
+            .order_by(col(Run.priority).desc(), col(Run.due_at))
             .limit(limit)
             .with_for_update(skip_locked=True)  # claimers in other processes skip them
         ).all()
+        queues = {run.queue for run in runs if run.queue is not None}
+        if queues:  # their rows are locked: claimers of a queue take turns
+            gate = gate or Gate(now)
+            gate.add(db, queues, lock=True)
         if not runs:
             return []
         claimed = []
         for run in runs:
+            if gate is not None and gate.why_not(run.queue, run.partition) is not None:
+                continue  # its queue is full (or its partition busy, or its rate spent)
             try:
                 args = run.arguments()
             except ValueError as exc:  # a row written by another program: fail it, not the queue
                 run.status, run.finished_at = RunStatus.FAILED.value, now
                 run.error = f"its arguments are not a JSON object ({exc}): {run.args[:80]!r}"
                 continue
+            if gate is not None:
+                gate.take(run.queue, run.partition)
             run.status = RunStatus.RUNNING.value
             run.owner = owner
             run.attempt += 1
             run.started_at = now
             claimed.append((run.id, run.function, args, run.attempt))
         if claimed:
+            if gate is not None:
+                gate.save(db)
             return claimed
-        db.flush()  # every one failed: look again past them
+        db.flush()  # every one failed or was held back: look again past them
 
 
 def _this_start(run: Run | None, ctx: ActionContext, owner: str) -> TypeGuard[Run]:
@@ -100,7 +114,11 @@ def finish(
         return
     if kind == "parked":  # resumed by whichever executor claims it when due
         status, due = value
-        if run.started_at is not None and run.due_at >= run.started_at:
+        if run.paused:
+            status = RunStatus.PAUSED.value  # resumed by `rx.resume`, replaying its journal
+        elif status == RunStatus.PAUSED.value:
+            status, due = RunStatus.QUEUED.value, clock.now()  # resumed before it parked
+        elif run.started_at is not None and run.due_at >= run.started_at:
             due = clock.now()  # woken while it ran (an event, a child's end): due now
         run.status, run.due_at, run.owner = status, due, None
         run.crashes = 0  # a clean stop: crashes in a row start again
@@ -140,6 +158,8 @@ def requeue_interrupted(db: Writer, run: Run, why: str) -> None:
     """Queue `run`, interrupted by `why` (a hand-over or a crash), again due now; the
     start it lost is not counted against its `retries=`."""
     run.status, run.owner, run.due_at = RunStatus.QUEUED.value, None, clock.now()
+    if run.paused:
+        run.status = RunStatus.PAUSED.value  # started again on `rx.resume`
     run.max_attempts += 1
     run.interrupted = why
     requeued(db, run, why)
@@ -190,10 +210,40 @@ def due_exists(db: Any, names: list[str]) -> bool:
     )
 
 
-def requested_cancels(db: Any, run_ids: list[str]) -> list[str]:
-    """Which of `run_ids` have a cancel requested."""
-    return list(
-        db.exec(
-            select(Run.id).where(Run.id.in_(run_ids), Run.cancel_requested == True)  # type: ignore[attr-defined]  # noqa: E712
+def next_due(db: Any, names: list[str]) -> float | None:
+    """When a run of `names` may next be claimed: the earliest due time among runs
+    that no queue holds back, or the time a queue's rate lets one start; None when
+    only a write can make one claimable (a queue's running run ending, say)."""
+    claimable = [
+        Run.status.in_(CLAIMABLE),  # type: ignore[attr-defined]
+        Run.function.in_(names),  # type: ignore[attr-defined]
+    ]
+    earliest = db.exec(
+        select(Run.queue, func.min(Run.due_at)).where(*claimable).group_by(col(Run.queue))
+    ).all()
+    times = [float(t) for q, t in earliest if q is None and t is not None]
+    queued = {q: float(t) for q, t in earliest if q is not None and t is not None}
+    if queued:
+        gate = Gate.load(db, queued, clock.now(), lock=False)
+        free = db.exec(
+            select(func.min(Run.due_at)).where(
+                *claimable,
+                col(Run.queue).is_not(None),
+                *gate.exclusions(),
+            )
+        ).one()
+        if free is not None:
+            times.append(float(free))
+        for queue, reopens in gate.reopens().items():
+            times.append(max(reopens, queued.get(queue, reopens)))
+    return min(times) if times else None
+
+
+def controls(db: Any, run_ids: list[str]) -> list[tuple[str, bool, bool]]:
+    """(id, cancel requested, paused) of each of `run_ids`."""
+    return [
+        (run_id, bool(cancel), bool(paused))
+        for run_id, cancel, paused in db.exec(
+            select(Run.id, Run.cancel_requested, Run.paused).where(col(Run.id).in_(run_ids))
         ).all()
-    )
+    ]

@@ -1,14 +1,21 @@
 """The llm layer: litellm streaming into the store, chunked and throttled, with usage
 and cost on the run and in `rx_generations` (`Generation`), and embedded offline
-models (`rxnb/echo`, `rxnb/scripted`).
+models (`rxnb/echo`, `rxnb/scripted`); model limits (`limit`) and the store's budget
+(`budget`, also `rx.budget`), which generations wait for.
 
 litellm is imported on first use, not by `import rxnb`.
 """
 
+from rxnb.execution import delete_with_runs
+from rxnb.llm._budget import budget
 from rxnb.llm._chunking import Chunker, Chunking
+from rxnb.llm._limits import limit
 from rxnb.llm._model import Generation, end_generations, key_json, target_row
 from rxnb.llm._stream import load_litellm, stream, stream_into
 from rxnb.llm._usage import Usage, add_to_run
+
+# Retention (`rx.retention`) deletes a pruned run's generations with it.
+delete_with_runs(Generation.__table__.c.run_id)  # type: ignore[attr-defined]
 
 __all__ = [
     "Chunker",
@@ -16,8 +23,10 @@ __all__ = [
     "Generation",
     "Usage",
     "add_to_run",
+    "budget",
     "end_generations",
     "key_json",
+    "limit",
     "load_litellm",
     "stream",
     "stream_into",

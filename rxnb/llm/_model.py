@@ -64,6 +64,9 @@ class Generation(SQLModel, table=True):
     """The details of `error`, where there are some."""
     tool_calls: str | None = None
     """JSON list of `{"id", "name", "arguments"}` the model asked for, if any."""
+    waiting: str | None = None
+    """While it waits for a budget or a model limit (its row `waiting`), why: "rate
+    limit openai/*: 500 requests/min", "budget reached ($2.10 of $2.00 today)"."""
 
     def usage_json(self) -> dict[str, Any] | None:
         """Usage with its cost, as views show it."""
@@ -132,7 +135,8 @@ def end_generations(db: Any, run: Run) -> None:
                 else f"the run ended ({run.status}) before its generation did"
             )
         )
-        set_row_status(db, generation, ("pending", "streaming"), status)
+        generation.waiting = None
+        set_row_status(db, generation, ("pending", "streaming", "waiting"), status)
 
 
 def interrupt_generations(db: Any, run: Run, why: str) -> None:
@@ -143,8 +147,8 @@ def interrupt_generations(db: Any, run: Run, why: str) -> None:
     ).all()
     for generation in left:
         generation.status, generation.finished_at = "interrupted", time.time()
-        generation.error = why
-        set_row_status(db, generation, ("streaming",), "pending")
+        generation.error, generation.waiting = why, None
+        set_row_status(db, generation, ("streaming", "waiting"), "pending")
 
 
 def set_row_status(db: Any, generation: Generation, only: tuple[str, ...], status: str) -> None:

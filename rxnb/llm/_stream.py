@@ -43,6 +43,15 @@ provider chunks, closing the provider's stream (its HTTP connection) on cancel.
     like a cancel, but the row goes back to `pending` (its text kept until the next
     start replaces it, rule 6) and the generation ends `interrupted`, saying why; the
     run is queued again. Errors are stored as one line, the traceback beside it.
+11. Each provider call first passes the gate (`rxnb.llm._gate`): the store's budget
+    (`rx.budget`), then the model's limits (`rx.llm.limit`). While it waits, the row
+    is `waiting` and its generation says why (`Generation.waiting`); `stream` alone
+    says it in the run's progress. A cancel ends the wait, opening no stream.
+12. A paused run (`rx.pause`) stops reading the provider at the next chunk, holding
+    its text: the row is `paused` (`stream` alone says so in the run's progress) until
+    `rx.resume`, then `streaming` again, reading on. If the provider closed the stream
+    meanwhile, a new call asks the model to continue from the text so far
+    (`CONTINUE`), up to `MAX_CONTINUES` times; the text goes on in the same row.
 """
 
 from __future__ import annotations
@@ -54,7 +63,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -72,6 +81,7 @@ from rxnb.execution import (
 )
 from rxnb.llm._arguments import check_messages, check_row_id, check_target, check_throttle
 from rxnb.llm._chunking import Chunker, Chunking
+from rxnb.llm._gate import Admission, Report
 from rxnb.llm._model import Generation, key_json
 from rxnb.llm._usage import Usage, price, record_usage
 from rxnb.store import Writer
@@ -113,8 +123,37 @@ def stream(
     for its key; `rxnb/echo` and `rxnb/scripted` run offline. Usage is recorded on
     the run when the stream ends, however it ends; with `record=False` it is only
     priced (`usage.cost`), for the caller to record in a transaction of its own
-    (`rxnb.llm.add_to_run`).
+    (`rxnb.llm.add_to_run`). Over a budget or a model limit it waits first (rule 11),
+    saying why in the run's progress.
     """
+    return _generate(
+        ctx,
+        model=model,
+        messages=messages,
+        usage=usage,
+        rate_limit_retries=rate_limit_retries,
+        record=record,
+        report=_ProgressNote(ctx),
+        litellm_kwargs=litellm_kwargs,
+    )
+
+
+def _generate(
+    ctx: ActionContext,
+    *,
+    model: str,
+    messages: list[dict[str, Any]],
+    usage: Usage | None,
+    rate_limit_retries: int,
+    record: bool,
+    report: Report,
+    litellm_kwargs: dict[str, Any],
+    paused: Callable[[bool], None] | None = None,
+) -> Generator[str, None, None]:
+    """`stream`, telling `report` why it waits at the gate (rule 11), and `paused`
+    when a pause holds it and when it goes on (rule 12; by default, `report`)."""
+    if paused is None:
+        paused = _paused_as(report)
     retries: Any = rate_limit_retries
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ArgumentError(
@@ -126,13 +165,26 @@ def stream(
     usage = usage if usage is not None else Usage()
     litellm_kwargs.setdefault("max_retries", 0)  # rxnb retries rate limits itself (rule 5)
     secrets = secrets_of(litellm_kwargs)  # rule 8
+    admission = Admission(ctx, model, messages, litellm_kwargs, report)
     response = None
     try:
         if not ctx.cancelled:  # rule 7: a cancelled run opens no stream
-            response = _open(ctx, litellm, usage, model, messages, retries, litellm_kwargs)
-        if response is None:  # cancelled, before or while waiting out a rate limit
-            return
-        yield from _read(ctx, response, usage)
+            response = _open(
+                ctx, litellm, usage, model, messages, retries, litellm_kwargs, admission
+            )
+        continues = 0
+        while response is not None:  # None: cancelled, before or while waiting out a 429
+            try:
+                yield from _read(ctx, response, usage, paused)
+                return
+            except _ClosedWhilePausedError:
+                if continues == MAX_CONTINUES:
+                    raise
+                continues += 1  # rule 12: ask for the rest
+                more = [*messages, {"role": "assistant", "content": usage.text}, CONTINUE]
+                response = _open(
+                    ctx, litellm, usage, model, more, retries, litellm_kwargs, admission
+                )
     except Exception as exc:
         if response is not None and ctx.cancelled:  # the stream broke as the cancel shut it
             return
@@ -143,19 +195,29 @@ def stream(
             raise
         raise clean from None
     finally:
+        admission.settle_usage(usage)  # rule 11: the tokens it really used
         if record:  # rule 4: also when the stream failed to open
             record_usage(ctx, model, usage)
         else:
             price(model, usage)
 
 
-def _read(ctx: ActionContext, response: Any, usage: Usage) -> Iterator[str]:
+def _read(
+    ctx: ActionContext, response: Any, usage: Usage, paused: Callable[[bool], None]
+) -> Iterator[str]:
     """The text of an open provider stream, until it ends or the run is cancelled;
-    the stream closed either way."""
+    the stream closed either way. A pause holds it between chunks (rule 12): an error
+    reading on after one is `_ClosedWhilePausedError`."""
     stop_watching = _shut_on_cancel(ctx, response)
     held = ""  # rule 3: a high surrogate waiting for its pair
+    pauses: list[float] = []  # when a pause held it
     try:
-        for chunk in response:
+        for chunk in _chunks(response, lambda: bool(pauses) and not ctx.cancelled):
+            if ctx.paused:
+                pauses.append(time.time())
+                paused(True)
+                ctx.hold_while_paused()
+                paused(False)
             if ctx.cancelled:  # checked between provider chunks, not only between writes
                 break
             reported = getattr(chunk, "usage", None)
@@ -176,6 +238,35 @@ def _read(ctx: ActionContext, response: Any, usage: Usage) -> Iterator[str]:
     finally:
         stop_watching()
         _close(response)
+
+
+def _chunks(response: Any, resumable: Callable[[], bool]) -> Iterator[Any]:
+    """The chunks of `response`; an error while `resumable()` (a pause held the
+    stream) is `_ClosedWhilePausedError`, for `_generate` to ask for the rest."""
+    try:
+        yield from response
+    except Exception as exc:
+        if resumable():
+            raise _ClosedWhilePausedError(one_line(error_line(exc))) from exc
+        raise
+
+
+class _ClosedWhilePausedError(RxnbError):
+    """The provider's stream ended in an error after a pause held it (rule 12)."""
+
+
+CONTINUE = {
+    "role": "user",
+    "content": "Your answer above was cut off. Continue it exactly where it stops, "
+    "without repeating any of it.",
+}
+"""Rule 12: what a new call asks when the stream closed while the run was paused."""
+MAX_CONTINUES = 3
+
+
+def _paused_as(report: Report) -> Callable[[bool], None]:
+    """Rule 12 told as a wait at the gate: "paused" while held."""
+    return lambda held: report("paused until rx.resume" if held else None)
 
 
 def _storable(text: str) -> tuple[str, str]:
@@ -205,7 +296,7 @@ def _shut_on_cancel(ctx: ActionContext, response: Any) -> Callable[[], None]:
 
     def watch() -> None:
         while True:
-            cancelled = ctx.wait(0.1)
+            cancelled = ctx.wait_for_stop(0.1)
             with lock:
                 if done.is_set():
                     return
@@ -231,10 +322,14 @@ def _open(
     messages: list[dict[str, Any]],
     retries: int,
     kwargs: dict[str, Any],
+    admission: Admission,
 ) -> Any:
     """The provider's stream; rule 5: a rate limit is waited out (its Retry-After, else
-    1, 2, 4 … s) up to `retries` times, the wait ending early on cancel."""
+    1, 2, 4 … s) up to `retries` times, the wait ending early on cancel. Rule 11: each
+    call waits at the gate first."""
     for attempt in range(retries + 1):
+        if not admission.admit(first=attempt == 0):
+            return None
         try:
             return litellm.completion(
                 model=model,
@@ -244,10 +339,11 @@ def _open(
                 **kwargs,
             )
         except litellm.RateLimitError as exc:
+            admission.refused()
             if attempt == retries:
                 raise
             usage.rate_limited += 1
-            if ctx.wait(_retry_after(exc, 2.0**attempt)):
+            if ctx.wait_for_stop(_retry_after(exc, 2.0**attempt)):
                 return None
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -305,16 +401,30 @@ def stream_into(
     try:
         chunker = Chunker(chunking)
         check_throttle(throttle_ms)
-        for text in stream(ctx, model=model, messages=messages, usage=usage, **litellm_kwargs):
-            if first:  # rule 1: the first text goes out at once, boundary or not
-                chunker.passed(text)
-                pending = text
-            else:
-                pending += chunker.push(text)
-            now = time.monotonic()
-            if pending and (first or (now - last) * 1000 >= throttle_ms):  # rule 1
-                write(pending, None)
-                pending, first, last = "", False, now
+        texts = _generate(
+            ctx,
+            model=model,
+            messages=messages,
+            usage=usage,
+            rate_limit_retries=litellm_kwargs.pop("rate_limit_retries", 5),
+            record=litellm_kwargs.pop("record", True),
+            report=writer.waiting,
+            litellm_kwargs=litellm_kwargs,
+            paused=writer.paused,
+        )
+        # Closed here, not whenever it is collected: its usage is recorded (rule 4)
+        # while the store is surely open, also when a write below fails.
+        with contextlib.closing(texts):
+            for text in texts:
+                if first:  # rule 1: the first text goes out at once, boundary or not
+                    chunker.passed(text)
+                    pending = text
+                else:
+                    pending += chunker.push(text)
+                now = time.monotonic()
+                if pending and (first or (now - last) * 1000 >= throttle_ms):  # rule 1
+                    write(pending, None)
+                    pending, first, last = "", False, now
         pending += chunker.rest()
         timed_out, handover = ctx.timed_out, ctx.handing_over
         status = (
@@ -345,6 +455,37 @@ def stream_into(
 
 PENDING = "pending"
 """The row's status while its run waits to stream again (after a hand-over)."""
+WAITING = "waiting"
+"""The row's status while its generation waits at the gate (rule 11)."""
+PAUSED = "paused"
+"""The row's status while a pause of its run holds it (rule 12)."""
+HELD = ("streaming", WAITING, PAUSED)
+
+
+class _ProgressNote:
+    """Rule 11 for `stream` alone: why it waits, as the run's progress message; the
+    progress it replaced put back once it goes."""
+
+    def __init__(self, ctx: ActionContext) -> None:
+        self.ctx = ctx
+        self.before: tuple[str | None] | None = None
+        """The progress replaced, once a wait is shown."""
+
+    def __call__(self, reason: str | None) -> None:
+        run_id = self.ctx.run_id
+        if run_id is None:
+            return
+        note = None if reason is None else json.dumps({"message": f"waiting: {reason}"})
+
+        def body(db: Writer) -> tuple[str | None] | None:
+            run = db.get(Run, run_id)
+            if run is None:
+                return None
+            before = self.before if self.before is not None else (run.progress,)
+            run.progress = before[0] if note is None else note
+            return None if note is None else before
+
+        self.before = self.ctx.store.database.write(body)
 
 
 class _RowWriter:
@@ -406,6 +547,25 @@ class _RowWriter:
         if not found and error is None:
             raise gone
         return final
+
+    def waiting(self, reason: str | None, status: str = "waiting") -> None:
+        """Rule 11: the row `waiting` (or `status`) and its generation saying why
+        (`reason`), or `streaming` again (None); only while the row streams or waits."""
+        generation_id = self.generation
+
+        def body(db: Writer) -> None:
+            row = db.get(self.model_class, self.row_id)
+            if row is not None and self.has_status and row.status in HELD:
+                row.status = "streaming" if reason is None else status
+            generation = db.get(Generation, generation_id) if generation_id is not None else None
+            if generation is not None and generation.status == "streaming":
+                generation.waiting = reason
+
+        self.ctx.store.database.write(body)
+
+    def paused(self, held: bool) -> None:
+        """Rule 12: the row `paused` while a pause holds it, then `streaming` again."""
+        self.waiting("paused until rx.resume" if held else None, PAUSED)
 
     def _cancel_stored(self, db: Writer) -> bool:
         """Rule 9: whether the run's cancel is in the store (read in the transaction
@@ -477,7 +637,7 @@ def _finish_generation(
     if row is None:
         return
     row.status = "interrupted" if status == PENDING else status
-    row.finished_at = time.time()
+    row.finished_at, row.waiting = time.time(), None
     row.usage, row.cost = json.dumps(usage.as_json()), usage.cost
     if isinstance(error, str):
         row.error = one_line(error)

@@ -97,6 +97,16 @@ class Store:
         """Every stored row that fails validation against its SQLModel class."""
         return self.database.check_data(limit)
 
+    def vacuum(self) -> int:
+        """Give the space of deleted rows (`rx.prune`) back; how many bytes it freed.
+
+        SQLite: `VACUUM` rewrites the file (it waits for, then holds, the write lock
+        while it copies). PostgreSQL: `VACUUM (ANALYZE)` of the store's tables makes
+        the space reusable and frees only empty pages at their end (space inside is
+        given back by `VACUUM FULL`, which locks tables out: a DBA's decision).
+        """
+        return self.database.vacuum()
+
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until every write reported so far has been reacted to."""
         return self._reactor.wait_idle(timeout)

@@ -143,6 +143,10 @@ class Database(ABC):
     def open_watcher(self) -> ChangeWatcher:
         """A new dedicated watcher of the change log."""
 
+    @abstractmethod
+    def vacuum(self) -> int:
+        """Give the space of deleted rows back; how many bytes the store shrank by."""
+
     def _translate_open_error(self, exc: sa.exc.DBAPIError) -> BaseException | None:
         """A clearer error for a failure while opening, or None to keep the original."""
         return None

@@ -28,9 +28,10 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlmodel import SQLModel
 
 from rxnb.errors import StoreOpenError
-from rxnb.store._changelog import LoggedChange, decode_rows
+from rxnb.store._changelog import LoggedChange, decode_rows, internal_metadata
 from rxnb.store._database import ChangeWatcher, Database
 
 CONFLICT_STATES: Final = frozenset({"40001", "40P01"})
@@ -186,6 +187,44 @@ class PostgresDatabase(Database):
 
     def open_watcher(self) -> ChangeWatcher:
         return _ListenWatcher(libpq_conninfo(self._url), self.channel, self.origin)
+
+    def vacuum(self) -> int:
+        """`VACUUM (ANALYZE)` of the store's tables (those rxnb and this process's
+        SQLModel classes know, in the store's schema), in autocommit (it cannot run in a
+        transaction). It takes no lock that stops reads or writes."""
+        self._check_open()
+        known = {*internal_metadata.tables, *SQLModel.metadata.tables}
+        raw = self._write_engine.raw_connection()
+        driver: Any = raw.driver_connection
+        try:
+            driver.autocommit = True
+            names = [
+                row[0]
+                for row in driver.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                ).fetchall()
+                if row[0] in known
+            ]
+            if not names:
+                return 0
+            before = self._bytes(driver, names)
+            quote = self._write_engine.dialect.identifier_preparer.quote
+            driver.execute(f"VACUUM (ANALYZE) {', '.join(quote(n) for n in names)}")
+            return max(0, before - self._bytes(driver, names))
+        finally:
+            if not (driver.broken or driver.closed):
+                driver.autocommit = False
+            raw.close()
+
+    @staticmethod
+    def _bytes(driver: Any, names: list[str]) -> int:
+        row = driver.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relname = ANY(%s)",
+            (names,),
+        ).fetchone()
+        return int(row[0])
 
     def _insert_once(
         self, table: sa.Table, rows: Sequence[dict[str, Any]], changes: list[tuple[object, ...]]

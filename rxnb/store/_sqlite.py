@@ -146,6 +146,31 @@ class SQLiteDatabase(Database):
     def open_watcher(self) -> ChangeWatcher:
         return _DataVersionWatcher(self.path)
 
+    def vacuum(self) -> int:
+        """`VACUUM` on a connection of its own (it cannot run in a transaction), then a
+        WAL checkpoint that truncates the log the copy went through."""
+        self._check_open()
+        before = self._size()
+
+        def once() -> None:
+            with self._write_lock:  # this process's writers wait; others, busy_timeout
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+                )
+                try:
+                    conn.execute("VACUUM")
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                finally:
+                    conn.close()
+
+        self._retrying("A vacuum", once)
+        return max(0, before - self._size())
+
+    def _size(self) -> int:
+        """Bytes of the file and its write-ahead log."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        return sum(p.stat().st_size for p in (self.path, wal) if p.exists())
+
     def _insert_once(
         self, table: sa.Table, rows: Sequence[dict[str, Any]], changes: list[tuple[object, ...]]
     ) -> None:

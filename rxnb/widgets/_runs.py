@@ -1,4 +1,5 @@
-"""`rx.runs()`: a live table of the store's runs, with Cancel and Retry buttons."""
+"""`rx.runs()`: a live table of the store's runs, with Cancel, Pause, Resume and Retry
+buttons."""
 
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ from rxnb.execution import (
     RunHandle,
     RunStatus,
     cancel_run,
+    clock,
+    pause_run,
+    resume_run,
     retry_run,
     run_note,
+    waits,
 )
 from rxnb.functions import query
 from rxnb.llm import Generation, target_row
@@ -26,13 +31,16 @@ from rxnb.store import Reader
 from rxnb.widgets._live import LiveWidget
 from rxnb.workflows import RESUMES
 
-UNFINISHED = [
+GOING = [
     RunStatus.QUEUED.value,
     RunStatus.RUNNING.value,
     RunStatus.SLEEPING.value,
     RunStatus.WAITING.value,
 ]
-"""Statuses with a Cancel button ("cancelling", a running run asked to stop, has none)."""
+"""Statuses with a Pause button."""
+UNFINISHED = [*GOING, RunStatus.PAUSED.value]
+"""Statuses with a Cancel button ("cancelling", a running run asked to stop, has none;
+"paused" is also shown for a running action waiting at its check)."""
 
 VIEW = {
     "actions": [
@@ -42,6 +50,20 @@ VIEW = {
             "column": "id",
             "arg": "run_id",
             "when": {"column": "status", "in": UNFINISHED},
+        },
+        {
+            "name": "pause",
+            "label": "Pause",
+            "column": "id",
+            "arg": "run_id",
+            "when": {"column": "status", "in": GOING},
+        },
+        {
+            "name": "resume",
+            "label": "Resume",
+            "column": "id",
+            "arg": "run_id",
+            "when": {"column": "status", "in": [RunStatus.PAUSED.value]},
         },
         {
             "name": "retry",
@@ -77,15 +99,17 @@ def runs_table(db: Reader, limit: int = 100, run_id: str | None = None) -> list[
     rows = db.exec(statement.order_by(Run.created_at.desc()).limit(limit)).all()  # type: ignore[attr-defined]
     owners = db.exec(select(Owner)).all()
     registered = {name for owner in owners for name in json.loads(owner.functions)}
+    held = waits(db, rows, clock.now())
     out = []
     for run in rows:
-        note = run_note(run, registered)
+        note = run_note(run, registered, held)
         cancelling = run.status == RunStatus.RUNNING.value and run.cancel_requested
+        paused = run.status == RunStatus.RUNNING.value and run.paused
         out.append(
             {
                 "id": run.id,
                 "function": run.function.rsplit(".", 1)[-1],
-                "status": "cancelling" if cancelling else run.status,
+                "status": "cancelling" if cancelling else "paused" if paused else run.status,
                 # A workflow is resumed as often as it takes: its count has no limit.
                 "attempt": str(run.attempt)
                 if run.max_attempts >= RESUMES
@@ -105,7 +129,15 @@ def runs_table(db: Reader, limit: int = 100, run_id: str | None = None) -> list[
 def runs(limit: int = 100) -> LiveWidget:
     """A live table of the newest `limit` runs of the current store, from every process."""
     return LiveWidget(
-        runs_table, {"limit": limit}, bind={"cancel": cancel_run, "retry": retry_run}, view=VIEW
+        runs_table,
+        {"limit": limit},
+        bind={
+            "cancel": cancel_run,
+            "retry": retry_run,
+            "pause": pause_run,
+            "resume": resume_run,
+        },
+        view=VIEW,
     )
 
 

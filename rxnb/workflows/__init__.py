@@ -5,6 +5,7 @@ A workflow's run is an `rx_runs` row like an action's; the executor of the runs 
 claims it, and `WorkflowContext` replays its journal.
 """
 
+from rxnb.execution import delete_with_runs, keep_while_parent
 from rxnb.workflows._context import WorkflowContext
 from rxnb.workflows._model import ChildLink, Event, JournalEntry
 from rxnb.workflows._workflow import (
@@ -15,6 +16,19 @@ from rxnb.workflows._workflow import (
     send_event,
     send_event_in,
     workflow,
+)
+
+# Retention (`rx.retention`) deletes a pruned run's journal, events and child links
+# with it, and keeps a child workflow while its parent run exists.
+delete_with_runs(
+    JournalEntry.__table__.c.run_id,  # type: ignore[attr-defined]
+    Event.__table__.c.run_id,  # type: ignore[attr-defined]
+    ChildLink.__table__.c.child_id,  # type: ignore[attr-defined]
+    ChildLink.__table__.c.parent_id,  # type: ignore[attr-defined]
+)
+keep_while_parent(
+    ChildLink.__table__.c.child_id,  # type: ignore[attr-defined]
+    ChildLink.__table__.c.parent_id,  # type: ignore[attr-defined]
 )
 
 __all__ = [

@@ -113,6 +113,13 @@ class WorkflowContext(ActionContext):
         """True while the code is still before the last journaled step."""
         return self._seq <= max(self._journal, default=-1)
 
+    def wait_while_paused(self) -> bool:
+        """A paused workflow parks (`paused`, holding no thread) at its next step, or
+        wherever it checks, until `rx.resume`: it then replays its journal."""
+        if self.paused and self.run_id is not None:
+            raise self._halt(Parked("paused", FOREVER))
+        return False
+
     # -- steps -----------------------------------------------------------------------
 
     def step(

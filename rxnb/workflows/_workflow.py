@@ -112,9 +112,10 @@ class Workflow(Action[Any, Any]):
         *,
         version: str | None = None,
         crash_retries: int | None = None,
+        queue: Any = None,
     ) -> None:
         self.version = version
-        super().__init__(fn, retries=RESUMES - 1, crash_retries=crash_retries)
+        super().__init__(fn, retries=RESUMES - 1, crash_retries=crash_retries, queue=queue)
         self.fn = _unswallowed(fn)
 
     def context(self, store: Store, run_id: str, attempt: int) -> ActionContext:
@@ -164,6 +165,7 @@ def workflow(
     *,
     version: str | None = None,
     crash_retries: int | None = None,
+    queue: Any = None,
 ) -> Any:
     """Declare a durable workflow: `def f(ctx: rx.WorkflowContext, ...)`.
 
@@ -177,7 +179,7 @@ def workflow(
     """
 
     def wrap(f: Callable[..., Any]) -> Workflow:
-        return Workflow(f, version=version, crash_retries=crash_retries)
+        return Workflow(f, version=version, crash_retries=crash_retries, queue=queue)
 
     return wrap(fn) if fn is not None else wrap
 

@@ -3,7 +3,8 @@
 Each request takes the next behaviour from `plan` (the last one repeats):
 - `Ok(tokens, delay)`: stream the tokens as SSE chunks, `delay` seconds apart;
 - `RateLimited(retry_after)`: HTTP 429 with a `Retry-After` header;
-- `Cut(tokens, after)`: stream `after` tokens, then drop the connection mid-body;
+- `Cut(tokens, after, delay)`: stream `after` tokens (`delay` seconds apart), then
+  drop the connection mid-body;
 - `Hang(tokens, after)`: stream `after` tokens, then send nothing more;
 - `Refused(status)`: an error response that quotes the request's key back;
 - `ToolCalls(text, calls, delay, pieces)`: stream the text, then each (name, arguments)
@@ -13,7 +14,10 @@ Each request takes the next behaviour from `plan` (the last one repeats):
   assistant messages after the last user message (the last one repeats), so a repeated
   request gets the same answer and a conversation that went on gets the next.
 `events` records (time, what) for each request and each client disconnect; `bodies`
-records each request's JSON body.
+records each request's JSON body. With `throttle=Throttle(per_second)`, the server
+also limits itself as providers do: a request over `per_second` requests a second (a
+token bucket holding one second's worth) is answered 429 before its plan is looked
+at, and counted in `throttled`.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class RateLimited:
 class Cut:
     tokens: list[str]
     after: int
+    delay: float = 0.01
 
 
 @dataclass
@@ -82,6 +87,27 @@ class ByTurn:
         return self.behaviours[min(turn, len(self.behaviours) - 1)]
 
 
+@dataclass
+class Throttle:
+    """A provider's own rate limit: `per_second` requests a second, bursts of as many."""
+
+    per_second: float
+    retry_after: float = 0.2
+
+    def __post_init__(self) -> None:
+        self._tokens, self._at = self.per_second, time.monotonic()
+
+    def take(self) -> bool:
+        """Whether a request arriving now is within the limit (the caller holds a lock)."""
+        now = time.monotonic()
+        self._tokens = min(self.per_second, self._tokens + (now - self._at) * self.per_second)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
 Answer = Ok | RateLimited | Cut | Hang | Refused | ToolCalls
 Behaviour = Answer | ByTurn
 
@@ -99,6 +125,9 @@ class FakeOpenAI:
     events: list[tuple[float, str]] = field(default_factory=list)
     requests: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    throttle: Throttle | None = None
+    throttled: int = 0
+    """Requests the throttle answered 429."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -148,8 +177,17 @@ class FakeOpenAI:
             behaviour, number = self.plan[index], self.requests
         return _answer(behaviour, body), number
 
+    def _over_throttle(self) -> RateLimited | None:
+        """A 429 if the throttle refuses this request (counted), else None."""
+        with self._lock:
+            if self.throttle is None or self.throttle.take():
+                return None
+            self.throttled += 1
+            return RateLimited(self.throttle.retry_after)
+
     def _serve(self, handler: BaseHTTPRequestHandler, raw: bytes = b"") -> None:
-        behaviour, number = self._next(raw)
+        refused = self._over_throttle()
+        behaviour, number = (refused, 0) if refused is not None else self._next(raw)
         self.note(f"request {type(behaviour).__name__}")
         if isinstance(behaviour, RateLimited):
             body = json.dumps({"error": {"message": "slow down", "type": "rate_limit"}}).encode()
@@ -179,7 +217,7 @@ class FakeOpenAI:
         self._start_stream(handler)
         tokens = behaviour.tokens
         limit = len(tokens) if isinstance(behaviour, Ok) else behaviour.after
-        delay = behaviour.delay if isinstance(behaviour, Ok) else 0.01
+        delay = behaviour.delay if isinstance(behaviour, Ok | Cut) else 0.01
         try:
             for token in tokens[:limit]:
                 self._send(handler, _chunk({"role": "assistant", "content": token}, None))

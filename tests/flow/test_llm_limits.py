@@ -1,0 +1,223 @@
+"""Model limits (`rx.llm.limit`) and budgets (`rx.budget`) through litellm's real HTTP
+path, against a loopback provider that limits itself as providers do."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Field, SQLModel, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
+
+from fake_openai import FakeOpenAI, Ok, Throttle
+from polling import until
+
+import rxnb as rx
+from rxnb.agents import ChatQuery
+from rxnb.llm import Generation
+
+TOKENS = ["a ", "b ", "c ", "d ", "e "]
+PRICED = "openai/rxnb-priced"
+"""5 prompt + 5 completion tokens at $0.0006 each: $0.006 a generation."""
+
+
+class LimitedReply(SQLModel, table=True):
+    __tablename__ = "t_limited_reply"
+    id: int | None = Field(default=None, primary_key=True)
+    content: str = ""
+    status: str = "pending"
+
+
+@rx.mutation
+def new_replies(db: rx.Writer, count: int) -> list[int]:
+    rows = [LimitedReply() for _ in range(count)]
+    db.add_all(rows)
+    db.flush()
+    return [row.id for row in rows if row.id is not None]
+
+
+@rx.query
+def replies(db: rx.Reader) -> dict[int, str]:
+    return {row.id or 0: row.status for row in db.exec(select(LimitedReply))}
+
+
+@rx.query
+def thread(db: rx.Reader, thread_id: str) -> list[LimitedReply]:
+    return list(db.exec(select(LimitedReply).order_by(LimitedReply.id)))  # type: ignore[arg-type]
+
+
+def chat_notes() -> dict[int, str | None]:
+    """The note under each reply, as `rx.chat` shows it."""
+    query = ChatQuery(thread, "status", "thread_id")
+    rows = rx.current_store().database.read(lambda db: query.run(db, {"thread_id": "t"}))[0]
+    return {row["id"]: row["rx_note"] for row in rows}
+
+
+@rx.action
+def answer(ctx: rx.ActionContext, reply_id: int, api_base: str, model: str) -> str:
+    return rx.llm.stream_into(
+        ctx,
+        LimitedReply,
+        reply_id,
+        model=model,
+        api_base=api_base,
+        api_key="not-a-secret",
+        messages=[{"role": "user", "content": "go"}],
+        max_tokens=20,
+        throttle_ms=0,
+    )
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI(plan=[Ok(TOKENS)])
+    yield fake
+    fake.close()
+
+
+def start_answers(
+    server: FakeOpenAI, count: int, model: str = "openai/fake"
+) -> dict[int, rx.RunHandle]:
+    """Runs answering `count` new replies, by reply id."""
+    return {
+        reply_id: answer.start(reply_id=reply_id, api_base=server.api_base, model=model)
+        for reply_id in new_replies(count=count)
+    }
+
+
+def warm_up(server: FakeOpenAI) -> None:
+    """One generation first: a process's first provider call spends a second or more in
+    litellm's imports before it sends its request, long after its slot."""
+    (run,) = start_answers(server, 1).values()
+    assert run.result(30) == "".join(TOKENS)
+
+
+def rate_limited(run: rx.RunHandle) -> int:
+    return int(json.loads(run.run().usage or "{}").get("rate_limited") or 0)
+
+
+def test_a_limit_keeps_40_generations_under_the_providers_rate(
+    url: str, server: FakeOpenAI
+) -> None:
+    rx.open(url)
+    warm_up(server)
+    server.throttle = Throttle(per_second=5)
+    rx.llm.limit("openai/*", rpm=300)
+    started = time.monotonic()
+    runs = list(start_answers(server, 40).values())
+    for run in runs:
+        assert run.result(30) == "".join(TOKENS)
+    assert server.throttled == 0
+    assert server.requests == 41
+    assert time.monotonic() - started >= 39 * 60 / 300 - 0.5  # spaced, not refused
+    assert sum(rate_limited(run) for run in runs) == 0
+    assert set(replies().values()) == {"done"}
+
+
+def test_without_a_limit_the_provider_refuses_some_and_they_are_waited_out(
+    url: str, server: FakeOpenAI
+) -> None:
+    rx.open(url)
+    warm_up(server)
+    server.throttle = Throttle(per_second=5, retry_after=0.5)
+    runs = list(start_answers(server, 40).values())
+    until(lambda: all(run.status in ("succeeded", "failed") for run in runs), timeout=30)
+    assert server.throttled > 0
+    assert sum(rate_limited(run) for run in runs) > 0
+
+
+@pytest.fixture
+def priced() -> None:
+    litellm = rx.llm.load_litellm()
+    price = {"input_cost_per_token": 0.0006, "output_cost_per_token": 0.0006}
+    litellm.register_model({PRICED: {**price, "litellm_provider": "openai", "mode": "chat"}})
+
+
+def generation_of(reply_id: int) -> Callable[[], Any]:
+    def read() -> Any:
+        store = rx.current_store()
+        key = json.dumps(reply_id)
+        return store.database.read(
+            lambda db: db.exec(select(Generation).where(Generation.row_key == key)).first()
+        )[0]
+
+    return read
+
+
+@pytest.mark.usefixtures("priced")
+def test_a_reached_budget_holds_new_generations_until_it_is_raised(
+    url: str, server: FakeOpenAI
+) -> None:
+    rx.open(url)
+    rx.budget(usd=0.01, per="day")
+    (first,) = start_answers(server, 1, PRICED).values()
+    assert first.result(20) == "".join(TOKENS)
+    assert first.run().cost == pytest.approx(0.006)
+    (crossing,) = start_answers(server, 1, PRICED).values()  # under the budget when it starts
+    assert crossing.result(20) == "".join(TOKENS)
+
+    by_reply = start_answers(server, 3, PRICED)
+    ids, held = list(by_reply), list(by_reply.values())
+    until(lambda: all(replies()[i] == "waiting" for i in ids), timeout=10)
+    reason = "budget reached ($0.012 of $0.01 today)"
+    assert [generation_of(i)().waiting for i in ids] == [reason] * 3
+    assert [chat_notes()[i] for i in ids] == [reason] * 3
+    assert server.requests == 2
+    assert {run.status for run in held} == {"running"}
+
+    rx.cancel(held[2].id)  # a cancel still stops a waiting generation
+    until(lambda: replies()[ids[2]] == "cancelled", timeout=10)
+    assert held[2].wait(10) == "cancelled"
+
+    rx.budget(usd=1.00, per="day")  # raised: the others go
+    for run in held[:2]:
+        assert run.result(20) == "".join(TOKENS)
+    assert [replies()[i] for i in ids] == ["done", "done", "cancelled"]
+    assert [generation_of(i)().waiting for i in ids] == [None] * 3
+    assert server.requests == 4
+
+
+@dataclass
+class BadInput:
+    call: Callable[[], None]
+    message: str
+
+
+BAD_INPUTS = {
+    "negative rpm": BadInput(
+        lambda: rx.llm.limit("openai/*", rpm=-1),
+        "rx.llm.limit: rpm=-1; pass a whole number of requests per minute > 0, or leave "
+        "rpm out for no requests limit",
+    ),
+    "fractional tpm": BadInput(
+        lambda: rx.llm.limit("openai/*", tpm=1.5),
+        "rx.llm.limit: tpm=1.5; pass a whole number of tokens per minute > 0",
+    ),
+    "no pattern": BadInput(
+        lambda: rx.llm.limit("", rpm=10),
+        "rx.llm.limit: pattern=''; pass a litellm model name or an fnmatch pattern",
+    ),
+    "a week": BadInput(
+        lambda: rx.budget(usd=2.0, per="week"),
+        "rx.budget: per='week'; pass per='day' (a UTC day) or per=None (in total)",
+    ),
+    "dollars as text": BadInput(
+        lambda: rx.budget(usd="x"),  # type: ignore[arg-type]
+        "rx.budget: usd='x'; pass dollars as a number >= 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_limits_and_budgets_say_what_to_pass(store: rx.Store, case: BadInput) -> None:
+    with pytest.raises(rx.ArgumentError) as raised:
+        case.call()
+    assert str(raised.value).startswith(case.message)
+    assert "\n" not in str(raised.value)

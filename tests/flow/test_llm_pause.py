@@ -1,0 +1,148 @@
+"""Pausing a streaming generation (`rx.pause`), through litellm's real HTTP path: the
+reply stops growing and says `paused`, then streams on after `rx.resume` to its whole
+text; a provider that closed the stream meanwhile is asked for the rest."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import Field, SQLModel, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
+
+from fake_openai import Cut, FakeOpenAI, Ok
+from polling import until
+
+import rxnb as rx
+from rxnb.llm import Generation
+
+TOKENS = [f"t{i} " for i in range(12)]
+
+
+class PausedReply(SQLModel, table=True):
+    __tablename__ = "t_paused_reply"
+    id: int | None = Field(default=None, primary_key=True)
+    content: str = ""
+    status: str = "pending"
+
+
+@rx.mutation
+def new_reply(db: rx.Writer) -> int:
+    row = PausedReply()
+    db.add(row)
+    db.flush()
+    assert row.id is not None
+    return row.id
+
+
+@rx.query
+def reply(db: rx.Reader, reply_id: int) -> dict[str, str]:
+    row = db.get(PausedReply, reply_id)
+    assert row is not None
+    return {"status": row.status, "content": row.content}
+
+
+@rx.action
+def answer(ctx: rx.ActionContext, reply_id: int, api_base: str) -> str:
+    return rx.llm.stream_into(
+        ctx,
+        PausedReply,
+        reply_id,
+        model="openai/fake",
+        api_base=api_base,
+        api_key="not-a-secret",
+        messages=[{"role": "user", "content": "go"}],
+        chunking="word",
+        throttle_ms=0,
+    )
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI(plan=[Ok(["warm"]), Ok(TOKENS, delay=0.1)])
+    yield fake
+    fake.close()
+
+
+def warm_up(server: FakeOpenAI) -> None:
+    """One generation first: a process's first provider call spends a second or more
+    in litellm's imports, while the server fills the socket with the whole answer."""
+    assert answer.start(reply_id=new_reply(), api_base=server.api_base).result(30) == "warm"
+
+
+def statuses_of(store: rx.Store, reply_id: int) -> list[str]:
+    """Each status the reply shows, in order (a live subscription, as a chat has)."""
+    seen: list[str] = []
+
+    def changed(value: dict[str, str]) -> None:
+        if not seen or seen[-1] != value["status"]:
+            seen.append(value["status"])
+
+    store.subscribe(reply, {"reply_id": reply_id}, changed)
+    return seen
+
+
+def test_a_paused_generation_keeps_its_text_and_streams_on_when_resumed(
+    url: str, server: FakeOpenAI
+) -> None:
+    store = rx.open(url)
+    warm_up(server)
+    reply_id = new_reply()
+    seen = statuses_of(store, reply_id)
+    run = answer.start(reply_id=reply_id, api_base=server.api_base)
+    until(lambda: len(reply(reply_id=reply_id)["content"]) >= 6, timeout=30)
+    rx.pause(run.id)
+    held = until(lambda: (r := reply(reply_id=reply_id))["status"] == "paused" and r)
+    assert held["content"] in "".join(TOKENS)
+    assert steady(reply_id, seconds=0.5) == held["content"]  # no longer reading
+    rx.resume(run.id)
+    assert run.result(timeout=30) == "".join(TOKENS)
+    assert reply(reply_id=reply_id) == {"status": "done", "content": "".join(TOKENS)}
+    assert until(lambda: seen[-1] == "done" and seen) == [
+        "pending",
+        "streaming",
+        "paused",
+        "streaming",
+        "done",
+    ]
+    assert server.requests == 2  # the warm-up's, and this one's stream, read on
+
+
+def steady(reply_id: int, seconds: float) -> str:
+    """The reply's text, once it has not changed for `seconds`."""
+    text = reply(reply_id=reply_id)["content"]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert reply(reply_id=reply_id)["content"] == text
+        threading.Event().wait(0.02)
+    return text
+
+
+def test_a_stream_the_provider_closed_while_paused_is_continued_by_a_new_call(
+    url: str, server: FakeOpenAI
+) -> None:
+    server.plan = [Ok(["warm"]), Cut(TOKENS, after=6, delay=0.1), Ok(["and ", "the ", "rest"])]
+    store = rx.open(url)
+    warm_up(server)
+    reply_id = new_reply()
+    run = answer.start(reply_id=reply_id, api_base=server.api_base)
+    until(lambda: reply(reply_id=reply_id)["content"], timeout=30)
+    rx.pause(run.id)
+    until(lambda: reply(reply_id=reply_id)["status"] == "paused")
+    until(lambda: any(what == "cut" for _, what in server.events), timeout=10)
+    rx.resume(run.id)
+    whole = "".join(TOKENS[:6]) + "and the rest"
+    assert run.result(timeout=30) == whole
+    assert reply(reply_id=reply_id) == {"status": "done", "content": whole}
+    asked = server.bodies[2]["messages"]
+    assert asked[-2] == {"role": "assistant", "content": "".join(TOKENS[:6])}
+    assert "Continue" in asked[-1]["content"]
+    generation = store.database.read(
+        lambda db: db.exec(select(Generation).where(Generation.run_id == run.id)).one()
+    )[0]
+    assert generation.status == "done"
