@@ -7,6 +7,7 @@ tool call a journaled step, an approval a durable wait).
     rx.agents.stop(message_id)          # a mutation: cancel the turn writing it
 """
 
+from rxnb.agents import _budgets  # noqa: F401  (registers the agent and thread budgets)
 from rxnb.agents._agent import Agent, TurnHandle, agent_named, set_chat_view
 from rxnb.agents._chat import HIDDEN, AgentChatQuery, chat_functions
 from rxnb.agents._chats import (

@@ -35,13 +35,16 @@ class MessageStatus(str, Enum):
     STREAMING = "streaming"
     """A reply's text, or a tool call's arguments, arriving."""
     WAITING = "waiting"
-    """A tool call waiting for a person to approve it (`rx.agents.approve`)."""
+    """A tool call waiting for a person to approve it (`rx.agents.approve`); a reply
+    waiting for a model limit or the budget (`note` says which)."""
     RUNNING = "running"
     """A tool running."""
     DONE = "done"
     FAILED = "failed"
     """A reply whose model call failed; a tool that raised, or was given arguments it
     does not take, or that the agent does not have (the model is told, the turn goes on)."""
+    PAUSED = "paused"
+    """A reply whose run was paused (`rx.pause`) while it streamed."""
     CANCELLED = "cancelled"
     DENIED = "denied"
     """A tool call a person denied (or a new message in the thread did)."""
@@ -52,6 +55,7 @@ UNFINISHED = (
     MessageStatus.STREAMING.value,
     MessageStatus.WAITING.value,
     MessageStatus.RUNNING.value,
+    MessageStatus.PAUSED.value,
 )
 
 

@@ -29,7 +29,7 @@ from rxnb.agents._model import Message, MessageStatus, Role
 from rxnb.agents._threads import provider_messages
 from rxnb.errors import Cancelled
 from rxnb.execution import ActionContext, error_details, error_line
-from rxnb.llm import Usage, add_to_run, stream
+from rxnb.llm import PAUSED_REASON, Usage, add_to_run, stream
 from rxnb.store import Reader, Writer
 
 if TYPE_CHECKING:
@@ -54,7 +54,13 @@ def call_model(ctx: ActionContext, agent: Agent, thread_id: str, reply_id: int) 
         kwargs.setdefault("response_format", agent.output_type)
     try:
         for text in stream(
-            ctx, model=agent.model, messages=messages, usage=usage, record=False, **kwargs
+            ctx,
+            model=agent.model,
+            messages=messages,
+            usage=usage,
+            record=False,
+            on_wait=writer.held,
+            **kwargs,
         ):
             writer.text_piece(text)
         handover = ctx.handing_over
@@ -98,6 +104,8 @@ class _ReplyWriter:
         self.step = 0
         self.begun = False
         """Whether the first write (rule 1: the reply started over) has committed."""
+        self.note_before: str | None = None
+        """The reply's note before a wait replaced it (`held`)."""
         self.opened = time.monotonic()
 
     def begin(self, db: Reader) -> list[dict[str, Any]]:
@@ -183,6 +191,32 @@ class _ReplyWriter:
             db.flush()
             rows = {index: row.id for index, row in new.items() if row.id is not None}
         return rows
+
+    def held(self, reason: str | None) -> None:
+        """Why the call waits (a model limit, the budget, a pause of the run), on the
+        reply as its status and note (the note it had comes back after); None: it
+        streams, or is about to, again."""
+        waits = (MessageStatus.WAITING.value, MessageStatus.PAUSED.value)
+        if reason is None:
+            status = MessageStatus.STREAMING.value if self.begun else MessageStatus.PENDING.value
+        elif reason == PAUSED_REASON:
+            status = MessageStatus.PAUSED.value
+        else:
+            status = MessageStatus.WAITING.value
+
+        def body(db: Writer) -> None:
+            reply = db.get(Message, self.reply_id)
+            going = (*waits, MessageStatus.PENDING.value, MessageStatus.STREAMING.value)
+            if reply is None or reply.status not in going:
+                return
+            if reason is not None:
+                if reply.status not in waits:
+                    self.note_before = reply.note
+                reply.status, reply.note = status, reason
+            elif reply.status in waits:
+                reply.status, reply.note = status, self.note_before
+
+        self.ctx.store.database.write(body)
 
     def _start_over(self, db: Writer, reply: Message) -> None:
         """Rule 1: what an interrupted try of this call wrote goes (only a later start

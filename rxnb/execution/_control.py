@@ -17,11 +17,11 @@ from typing import Any
 
 from sqlmodel import select
 
-from rxnb.errors import RunError, RunNotFoundError
+from rxnb.errors import ArgumentError, ResultError, RunError, RunNotFoundError
 from rxnb.execution import _clock as clock
 from rxnb.execution._model import TERMINAL, Run, RunStatus, ended
 from rxnb.functions import mutation
-from rxnb.reactive import Store, current_store
+from rxnb.reactive import Store, current_store, to_jsonable
 from rxnb.store import Writer
 
 
@@ -105,13 +105,13 @@ def signal_in(db: Writer, run_id: str, name: str, value: Any) -> None:
         raise RunError(f"rx.signal: name the signal with a non-empty string, not {name!r}")
     run = _unfinished(db, run_id, f"send it signal {name!r}")
     values = json.loads(run.signals) if run.signals else {}
-    values[name] = value
     try:
-        run.signals = json.dumps(values)
-    except (TypeError, ValueError) as exc:
-        raise RunError(
-            f"rx.signal({run_id!r}, {name!r}, ...): the value must be JSON (numbers, "
-            f"strings, lists, dicts), not {type(value).__name__} ({exc})"
+        values[name] = to_jsonable(value, where="the value")
+        run.signals = json.dumps(values, allow_nan=False)
+    except (ResultError, ValueError) as exc:
+        raise ArgumentError(
+            f"rx.signal({run_id!r}, {name!r}, ...): the value must be JSON (dict, list, "
+            f"str, number, bool, None) or a pydantic model: {exc}"
         ) from None
 
 

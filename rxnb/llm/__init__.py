@@ -7,20 +7,23 @@ litellm is imported on first use, not by `import rxnb`.
 """
 
 from rxnb.execution import delete_with_runs
-from rxnb.llm._budget import budget
+from rxnb.llm._budget import SCOPES, Scope, budget, spent_since
 from rxnb.llm._chunking import Chunker, Chunking
 from rxnb.llm._limits import limit
 from rxnb.llm._model import Generation, end_generations, key_json, target_row
-from rxnb.llm._stream import load_litellm, stream, stream_into
+from rxnb.llm._stream import PAUSED_REASON, load_litellm, stream, stream_into
 from rxnb.llm._usage import Usage, add_to_run
 
 # Retention (`rx.retention`) deletes a pruned run's generations with it.
 delete_with_runs(Generation.__table__.c.run_id)  # type: ignore[attr-defined]
 
 __all__ = [
+    "PAUSED_REASON",
+    "SCOPES",
     "Chunker",
     "Chunking",
     "Generation",
+    "Scope",
     "Usage",
     "add_to_run",
     "budget",
@@ -28,6 +31,7 @@ __all__ = [
     "key_json",
     "limit",
     "load_litellm",
+    "spent_since",
     "stream",
     "stream_into",
     "target_row",

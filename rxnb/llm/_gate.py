@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from rxnb.execution import ActionContext
-from rxnb.llm._budget import BudgetTerms, LlmBudget, over_budget, read_terms
+from rxnb.llm._budget import BudgetTerms, LlmBudget, over_budget, read_terms, scopes_of
 from rxnb.llm._limits import (
     NO_RESERVATION,
     LlmLimit,
@@ -57,11 +57,11 @@ class Gate:
         self.store = store
         self._lock = threading.Lock()
         self._version = 0
-        self._cached: tuple[int, Sequence[LlmLimit], BudgetTerms | None] | None = None
+        self._cached: tuple[int, Sequence[LlmLimit], dict[str, BudgetTerms]] | None = None
         self._waiting: dict[threading.Event, frozenset[str]] = {}
         store.add_write_listener(self._on_writes)
 
-    def definitions(self) -> tuple[Sequence[LlmLimit], BudgetTerms | None]:
+    def definitions(self) -> tuple[Sequence[LlmLimit], dict[str, BudgetTerms]]:
         """The limits and the budget (rule 1)."""
         with self._lock:
             version, cached = self._version, self._cached
@@ -101,7 +101,7 @@ class Gate:
                     event.set()
 
 
-def _read_definitions(db: Reader) -> tuple[list[LlmLimit], BudgetTerms | None]:
+def _read_definitions(db: Reader) -> tuple[list[LlmLimit], dict[str, BudgetTerms]]:
     from sqlmodel import select
 
     return list(db.exec(select(LlmLimit)).all()), read_terms(db)
@@ -148,7 +148,7 @@ class Admission:
         gate = gate_of(self.ctx.store)
         limits, terms = gate.definitions()
         try:
-            if first and terms is not None and self._wait_out(gate, self._budget) is None:
+            if first and terms and self._wait_out(gate, self._budget) is None:
                 return False
             if not matching(limits, self.model):
                 return True
@@ -181,11 +181,18 @@ class Admission:
     def _budget(self) -> Wait | bool:
         """A Wait while the budget is spent, else True."""
 
+        run_id = self.ctx.run_id
+
         def check(db: Reader) -> Wait | bool:
-            terms = read_terms(db)  # as it is now: it may have been raised
-            if terms is None:
+            terms = read_terms(db)  # as they are now: one may have been raised
+            if not terms:
                 return True
-            return over_budget(db, terms, time.time()) or True
+            now = time.time()
+            for scope in scopes_of(db, run_id):
+                held = scope.key in terms and over_budget(db, terms[scope.key], now, scope)
+                if held:
+                    return held
+            return True
 
         result: Wait | bool = self.ctx.store.database.read(check)[0]
         return result

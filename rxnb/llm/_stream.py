@@ -115,6 +115,7 @@ def stream(
     usage: Usage | None = None,
     rate_limit_retries: int = 5,
     record: bool = True,
+    on_wait: Callable[[str | None], None] | None = None,
     **litellm_kwargs: Any,
 ) -> Iterator[str]:
     """Yield the text of a streamed completion; stop (closing the stream) on cancel.
@@ -124,7 +125,9 @@ def stream(
     the run when the stream ends, however it ends; with `record=False` it is only
     priced (`usage.cost`), for the caller to record in a transaction of its own
     (`rxnb.llm.add_to_run`). Over a budget or a model limit it waits first (rule 11),
-    saying why in the run's progress.
+    and a pause of the run holds it between chunks (rule 12), saying why in the run's
+    progress, or to `on_wait(reason)` (`None` once it goes on; `PAUSED_REASON` for a
+    pause), for a caller that shows it in a row of its own.
     """
     return _generate(
         ctx,
@@ -133,7 +136,7 @@ def stream(
         usage=usage,
         rate_limit_retries=rate_limit_retries,
         record=record,
-        report=_ProgressNote(ctx),
+        report=on_wait or _ProgressNote(ctx),
         litellm_kwargs=litellm_kwargs,
     )
 
@@ -264,9 +267,13 @@ CONTINUE = {
 MAX_CONTINUES = 3
 
 
+PAUSED_REASON = "paused until rx.resume"
+"""Rule 12: why a paused generation waits, as its row's note or its run's progress."""
+
+
 def _paused_as(report: Report) -> Callable[[bool], None]:
-    """Rule 12 told as a wait at the gate: "paused" while held."""
-    return lambda held: report("paused until rx.resume" if held else None)
+    """Rule 12 told as a wait at the gate."""
+    return lambda held: report(PAUSED_REASON if held else None)
 
 
 def _storable(text: str) -> tuple[str, str]:
@@ -565,7 +572,7 @@ class _RowWriter:
 
     def paused(self, held: bool) -> None:
         """Rule 12: the row `paused` while a pause holds it, then `streaming` again."""
-        self.waiting("paused until rx.resume" if held else None, PAUSED)
+        self.waiting(PAUSED_REASON if held else None, PAUSED)
 
     def _cancel_stored(self, db: Writer) -> bool:
         """Rule 9: whether the run's cancel is in the store (read in the transaction

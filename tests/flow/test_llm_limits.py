@@ -184,6 +184,38 @@ def test_a_reached_budget_holds_new_generations_until_it_is_raised(
     assert server.requests == 4
 
 
+@pytest.mark.usefixtures("priced")
+def test_a_thread_or_agent_budget_holds_only_the_turns_it_covers(
+    url: str, server: FakeOpenAI
+) -> None:
+    rx.open(url)
+    budgeted = rx.Agent("budgeted", model=PRICED, api_base=server.api_base, api_key="not-a-secret")
+    answer_text = "".join(TOKENS)
+    rx.budget(usd=0.005, thread="t-a")
+    assert budgeted.send("t-a", "one").result(20) == answer_text  # crosses it: finishes
+    held = budgeted.send("t-a", "two")
+    reason = "budget of thread t-a reached ($0.006 of $0.005 today)"
+    assert until(lambda: reply_of(held).note == reason and reply_of(held)).status == "waiting"
+    assert budgeted.send("t-b", "three").result(20) == answer_text  # another thread goes
+    rx.budget(usd=1.00, thread="t-a")
+    assert held.result(20) == answer_text
+    assert reply_of(held).note is None
+
+    rx.budget(usd=0.01, agent=budgeted)  # the agent has spent $0.018 today
+    held = budgeted.send("t-c", "four")
+    reason = "budget of agent budgeted reached ($0.018 of $0.01 today)"
+    until(lambda: reply_of(held).note == reason)
+    rx.budget(None, agent="budgeted")
+    assert held.result(20) == answer_text
+    assert server.requests == 4
+
+
+def reply_of(turn: Any) -> Any:
+    return rx.current_store().database.read(lambda db: db.get(rx.agents.Message, turn.message_id))[
+        0
+    ]
+
+
 @dataclass
 class BadInput:
     call: Callable[[], None]
@@ -207,6 +239,10 @@ BAD_INPUTS = {
     "a week": BadInput(
         lambda: rx.budget(usd=2.0, per="week"),
         "rx.budget: per='week'; pass per='day' (a UTC day) or per=None (in total)",
+    ),
+    "two scopes": BadInput(
+        lambda: rx.budget(usd=1.0, agent="a", thread="t"),
+        "rx.budget: pass agent= or thread=, not both",
     ),
     "dollars as text": BadInput(
         lambda: rx.budget(usd="x"),  # type: ignore[arg-type]

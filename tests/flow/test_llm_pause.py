@@ -11,11 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlmodel import Field, SQLModel, select
+from sqlmodel import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
 
 from fake_openai import Cut, FakeOpenAI, Ok
+from llm_jobs import Reply, new_reply, reply
 from polling import until
 
 import rxnb as rx
@@ -24,34 +25,11 @@ from rxnb.llm import Generation
 TOKENS = [f"t{i} " for i in range(12)]
 
 
-class PausedReply(SQLModel, table=True):
-    __tablename__ = "t_paused_reply"
-    id: int | None = Field(default=None, primary_key=True)
-    content: str = ""
-    status: str = "pending"
-
-
-@rx.mutation
-def new_reply(db: rx.Writer) -> int:
-    row = PausedReply()
-    db.add(row)
-    db.flush()
-    assert row.id is not None
-    return row.id
-
-
-@rx.query
-def reply(db: rx.Reader, reply_id: int) -> dict[str, str]:
-    row = db.get(PausedReply, reply_id)
-    assert row is not None
-    return {"status": row.status, "content": row.content}
-
-
 @rx.action
 def answer(ctx: rx.ActionContext, reply_id: int, api_base: str) -> str:
     return rx.llm.stream_into(
         ctx,
-        PausedReply,
+        Reply,
         reply_id,
         model="openai/fake",
         api_base=api_base,
@@ -146,3 +124,26 @@ def test_a_stream_the_provider_closed_while_paused_is_continued_by_a_new_call(
         lambda db: db.exec(select(Generation).where(Generation.run_id == run.id)).one()
     )[0]
     assert generation.status == "done"
+
+
+def test_a_paused_agent_reply_says_so_and_streams_on_when_resumed(url: str) -> None:
+    rx.open(url)
+    script = " ".join(f"w{i}" for i in range(60))
+    pauser = rx.Agent("pauser", model="rxnb/scripted", script=script, delay=0.02)
+    turn = pauser.send("paused-thread", "go")
+
+    def reply_row() -> rx.agents.Message:
+        row = rx.current_store().database.read(
+            lambda db: db.get(rx.agents.Message, turn.message_id)
+        )[0]
+        assert row is not None
+        return row
+
+    until(lambda: len(reply_row().text or "") >= 10, timeout=30)
+    turn.pause()
+    held = until(lambda: (r := reply_row()).status == "paused" and r)
+    assert held.note == rx.llm.PAUSED_REASON
+    turn.resume()
+    assert turn.result(timeout=30) == script
+    done = reply_row()
+    assert (done.status, done.text, done.note) == ("done", script, None)

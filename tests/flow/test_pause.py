@@ -105,6 +105,8 @@ def test_a_run_paused_before_it_starts_is_held_until_resumed(store: rx.Store) ->
 
 def test_a_signal_must_be_json(store: rx.Store) -> None:
     run_id = enqueue(store, COUNTS)
-    with pytest.raises(rx.RunError, match="must be JSON"):
+    with pytest.raises(rx.ArgumentError, match="must be JSON"):
         rx.signal(run_id, "delay", object())
+    with pytest.raises(rx.ArgumentError, match="must be JSON"):
+        rx.signal(run_id, "delay", float("nan"))
     assert run_row(store, run_id).signals is None
