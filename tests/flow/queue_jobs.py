@@ -58,3 +58,14 @@ def most_at_once(spans: list[dict[str, Any]]) -> int:
         running += step
         peak = max(peak, running)
     return peak
+
+
+one_at_a_time = rx.Queue("one-at-a-time", concurrency=1)
+
+
+@rx.workflow(queue=one_at_a_time)
+def naps(ctx: rx.WorkflowContext, n: int) -> dict[str, Any]:
+    """Runs, sleeps durably (parked: no place in its queue), runs again."""
+    start = ctx.step(time.time)
+    ctx.sleep(0.5)
+    return {"n": n, "start": start, "end": ctx.step(time.time)}

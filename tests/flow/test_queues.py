@@ -106,6 +106,25 @@ def test_a_rate_of_ten_a_second_spaces_starts_across_two_processes(
     assert starts[-1] - starts[0] < 2.4 + 1.0  # and not much slower than that
 
 
+def test_a_workflow_parked_in_a_durable_sleep_holds_no_place_in_its_queue(
+    store: rx.Store,
+) -> None:
+    first, second = (queue_jobs.naps.start(n=n) for n in range(2))
+    spans = [first.result(timeout=20), second.result(timeout=20)]
+    # One at a time while they run, yet side by side: each slept while the other ran.
+    assert queue_jobs.most_at_once(spans) == 2
+
+
+def test_an_agent_on_a_queue_answers_its_threads_one_at_a_time(store: rx.Store) -> None:
+    queued = rx.Agent("queued", model="rxnb/scripted", script="ok", queue="one-at-a-time")
+    turns = [queued.send(f"q-{n}", "go") for n in range(3)]
+    assert [turn.result(timeout=20) for turn in turns] == ["ok"] * 3
+    runs = [turn.run() for turn in turns]
+    assert {run.queue for run in runs} == {"one-at-a-time"}
+    spans = [{"start": run.started_at, "end": run.finished_at} for run in runs]
+    assert queue_jobs.most_at_once(spans) == 1
+
+
 def test_debounce_keeps_the_last_start_of_a_key(store: rx.Store) -> None:
     handles = [queue_jobs.on_three.start(n=n, key="doc-1", debounce=0.3) for n in range(5)]
     assert len({h.id for h in handles}) == 1
