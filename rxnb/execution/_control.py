@@ -67,7 +67,7 @@ def retry_in(db: Writer, run_id: str) -> str:
                 "follow that one instead of retrying this"
             )
     run.status, run.owner, run.due_at = RunStatus.QUEUED.value, None, clock.now()
-    run.cancel_requested, run.finished_at = False, None
+    run.cancel_requested, run.finished_at, run.paused = False, None, False
     run.max_attempts, run.crashes = run.attempt + 1, 0
     return run.status
 

@@ -98,9 +98,12 @@ def test_a_run_paused_before_it_starts_is_held_until_resumed(store: rx.Store) ->
     run_id = enqueue(store, COUNTS)  # no process defines it yet: it stays queued
     assert rx.pause(run_id) == "paused"
     assert rx.resume(run_id) == "queued"
-    assert rx.cancel(run_id) == "cancelled"
+    assert rx.pause(run_id) == "paused"
+    assert rx.cancel(run_id) == "cancelled"  # a paused run can be cancelled
     with pytest.raises(rx.RunError, match="nothing to pause"):
         rx.pause(run_id)
+    assert rx.retry(run_id) == "queued"  # retried: not paused any more
+    assert not run_row(store, run_id).paused
 
 
 def test_a_signal_must_be_json(store: rx.Store) -> None:
