@@ -44,6 +44,7 @@ class ChangeFeed:
 
     def stop(self) -> None:
         self._stop.set()
+        self._watcher.interrupt()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=10)
         self._watcher.close()

@@ -68,6 +68,10 @@ class ChangeWatcher(ABC):
         (whatever readers saw meanwhile may have been an error: they read again)."""
         return False
 
+    def interrupt(self) -> None:
+        """Make a `wait` in progress return now (the feed is stopping)."""
+        return  # a watcher whose `wait` looks at `stop` often enough needs nothing
+
     @abstractmethod
     def close(self) -> None:
         """Release the watcher's connection."""
