@@ -161,7 +161,11 @@ def test_every_reply_ends_done_with_its_whole_text_whichever_way_the_kernel_stop
             runner = kernel.eval("os.getpid()")
 
         def all_done() -> bool:
-            return all(status == "done" for _, status, _ in watcher.replies())
+            # A reply is done a moment before its run records its end (two
+            # transactions): wait for both, before the kernels close below.
+            return all(status == "done" for _, status, _ in watcher.replies()) and all(
+                run.status in ("succeeded", "failed", "cancelled") for run in watcher.runs()
+            )
 
         until(all_done, timeout=90, interval=0.05)
     finally:
