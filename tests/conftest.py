@@ -20,7 +20,17 @@ import rxnb as rx
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-BOTH_DIALECTS = ("store", "reactive", "functions", "execution", "workflows", "agents", "flow", "pg")
+BOTH_DIALECTS = (
+    "store",
+    "reactive",
+    "functions",
+    "execution",
+    "workflows",
+    "agents",
+    "flow",
+    "pg",
+    "data",
+)
 TESTS = Path(__file__).parent
 
 
