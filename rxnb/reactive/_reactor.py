@@ -20,6 +20,12 @@ The rules, cited in the code by number:
    that long ago is deferred, not dropped: it re-runs once when the interval has
    passed, reading everything committed by then. `wait_idle` waits for it too.
 
+10. A write reported while the loop has nothing queued, running or deferred is matched
+    on the committing thread: no run is in flight, so every read set is recorded and
+    current, and a run that starts later reads a snapshot that holds the write. Only
+    the subscriptions it affects are queued; a write that affects none costs the loop
+    nothing (no wake-up, no thread switch).
+
 Soundness: every item is queued after the commit it reports, and a batch is matched
 against read sets recorded by runs that started before it was taken, so a run never
 misses a write that committed after its snapshot.
@@ -51,6 +57,11 @@ class _Writes:
 
 
 @dataclass(frozen=True)
+class _Affected:
+    ids: frozenset[SubscriptionId]
+
+
+@dataclass(frozen=True)
 class _Start:
     sub: Subscription
 
@@ -74,7 +85,7 @@ class _Stop:
     pass
 
 
-_Item = _Writes | _Start | _Forget | _Redefined | _Everything | _Stop
+_Item = _Writes | _Affected | _Start | _Forget | _Redefined | _Everything | _Stop
 
 
 class Reactor:
@@ -134,8 +145,17 @@ class Reactor:
         first run has not started yet will read them anyway, and `_start` registers a
         subscription before its first run reads.
         """
-        if self._subs:
-            self._put(_Writes(writes))
+        if not self._subs:
+            return
+        with self._idle:
+            if self._pending == 0:  # rule 10: match here, wake the loop only if needed
+                affected = self._index.affected(writes)
+                if not affected:
+                    return
+                self._pending += 1
+                self._queue.put(_Affected(frozenset(affected)))
+                return
+        self._put(_Writes(writes))
 
     def redefined(self, name: str) -> None:
         """Rule 4: the query `name` has new code."""
@@ -180,13 +200,14 @@ class Reactor:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            due = self._take_due()
             try:
-                stop = self._handle(batch)
+                stop = self._handle(batch, due)
             except Exception:  # a bug here must not end reactivity for the store
                 log.exception("rxnb reactor failed on a batch; continuing")
                 stop = False
-            with self._idle:
-                self._pending -= len(batch)
+            with self._idle:  # only now: rule 10 needs no run in flight at 0
+                self._pending -= len(batch) + len(due)
                 self._idle.notify_all()
             if stop:
                 return
@@ -196,15 +217,17 @@ class Reactor:
             return None
         return max(0.0, min(self._deferred.values()) - time.monotonic())
 
-    def _handle(self, batch: list[_Item]) -> bool:
-        affected: set[SubscriptionId] = set()
+    def _take_due(self) -> set[SubscriptionId]:
+        """Rule 9: the deferred subscriptions whose time has come."""
         now = time.monotonic()
-        for sub_id, due in list(self._deferred.items()):  # rule 9: their time has come
-            if due <= now:
-                del self._deferred[sub_id]
-                affected.add(sub_id)
-                with self._idle:
-                    self._pending -= 1
+        due = {sub_id for sub_id, at in self._deferred.items() if at <= now}
+        for sub_id in due:
+            del self._deferred[sub_id]
+        return due
+
+    def _handle(self, batch: list[_Item], due: set[SubscriptionId]) -> bool:
+        affected = set(due)
+        now = time.monotonic()
         for item in batch:  # in order: a start sees every write queued before it
             match item:
                 case _Stop():
@@ -212,6 +235,8 @@ class Reactor:
                 case _Writes(writes):
                     if writes:
                         affected |= self._index.affected(writes)  # rule 2
+                case _Affected(ids):
+                    affected |= ids  # rule 10
                 case _Start(sub):
                     self._start(sub)
                 case _Forget(sub):

@@ -322,3 +322,41 @@ def test_subscribe_returns_after_the_first_callback_has_finished(store: rx.Store
     sub = store.subscribe(messages, {"thread_id": "t"}, slow)
     assert finished.is_set()
     sub.close()
+
+
+def test_subscriptions_started_amid_writes_end_fresh(store: rx.Store) -> None:
+    """Rule 10: a write matched on the committing thread while subscriptions come and
+    go (and deferred ones wait their interval) is never lost to any of them."""
+    stop = threading.Event()
+    sent = [0]
+
+    def writer() -> None:
+        while not stop.is_set():
+            send(thread_id=f"r{sent[0] % 5}", text=str(sent[0]))
+            sent[0] += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    subs: list[rx.Subscription] = []
+    try:
+        for i in range(30):
+            subs.append(
+                store.subscribe(messages, {"thread_id": f"r{i % 5}"}, min_interval=0.02 * (i % 3))
+            )
+            if i % 7 == 0:
+                subs[i // 2].close()
+            seen, deadline = sent[0], time.monotonic() + 30
+            while sent[0] < seen + 2 and time.monotonic() < deadline:  # interleave
+                stop.wait(0.001)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert sent[0] >= 60, "the writer ran alongside the subscribing"
+    for i in range(5):  # a tail of writes each reacted to alone (the committing thread matches)
+        assert store.wait_idle(30)
+        send(thread_id=f"r{i}", text="last")
+    assert store.wait_idle(30)
+    for sub in subs:
+        if not sub.closed:
+            fresh = to_jsonable(messages(**sub.args), where="fresh")
+            assert to_jsonable(sub.result, where=repr(sub)) == fresh, repr(sub)
