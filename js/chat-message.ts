@@ -14,6 +14,7 @@
  * - the usage line: `N tokens` (`~N` when estimated) and the cost.
  */
 import { formatValue } from "./cells";
+import { FileParts, type FileLoader } from "./file-part";
 import { statusBadge } from "./formats";
 import { renderMarkdown } from "./markdown";
 import type { Json } from "./protocol";
@@ -38,6 +39,9 @@ export interface MessageFields {
   note: string | null;
   /** The abort call's arguments while the message can be aborted, else null. */
   abort: Record<string, Json> | null;
+  /** The ids of the message's stored files, and how to fetch one (file-part.ts). */
+  files?: string[];
+  loadFile?: FileLoader | null;
 }
 
 /** What the chat view does for its blocks: the abort calls in flight, and making one. */
@@ -114,6 +118,7 @@ export class MessageBlock {
    */
   #detail: { el: HTMLDetailsElement; text: HTMLPreElement } | null = null;
   #note: HTMLDivElement | null = null;
+  #files: FileParts | null = null;
   readonly #control: AbortControl;
   #abort: { button: HTMLButtonElement; args: Record<string, Json> } | null = null;
   #fields: MessageFields;
@@ -138,6 +143,7 @@ export class MessageBlock {
     this.#showUsage();
     this.#showNote();
     this.#showAbort();
+    this.#showFiles();
     this.#renderText();
   }
 
@@ -158,6 +164,7 @@ export class MessageBlock {
     if (fields.note !== old.note) this.#showNote();
     if (JSON.stringify(fields.usage) !== JSON.stringify(old.usage)) this.#showUsage();
     if (JSON.stringify(fields.abort) !== JSON.stringify(old.abort)) this.#showAbort();
+    if (JSON.stringify(fields.files ?? []) !== JSON.stringify(old.files ?? [])) this.#showFiles();
 
     const live = fields.status !== null && LIVE_STATUSES.has(fields.status);
     if (fields.text !== old.text) {
@@ -260,6 +267,17 @@ export class MessageBlock {
     }
     this.#note.textContent = note ?? "";
     this.#note.hidden = none;
+  }
+
+  /** The message's files under its text (made when the first one comes). */
+  #showFiles(): void {
+    const { files = [], loadFile = null } = this.#fields;
+    if (this.#files === null) {
+      if (files.length === 0 || loadFile === null) return;
+      this.#files = new FileParts(loadFile);
+      this.#text.after(this.#files.el);
+    }
+    this.#files.show(files);
   }
 
   #showUsage(): void {

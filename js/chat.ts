@@ -15,6 +15,9 @@
  *   `approve`, both disabled until the reply, a failed reply shown next to them;
  * - auto-scroll: while the log is at its bottom (within `STICK_PX`), new content keeps
  *   it there; once the reader scrolls up, it stays put until they scroll back down;
+ * - a paged chat (chat-pages.ts): scrolled to the top, the log asks for the page before;
+ *   rows that arrive above what the reader sees leave what they see where it was (the
+ *   first message that stays is kept at the same place on screen);
  * - the input and its optimistic messages (chat-input.ts);
  * - once the kernel side is gone (connection.ts): the input, every abort button and
  *   every approval's buttons disabled; the messages stay as last received (the
@@ -25,7 +28,9 @@
 import { CallError } from "./actions";
 import type { Caller } from "./calls";
 import { ChatInput, type SentRow } from "./chat-input";
+import { EARLIER_PX, EarlierPages } from "./chat-pages";
 import { cellText, LIVE_STATUSES, MessageBlock, type AbortControl, type MessageFields } from "./chat-message";
+import { fileIds, loadFileWith } from "./file-part";
 import { ToolCard, type ApprovalControl, type ToolFields } from "./chat-tool";
 import type { Connection } from "./connection";
 import type { ChatView, Json, Payload, Row } from "./protocol";
@@ -44,6 +49,8 @@ interface Columns {
   error: number;
   detail: number;
   note: number;
+  /** The column naming the message's stored files (file-part.ts). */
+  files: number;
   /** The first key column: the abort call's argument. */
   key: number;
   /** The tool call columns, when the `chat` field has a `tool` part (else null). */
@@ -66,6 +73,7 @@ function columnsOf(payload: Payload, chat: ChatView): Columns {
     error: at(chat.error),
     detail: at(chat.detail),
     note: at(chat.note),
+    files: at(chat.files?.column ?? null),
     key: payload.key?.[0] ?? -1,
     tool:
       chat.tool === undefined
@@ -86,6 +94,7 @@ export class ChatPanel implements AbortControl, ApprovalControl {
   readonly #motion: Motion;
   readonly #input: ChatInput;
   readonly #callError: CallError;
+  readonly #earlier: EarlierPages;
   readonly #loop: FrameLoop;
   #blocks = new Map<string, Block>();
   readonly #animating = new Set<MessageBlock>();
@@ -109,12 +118,15 @@ export class ChatPanel implements AbortControl, ApprovalControl {
     this.root.className = "rxnb-chat";
     this.log = document.createElement("div");
     this.log.className = "rxnb-chat-log";
+    // Rows prepended above the reader are anchored here (#place), not by the browser too.
+    this.log.style.overflowAnchor = "none";
     this.log.addEventListener("scroll", () => this.#onScroll());
     this.#input = new ChatInput(this.log, caller, () => {
       this.#stuck = true; // the reader just sent: show what they sent, and the reply
       this.#follow();
     });
     this.#callError = new CallError(this.log);
+    this.#earlier = new EarlierPages(caller, this.#callError);
     this.#loop = new FrameLoop(motion, (now) => this.#frame(now));
     this.root.append(this.log, this.#input.form);
     parent.append(this.root);
@@ -138,6 +150,7 @@ export class ChatPanel implements AbortControl, ApprovalControl {
       this.#blocks.clear();
       this.#animating.clear();
       this.#input.configure(chat.send, chat.placeholder);
+      this.#earlier.configure(this.log, chat.earlier);
     }
     const now = this.#motion.now();
     const columns = this.#columns!;
@@ -163,10 +176,17 @@ export class ChatPanel implements AbortControl, ApprovalControl {
     this.#input.reconcile(sent);
     if (this.#animating.size > 0) this.#loop.wake();
     this.#follow();
+    this.#fill();
+  }
+
+  /** The state of a paged chat's earlier pages (`idle`, `loading`, `done`), or null. */
+  get earlier(): string | null {
+    return this.#earlier.paged ? this.#earlier.state : null;
   }
 
   dispose(): void {
     this.#loop.stop();
+    this.#earlier.dispose();
     this.#input.dispose();
     for (const forget of this.#pending.values()) forget();
     this.#pending.clear();
@@ -180,6 +200,7 @@ export class ChatPanel implements AbortControl, ApprovalControl {
   setConnection(connection: Connection): void {
     this.#connection = connection;
     this.#input.setConnected(this.connected);
+    if (!this.connected) this.#earlier.stop();
     this.#refreshControls();
   }
 
@@ -273,6 +294,8 @@ export class ChatPanel implements AbortControl, ApprovalControl {
       text: cellText(cell(columns.text)),
       usage: cell(columns.usage),
       abort: abortable ? { [cancel.arg]: cell(columns.key) } : null,
+      files: fileIds(cell(columns.files)),
+      loadFile: loadFileWith(this.#caller, this.#chat!.files),
     };
   }
 
@@ -302,8 +325,23 @@ export class ChatPanel implements AbortControl, ApprovalControl {
     };
   }
 
-  /** Make the log hold `next`'s blocks in order, before the optimistic messages. */
+  /**
+   * Make the log hold `next`'s blocks in order, after the earlier pages' line and before
+   * the optimistic messages. Scrolled up, the first block that stays is kept where the
+   * reader sees it, so rows arriving above (an earlier page) do not move the view.
+   */
   #place(next: Map<string, Block>): void {
+    let anchor: HTMLElement | null = null;
+    let anchorTop = 0;
+    if (!this.#stuck) {
+      for (const [id, block] of this.#blocks) {
+        if (next.get(id) === block) {
+          anchor = block.el;
+          anchorTop = anchor.getBoundingClientRect().top;
+          break;
+        }
+      }
+    }
     for (const [id, block] of this.#blocks) {
       if (next.get(id) !== block) {
         block.el.remove();
@@ -311,12 +349,24 @@ export class ChatPanel implements AbortControl, ApprovalControl {
       }
     }
     // Walk the wanted order against the DOM; nodes already in place are not moved.
-    let cursor = this.log.firstChild;
+    const top = this.#earlier.el;
+    let cursor = top.parentNode === this.log ? top.nextSibling : this.log.firstChild;
     for (const { el } of next.values()) {
       if (el === cursor) cursor = cursor.nextSibling;
       else this.log.insertBefore(el, cursor);
     }
     this.#blocks = next;
+    if (anchor !== null) {
+      const moved = anchor.getBoundingClientRect().top - anchorTop;
+      if (moved !== 0) this.log.scrollTop += moved;
+      this.#lastTop = this.log.scrollTop;
+    }
+  }
+
+  /** A paged chat whose log is laid out but too short to scroll asks for more itself. */
+  #fill(): void {
+    const { scrollHeight, clientHeight } = this.log;
+    if (clientHeight > 0 && scrollHeight <= clientHeight) this.#earlier.load(this.connected, true);
   }
 
   /** One animation frame: reveal more of each streaming text; true while any has more. */
@@ -343,6 +393,7 @@ export class ChatPanel implements AbortControl, ApprovalControl {
     if (scrollHeight - scrollTop - clientHeight <= STICK_PX) this.#stuck = true;
     else if (scrollTop < this.#lastTop) this.#stuck = false;
     this.#lastTop = scrollTop;
+    if (scrollTop <= EARLIER_PX && scrollHeight > clientHeight) this.#earlier.load(this.connected);
   }
 
   /** Keep the log at its bottom, unless the reader scrolled up. */

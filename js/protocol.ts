@@ -86,6 +86,15 @@ export interface ChatView {
    * `{[arg]: <the row's call id>, approved, note}`.
    */
   approve?: { fn: string; arg: string };
+  /**
+   * A paged chat (absent: the rows are the whole thread): what the log calls, with no
+   * arguments, for the page before the oldest it shows once the reader scrolls to its
+   * top; the reply's result is `{"done": bool, "rows": n}` (`done`: no earlier page).
+   */
+  earlier?: { fn: string };
+  /** Stored files (absent: none): the column naming each message's files, and the
+   * call fetching one (`{id, download}`; file-part.ts). */
+  files?: { column: string; fn: string };
 }
 
 /** The `chat` field's `tool` part: the columns of a tool call's row. */
@@ -126,7 +135,7 @@ export interface RowAction {
   when: { column: string; in: Json[] } | null;
 }
 
-export const CELL_FORMATS = ["status", "progress", "elapsed", "time", "json", "code", "error"] as const;
+export const CELL_FORMATS = ["status", "progress", "elapsed", "time", "json", "code", "error", "file"] as const;
 export type CellFormat = (typeof CELL_FORMATS)[number];
 
 /** Column name to format. Read it with `Object.hasOwn`: column names are not trusted keys. */
@@ -282,6 +291,10 @@ function normalizeChat(raw: unknown): ChatView | null {
   }
   if (isRecord(raw.approve) && typeof raw.approve.fn === "string" && typeof raw.approve.arg === "string") {
     chat.approve = { fn: raw.approve.fn, arg: raw.approve.arg };
+  }
+  if (isRecord(raw.earlier) && typeof raw.earlier.fn === "string") chat.earlier = { fn: raw.earlier.fn };
+  if (isRecord(raw.files) && typeof raw.files.column === "string" && typeof raw.files.fn === "string") {
+    chat.files = { column: raw.files.column, fn: raw.files.fn };
   }
   return chat;
 }

@@ -18,6 +18,7 @@ import { callableActions, RowActions } from "./actions";
 import type { Caller } from "./calls";
 import { fillCell, formatValue, sameValue } from "./cells";
 import type { Connection } from "./connection";
+import { FILE_CALL, fillFiles, loadFileWith, type FileLoader } from "./file-part";
 import { fillFormatted, sortValue, type RowLookup, type Tick } from "./formats";
 import { rowKey, type CellFormat, type Json, type Payload, type Row, type RowAction } from "./protocol";
 
@@ -94,6 +95,8 @@ export class TableView {
   readonly #head: HTMLTableRowElement;
   readonly #body: HTMLTableSectionElement;
   readonly #caller: Caller | null;
+  /** Fetches the files of `file` cells (file-part.ts), if the widget binds the call. */
+  readonly #loadFile: FileLoader | null;
   readonly #actions: RowActions | null;
   #layout: Layout = { columns: [], shown: [], formats: [], actions: [] };
   #layoutId = "[[],[],[],[]]";
@@ -116,6 +119,7 @@ export class TableView {
     thead.addEventListener("click", (event) => this.#onHeaderClick(event));
     parent.append(this.table, this.more);
     this.#caller = caller;
+    this.#loadFile = loadFileWith(caller, { fn: FILE_CALL });
     this.#actions = caller === null ? null : new RowActions(caller, this.table);
   }
 
@@ -264,6 +268,7 @@ export class TableView {
         continue;
       }
       td.setAttribute("data-format", format);
+      if (format === "file" && fillFiles(td, row[i], this.#loadFile)) continue;
       const tick = fillFormatted(td, format, row[i], lookup, now);
       if (tick !== null) ticks.push(tick);
     }

@@ -44,6 +44,8 @@ from rxnb.errors import (
 from rxnb.execution import (
     Action,
     ActionContext,
+    File,
+    FileRef,
     Queue,
     Run,
     RunHandle,
@@ -52,6 +54,7 @@ from rxnb.execution import (
     cancel,
     cron,
     crons,
+    files,
     pause,
     prune,
     remove_cron,
@@ -66,7 +69,7 @@ from rxnb.execution import set_follower as _set_follower
 from rxnb.functions import Mutation, Query, mutation, query
 from rxnb.functions import set_live_view as _set_live_view
 from rxnb.reactive import Store, Subscription, current_store, open
-from rxnb.store import DataProblem, Reader, Writer
+from rxnb.store import DataProblem, Hit, Page, Reader, Vector, Writer
 from rxnb.workflows import Workflow, WorkflowContext, restart, send_event, workflow
 
 from rxnb.agents import Agent, tool  # isort: skip
@@ -153,11 +156,15 @@ __all__ = [
     "ArgumentError",
     "Cancelled",
     "DataProblem",
+    "File",
+    "FileRef",
     "FunctionError",
+    "Hit",
     "Mutation",
     "NoStoreError",
     "NonDeterminismError",
     "NonRetryableError",
+    "Page",
     "Query",
     "Queue",
     "ReadOnlyError",
@@ -180,6 +187,7 @@ __all__ = [
     "StoreOpenError",
     "StoreUnavailableError",
     "Subscription",
+    "Vector",
     "Workflow",
     "WorkflowContext",
     "WorkflowError",
@@ -192,6 +200,7 @@ __all__ = [
     "cron",
     "crons",
     "current_store",
+    "files",
     "mutation",
     "open",
     "pause",

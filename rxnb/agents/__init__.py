@@ -20,16 +20,20 @@ from rxnb.agents._chats import (
     send_mutation,
 )
 from rxnb.agents._model import Message, MessageStatus, Role, Thread
+from rxnb.agents._pages import CURSOR, PAGE_SIZE, AgentChatPages
 from rxnb.agents._threads import approve, messages, stop, stop_in, usage_of_thread
 from rxnb.agents._tools import Tool, ToolInputError, tool
 
 __all__ = [
+    "CURSOR",
     "DETAIL",
     "ERROR",
     "HIDDEN",
     "NOTE",
+    "PAGE_SIZE",
     "USAGE",
     "Agent",
+    "AgentChatPages",
     "AgentChatQuery",
     "ChatQuery",
     "Message",

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import inspect as sa_inspect
 from sqlmodel import select
 
+from rxnb.agents._pages import CURSOR, page_result
 from rxnb.errors import RxnbError
 from rxnb.execution import TERMINAL, Run, RunStatus, cancel_in
 from rxnb.functions import Mutation, Query, registry
@@ -59,11 +60,32 @@ class ChatQuery:
     def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
         return self.messages.validate(args)
 
-    def run(self, reader: Reader, args: Mapping[str, Any]) -> list[dict[str, Any]]:
-        return [data for data, _ in self.rows(reader, args)]
+    @property
+    def paged(self) -> bool:
+        """Whether the messages query takes a `cursor`: it returns `db.paginate(...)`
+        pages, newest first, and the chat follows only the pages its view shows."""
+        return CURSOR in self.messages.arguments.signature.parameters
+
+    def run(self, reader: Reader, args: Mapping[str, Any]) -> Any:
+        """The view's rows; for a paged query, one page of them (`rxnb.agents._pages`)."""
+        if not self.paged:
+            return [data for data, _ in self.rows(reader, args)]
+        page = self._page(reader, args)
+        data = [data for data, _ in self._joined(reader, list(page.items))]
+        return page_result(data, page.cursor, page.done)
 
     def rows(self, reader: Reader, args: Mapping[str, Any]) -> list[tuple[dict[str, Any], Any]]:
-        """Each message as the view's row, beside the query's own row."""
+        """Each message as the view's row, beside the query's own row (for a paged
+        query, the messages of every page, newest first)."""
+        if self.paged:
+            found: list[Any] = []
+            cursor = args.get(CURSOR)
+            while True:
+                page = self._page(reader, {**args, CURSOR: cursor})
+                found.extend(page.items)
+                if page.done or page.cursor is None:
+                    return self._joined(reader, found)
+                cursor = page.cursor
         result = self.messages.run(reader, args)
         if not isinstance(result, list | tuple):
             raise RxnbError(
@@ -71,7 +93,21 @@ class ChatQuery:
                 f"a {type(result).__name__}, not a list; return the thread's rows in order, "
                 "e.g. db.exec(select(Message).where(...).order_by(Message.id)).all()"
             )
-        rows = list(result)
+        return self._joined(reader, list(result))
+
+    def _page(self, reader: Reader, args: Mapping[str, Any]) -> Any:
+        result = self.messages.run(reader, args)
+        if not all(hasattr(result, name) for name in ("items", "cursor", "done")):
+            raise RxnbError(
+                f"rx.chat: the messages query {self.messages.name.rsplit('.', 1)[-1]} takes "
+                f"a cursor but returned a {type(result).__name__}, not a page; return "
+                "db.paginate(select(Message).where(...).order_by(Message.id.desc()), "
+                "cursor=cursor)"
+            )
+        return result
+
+    def _joined(self, reader: Reader, rows: list[Any]) -> list[tuple[dict[str, Any], Any]]:
+        """Each of `rows` as the view's row (joined with its latest generation)."""
         table, key = _table_and_key(rows)
         self.table = table or self.table
         self.key = key or self.key

@@ -6,6 +6,7 @@ Other layers use the names below and nothing else of this package.
 """
 
 from rxnb.execution import _clock as clock
+from rxnb.execution import files
 from rxnb.execution._actions import Action, action, insert_run, run_after, run_at
 from rxnb.execution._arguments import SECRET_ARGUMENT, encode_args
 from rxnb.execution._context import ActionContext, Parked
@@ -28,6 +29,7 @@ from rxnb.execution._control import (
 from rxnb.execution._cron import Cron, CronAction, CronInfo, cron, crons, remove_cron
 from rxnb.execution._executor import Executor, executor_for
 from rxnb.execution._failures import Failure, error_details, error_line, one_line
+from rxnb.execution._file_store import File, FileRef
 from rxnb.execution._handles import RunHandle, run_note, set_follower
 from rxnb.execution._lifecycle import process_stopping
 from rxnb.execution._model import (
@@ -82,6 +84,8 @@ __all__ = [
     "CronInfo",
     "Executor",
     "Failure",
+    "File",
+    "FileRef",
     "Owner",
     "Parked",
     "Pruned",
@@ -103,6 +107,7 @@ __all__ = [
     "error_details",
     "error_line",
     "executor_for",
+    "files",
     "insert_run",
     "keep_while_parent",
     "one_line",

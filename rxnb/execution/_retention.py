@@ -26,6 +26,8 @@ made, then every `PRUNE_EVERY` seconds) applies these rules, cited by number:
    row (its `last_run_id` may then be gone: its next tick fires), and the change log,
    which each store's change feed trims by itself to what other processes may still
    read (`RXNB_CHANGE_RETENTION`, 10 minutes; a process away longer re-runs all).
+7. Every pass, the background one too whether a retention is set or not, also runs
+   the `PASS_TASKS` (`rx.files` deletes the files no row names any more).
 
 Space freed by deletes is reused by the database; `store.vacuum()` gives it back.
 """
@@ -39,6 +41,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -70,6 +73,9 @@ RUN_KEYED: list[sa.Column[Any]] = []
 registration (`delete_with_runs`), since this layer does not import those tables."""
 PARENT_LINKS: list[tuple[sa.Column[Any], sa.Column[Any]]] = []
 """(child, parent) columns of tables linking a run to its parent run (rule 2)."""
+PASS_TASKS: list[Callable[[Store], dict[str, int]]] = []
+"""Other housekeeping run by every pass, retention set or not (a later module's
+registration: `rx.files` collects unreferenced files); each returns rows deleted."""
 
 
 def delete_with_runs(*columns: Any) -> None:
@@ -223,7 +229,19 @@ def prune_store(
                 database.write(lambda db: _release(db, holder, deleted))
     if batches:
         log.info("rxnb: retention deleted %s in %d batches", deleted, batches)
+    for table, n in run_tasks(store).items():
+        if n:  # a table that a task found nothing in is not listed
+            deleted[table] = deleted.get(table, 0) + n
     return Pruned(deleted, batches, lost)
+
+
+def run_tasks(store: Store) -> dict[str, int]:
+    """Run the `PASS_TASKS`; rows each deleted, per table."""
+    deleted: dict[str, int] = {}
+    for task in list(PASS_TASKS):
+        for table, n in task(store).items():
+            deleted[table] = deleted.get(table, 0) + n
+    return deleted
 
 
 def _keyed_tables() -> list[str]:
@@ -332,6 +350,8 @@ class Pruner:
                 days = read_retention(self._store).days
                 if days is not None:
                     prune_store(self._store, days, stop=self._stop)
+                else:
+                    run_tasks(self._store)
             except StoreClosedError:
                 return
             except Exception:

@@ -1,7 +1,8 @@
 """The llm layer: litellm streaming into the store, chunked and throttled, with usage
 and cost on the run and in `rx_generations` (`Generation`), and embedded offline
-models (`rxnb/echo`, `rxnb/scripted`); model limits (`limit`) and the store's budget
-(`budget`, also `rx.budget`), which generations wait for.
+models (`rxnb/echo`, `rxnb/scripted`, `rxnb/embed`); embeddings (`embed`); model
+limits (`limit`) and the store's budget (`budget`, also `rx.budget`), which
+generations wait for.
 
 litellm is imported on first use, not by `import rxnb`.
 """
@@ -9,6 +10,7 @@ litellm is imported on first use, not by `import rxnb`.
 from rxnb.execution import delete_with_runs
 from rxnb.llm._budget import SCOPES, Scope, budget, spent_since
 from rxnb.llm._chunking import Chunker, Chunking
+from rxnb.llm._embed import OFFLINE_MODEL, embed, offline_embedding
 from rxnb.llm._limits import limit
 from rxnb.llm._model import Generation, end_generations, key_json, target_row
 from rxnb.llm._stream import PAUSED_REASON, load_litellm, stream, stream_into
@@ -18,6 +20,7 @@ from rxnb.llm._usage import Usage, add_to_run
 delete_with_runs(Generation.__table__.c.run_id)  # type: ignore[attr-defined]
 
 __all__ = [
+    "OFFLINE_MODEL",
     "PAUSED_REASON",
     "SCOPES",
     "Chunker",
@@ -27,10 +30,12 @@ __all__ = [
     "Usage",
     "add_to_run",
     "budget",
+    "embed",
     "end_generations",
     "key_json",
     "limit",
     "load_litellm",
+    "offline_embedding",
     "spent_since",
     "stream",
     "stream_into",

@@ -2,6 +2,7 @@
 
 - `rxnb/echo` answers with the last user message (the text parts of a message whose
   content is a list of parts), a word at a time.
+- `rxnb/embed` embeds texts offline (`rxnb.llm._embed`; `size=`, default 384).
 - `rxnb/scripted` answers with `script=` (a string), a word at a time, then asks for
   the tool calls in `tool_calls=` (`[{"name": "weather", "arguments": {"city": "Paris"}}]`),
   their arguments streamed in pieces as real providers do (arguments given as a str
@@ -28,6 +29,9 @@ import litellm
 from litellm.exceptions import BadRequestError, NotFoundError
 from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk
+
+from rxnb.errors import ArgumentError
+from rxnb.llm._embed import OFFLINE_DIMENSIONS, check_dimensions, offline_embedding
 
 PROVIDER = "rxnb"
 _TOKENS = re.compile(r"\s*\S+|\s+")
@@ -200,6 +204,36 @@ class OfflineLLM(CustomLLM):
         return litellm.completion(
             model="openai/rxnb-offline", messages=messages, mock_response=text
         )
+
+    def embedding(
+        self, model: str, input: list[Any], model_response: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        """`rxnb/embed`: see `rxnb.llm._embed` (`size=`, default 384)."""
+        if model != "embed":
+            raise NotFoundError(
+                message=f"rxnb has no offline embedding model {model!r}; use rxnb/embed",
+                model=f"{PROVIDER}/{model}",
+                llm_provider=PROVIDER,
+            )
+        params = kwargs.get("optional_params") or {}
+        try:
+            dimensions = check_dimensions(params.get("size", OFFLINE_DIMENSIONS))
+        except ArgumentError as exc:
+            raise _bad(model, str(exc)) from None
+        texts = [_text_of(item) for item in input]
+        model_response.model = f"{PROVIDER}/{model}"
+        model_response.data = [
+            {"object": "embedding", "index": i, "embedding": offline_embedding(text, dimensions)}
+            for i, text in enumerate(texts)
+        ]
+        prompt = sum(len(tokens(text)) for text in texts)
+        model_response.usage = litellm.Usage(prompt_tokens=prompt, total_tokens=prompt)
+        return model_response
+
+    async def aembedding(
+        self, model: str, input: list[Any], model_response: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        return self.embedding(model, input, model_response, *args, **kwargs)
 
 
 _handler = OfflineLLM()

@@ -8,6 +8,7 @@ from rxnb.reactive._reactor import Reactor
 from rxnb.reactive._results import JSONValue, to_jsonable
 from rxnb.reactive._store import Store, current_store, on_open, open, open_stores, redefined
 from rxnb.reactive._subscription import Subscribable, Subscription
+from rxnb.reactive._vector_indexes import index_for
 
 __all__ = [
     "ChangeFeed",
@@ -19,6 +20,7 @@ __all__ = [
     "SubscriptionId",
     "SubscriptionIndex",
     "current_store",
+    "index_for",
     "on_open",
     "open",
     "open_stores",

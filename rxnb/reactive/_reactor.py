@@ -46,7 +46,7 @@ from typing import Any
 from rxnb.reactive._index import SubscriptionId, SubscriptionIndex
 from rxnb.reactive._results import to_jsonable
 from rxnb.reactive._subscription import Callback, ErrorCallback, Subscribable, Subscription
-from rxnb.store import Database, ReadSet, Write
+from rxnb.store import Database, Reader, ReadSet, Write
 
 log = logging.getLogger("rxnb.reactive")
 
@@ -270,7 +270,7 @@ class Reactor:
         sub.runs += 1
         sub._last_run = time.monotonic()
         try:
-            result, reads = self._database.read(lambda reader: sub.query.run(reader, sub.args))
+            result, reads = self._database.read(lambda reader: _run_pinned(sub, reader))
             payload = to_jsonable(result, where=f"Query `{sub.query.name}`")
         except Exception as exc:
             self._index.record(sub.id, ReadSet(everything=True))  # rule 3
@@ -288,3 +288,14 @@ class Reactor:
         names = self._by_name.get(sub.query.name)
         if names is not None:
             names.discard(sub.id)
+
+
+def _run_pinned(sub: Subscription, reader: Reader) -> Any:
+    """Run `sub`'s query with its page ends at hand (`db.paginate` in live queries)."""
+    reader._rx_pinned = sub.pinned
+    try:
+        result = sub.query.run(reader, sub.args)
+    finally:
+        reader._rx_pinned = None
+    sub.pinned.sweep()
+    return result

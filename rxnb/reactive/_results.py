@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 import enum
@@ -46,6 +47,11 @@ def to_jsonable(value: object, *, where: str) -> JSONValue:
                 )
             out[str(k)] = to_jsonable(v, where=where)
         return out
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # rx.Page
+        return {
+            f.name: to_jsonable(getattr(value, f.name), where=where)
+            for f in dataclasses.fields(value)
+        }
     if isinstance(value, sa.Row):
         return {k: to_jsonable(v, where=where) for k, v in value._mapping.items()}
     if isinstance(value, _SCALARS):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rxnb.reactive._index import SubscriptionId
 from rxnb.reactive._results import JSONValue
-from rxnb.store import Reader
+from rxnb.store import PinnedEnds, Reader
 
 if TYPE_CHECKING:
     from rxnb.reactive._reactor import Reactor
@@ -76,6 +76,8 @@ class Subscription:
         self._error_key: tuple[str, str] | None = None
         self._first = threading.Event()
         self._closed = False
+        self.pinned = PinnedEnds()
+        """The ends of the pages its query reads with `db.paginate` (kept across runs)."""
 
     @property
     def payload(self) -> JSONValue:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
 
 from rxnb.errors import StoreOpenError
 from rxnb.store._changelog import LoggedChange
 from rxnb.store._database import ChangeWatcher, CommitListener, Database
+from rxnb.store._paginate import Page, PinnedEnds
 from rxnb.store._postgres import PostgresDatabase, postgres_url
 from rxnb.store._readset import Equals, Range, ReadSet, TableRead
 from rxnb.store._schema import DataProblem, own_table
@@ -14,6 +17,17 @@ from rxnb.store._sessions import Reader, Writer
 from rxnb.store._sqlite import SQLiteDatabase
 from rxnb.store._tracking import EVERYTHING, RowWrite, TableWrite, Write
 from rxnb.store._values import UNKNOWN
+from rxnb.store._vector import (
+    Hit,
+    Metric,
+    SearchTarget,
+    Vector,
+    new_vector_index,
+    provide_indexes,
+)
+
+if TYPE_CHECKING:  # its module imports numpy: only on the first search
+    from rxnb.store._vector_search import VectorIndex as VectorIndex
 
 __all__ = [
     "EVERYTHING",
@@ -23,20 +37,28 @@ __all__ = [
     "DataProblem",
     "Database",
     "Equals",
+    "Hit",
     "LoggedChange",
+    "Metric",
+    "Page",
+    "PinnedEnds",
     "PostgresDatabase",
     "Range",
     "ReadSet",
     "Reader",
     "RowWrite",
     "SQLiteDatabase",
+    "SearchTarget",
     "TableRead",
     "TableWrite",
+    "Vector",
     "Write",
     "Writer",
+    "new_vector_index",
     "open_database",
     "own_table",
     "postgres_url",
+    "provide_indexes",
 ]
 
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, overload
 
 from sqlmodel import Session
+from sqlmodel.sql.expression import Select, SelectOfScalar
 
 from rxnb.errors import ReadOnlyError, RxnbError
+from rxnb.store._paginate import Page, PinnedEnds, paginate
 from rxnb.store._tracking import Tracker
+from rxnb.store._vector import Hit, Metric
+
+T = TypeVar("T")
 
 
 class Reader(Session):
@@ -19,6 +24,8 @@ class Reader(Session):
     """
 
     _rx_writing = False
+    _rx_pinned: PinnedEnds | None = None
+    """The page ends of the subscription this reader runs for (see `paginate`)."""
 
     def _refuse(self, what: str) -> None:
         if not self._rx_writing:
@@ -42,6 +49,52 @@ class Reader(Session):
     def merge(self, instance: Any, *args: Any, **kwargs: Any) -> Any:
         self._refuse("merge")
         return super().merge(instance, *args, **kwargs)
+
+    def search(
+        self,
+        column: Any,
+        vector: Any,
+        *,
+        k: int = 10,
+        where: Any = None,
+        metric: Metric = "cosine",
+    ) -> list[Hit[Any]]:
+        """The `k` rows whose `column` (an `rx.Vector`) is nearest to `vector`, nearest
+        first, among the rows matching `where`; exact, and tracked like any read.
+
+        `metric` is "cosine" (default), "l2" or "dot"; see `rx.Hit` for the distances.
+        """
+        from rxnb.store._vector_search import search  # numpy: imported on first search
+
+        return search(self, column, vector, k=k, where=where, metric=metric)
+
+    @overload
+    def paginate(
+        self, statement: SelectOfScalar[T], cursor: str | None = None, size: int = 50
+    ) -> Page[T]: ...
+
+    @overload
+    def paginate(
+        self, statement: Select[T], cursor: str | None = None, size: int = 50
+    ) -> Page[T]: ...
+
+    def paginate(self, statement: Any, cursor: str | None = None, size: int = 50) -> Page[Any]:
+        """One page of `statement`, an ordered `select(...)` of one table:
+        `db.paginate(select(Message).order_by(Message.id.desc()), cursor, size=50)`.
+
+        Returns an `rx.Page` with `.items` (up to `size` rows, more or fewer when live),
+        `.cursor` (pass it as `cursor=` for the next page; None exactly when `.done`)
+        and `.done` (this page reached the end of the result). The primary key breaks
+        ties in the ORDER BY; NULL sorts first ascending, last descending.
+
+        In a live query (a subscription, a widget) a page keeps the end it had when
+        first read: re-runs return every row from its cursor to that end, so pages
+        chained by cursors never skip or repeat a row as rows come and go, and the
+        last page (`done`) grows with rows added at the end. A write re-runs only the
+        pages whose range it touches. Bad cursor, unordered statement, size < 1:
+        ArgumentError.
+        """
+        return paginate(self, statement, cursor, size, self._rx_pinned)
 
 
 class Writer(Reader):

@@ -3,17 +3,19 @@
 The chat view of `rx.chat` (docs/widget-protocol.md, "Chat view") with its `tool` and
 `approve` settings: tool calls show as cards whose arguments stream in, approvals with
 Approve and Deny buttons. The rows and the three functions the widget may call (send,
-Stop, approve, each for this thread only) come from the agents layer.
+Stop, approve, each for this thread only) come from the agents layer. The chat is
+paged: it follows the thread's latest messages, and earlier pages as the reader
+scrolls up to them (`rxnb.widgets._chat`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rxnb.agents import HIDDEN, Agent, AgentChatQuery, chat_functions
+from rxnb.agents import HIDDEN, Agent, AgentChatPages, chat_functions
 from rxnb.errors import ArgumentError
 from rxnb.reactive import Store, current_store
-from rxnb.widgets._chat import ChatWidget, warm_up_litellm
+from rxnb.widgets._chat import EARLIER, ChatWidget, warm_up_litellm
 
 
 def agent_chat(
@@ -46,10 +48,11 @@ def agent_chat(
             },
             "approve": {"fn": "approve", "arg": "call_id"},
             "placeholder": placeholder,
+            "earlier": {"fn": EARLIER},
         },
         "hidden": list(HIDDEN),  # tracebacks and bookkeeping stay out of the snapshot
     }
-    query: Any = AgentChatQuery(thread_id)
+    query = AgentChatPages(thread_id)
     widget = ChatWidget(query, args, store=store, bind=chat_functions(agent, thread_id), view=view)
     warm_up_litellm()
     return widget

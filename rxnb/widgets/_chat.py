@@ -7,6 +7,13 @@ bound to the `send` mutation and an abort button bound to a cancel mutation. The
 reason) and those two functions come from the agents layer (`rxnb.agents._chats`);
 this module renders and binds them. Streaming text travels as appended text, batched: the view
 reveals it smoothly, so fewer, larger messages read the same and cost fewer bytes.
+
+A paged chat (a messages query that takes a `cursor` and returns `db.paginate(...)`
+newest first, and every agent's chat) follows only the pages its view shows: the latest
+page is the widget's own subscription, and each earlier page the view asks for (the
+`earlier` call, when the reader scrolls to the top) is one more, chained by cursors. The
+payload is those pages' rows, oldest at the top; a write re-runs only the pages it
+touches (docs/widget-protocol.md, "Earlier pages").
 """
 
 from __future__ import annotations
@@ -16,14 +23,18 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from rxnb.agents import (
+    CURSOR,
     DETAIL,
     ERROR,
     NOTE,
     USAGE,
+    AgentChatPages,
     AgentChatQuery,
     ChatQuery,
     cancel_mutation,
@@ -31,9 +42,11 @@ from rxnb.agents import (
 )
 from rxnb.errors import ArgumentError, RxnbError
 from rxnb.functions import Mutation, Query
-from rxnb.reactive import Store, current_store
-from rxnb.widgets._live import LiveWidget
-from rxnb.widgets._payload import Payload, keyed, message
+from rxnb.reactive import JSONValue, Store, Subscription, current_store
+from rxnb.widgets._files import FILE, shown_ids
+from rxnb.widgets._files import answer as answer_file
+from rxnb.widgets._live import LiveWidget, _call_weak
+from rxnb.widgets._payload import Payload, encode, keyed, message
 
 log = logging.getLogger("rxnb.widgets")
 
@@ -42,6 +55,8 @@ APPEND_BATCH_BYTES = 512
 a diff's envelope is about 60 bytes, so a batch this size costs ~12% on top."""
 APPEND_HOLD_SECONDS = 2.0
 """The longest appended text waits; the view's smooth reveal hides the steps."""
+EARLIER = "earlier"
+"""The call a paged chat's view sends for the page before the oldest it shows."""
 
 
 class ChatWidget(LiveWidget):
@@ -57,9 +72,89 @@ class ChatWidget(LiveWidget):
 
     _held: tuple[Payload | None, float] = (None, 0.0)
 
-    def __init__(self, query: ChatQuery | AgentChatQuery, *args: Any, **kwargs: Any) -> None:
-        self._chat = query  # before the first result, which arrives while subscribing
-        super().__init__(query, *args, **kwargs)
+    def __init__(
+        self, query: ChatQuery | AgentChatQuery | AgentChatPages, args: Mapping[str, Any], **kw: Any
+    ) -> None:
+        # All before the first result, which arrives while subscribing.
+        self._chat = query
+        self._args = dict(args)
+        self._paged = bool(getattr(query, "paged", False))
+        self._local_calls = (EARLIER,) if self._paged else ()
+        files = ((kw.get("view") or {}).get("chat") or {}).get("files")
+        self._files_column: str | None = files["column"] if files else None
+        if self._files_column is not None:
+            self._local_calls = (*self._local_calls, FILE)
+        self._pages: list[dict[str, Any] | None] = [None]
+        """Each followed page's result (JSON), the latest first (the widget's own)."""
+        self._page_subs: list[Subscription] = []
+        self._pages_lock = threading.Lock()
+        self._loading = threading.Lock()
+        super().__init__(query, args, **kw)
+
+    def close(self) -> None:
+        """Stop following every page, then close as a live widget."""
+        for sub in list(self._page_subs):
+            sub.close()
+        super().close()
+
+    def _on_result(self, result: Any, data: JSONValue) -> None:
+        if self._paged:
+            self._on_page(0, data)
+        else:
+            super()._on_result(result, data)
+
+    def _on_page(self, index: int, data: JSONValue) -> None:
+        """A page's new result: the payload is every page's rows, oldest at the top."""
+        with self._pages_lock:
+            self._pages[index] = data if isinstance(data, dict) else None
+            rows: list[JSONValue] = []
+            for page in reversed(self._pages):
+                found = page.get("rows") if page is not None else None
+                if isinstance(found, list):
+                    rows.extend(reversed(found))  # a page comes newest first
+        payload = encode(self._title, rows, rows)
+        if self._view and payload.kind == "table":
+            payload = replace(payload, view=self._view)
+        self._offer(payload)
+
+    def _call_local(self, name: str, args: dict[str, Any]) -> JSONValue:
+        """`earlier`: follow the page before the oldest one followed; tells whether
+        that was the thread's first page (`done`) and how many rows it has. `file`: a
+        file a shown message names (`rxnb.widgets._files`)."""
+        if name == FILE and self._files_column is not None:
+            sent = self._sent
+            allowed = shown_ids(sent.columns, sent.rows, self._files_column)
+            return answer_file(self._store, allowed, args)
+        if name != EARLIER or args:
+            raise ArgumentError(f"a chat's {EARLIER} takes no arguments, not {args!r}")
+        with self._loading:  # one page at a time: two clicks do not load one page twice
+            with self._pages_lock:
+                oldest, index = self._pages[-1], len(self._pages)
+            if oldest is None:
+                raise RxnbError("the chat's oldest page has not loaded yet; scroll up again")
+            if oldest.get("done") or oldest.get(CURSOR) is None:
+                return {"done": True, "rows": 0}
+            if self.closed:
+                raise RxnbError("this chat is closed; run its cell again")
+            with self._pages_lock:
+                self._pages.append(None)
+            this = weakref.ref(self)
+            sub = self._store.subscribe(
+                self._chat,
+                {**self._args, CURSOR: oldest[CURSOR]},
+                lambda _result, data: _call_weak(this, "_on_page", index, data),
+                on_error=lambda error: _call_weak(this, "_on_error", error),
+                with_payload=True,
+                min_interval=self._frame,
+            )
+            self._page_subs.append(sub)
+            weakref.finalize(self, sub.close)
+            if self.closed:  # closed while subscribing
+                sub.close()
+        with self._pages_lock:
+            page = self._pages[index] or {}
+        rows = page.get("rows")
+        return {"done": bool(page.get("done")), "rows": len(rows) if isinstance(rows, list) else 0}
 
     def _offer(self, payload: Payload) -> None:
         """The payload keyed by the messages' primary key, then as a live widget's."""
@@ -105,6 +200,7 @@ def chat(
     role: str = "role",
     status: str | None = "status",
     placeholder: str = "Message",
+    files: str | None = None,
 ) -> ChatWidget:
     """A live chat widget of thread `thread_id`.
 
@@ -117,7 +213,14 @@ def chat(
     argument (`message_id=`) that streams into no other row; pass `cancel=` (a
     mutation taking `message_id`) to decide yourself. A `pending` reply whose runs
     (found the same way) all ended before it started streaming is shown `failed`,
-    with the run's error, or `cancelled`, rather than pending for good.
+    with the run's error, or `cancelled`, rather than pending for good. `files` names
+    the column of a message's stored files (an `rx.FileRef` id, or a list of ids):
+    images show in the message, other files as download links.
+
+    A messages query that also takes `cursor` pages the chat: it returns
+    `db.paginate(select(Message).where(...).order_by(Message.id.desc()), cursor=cursor)`
+    (newest first), the chat shows the latest page and loads earlier ones as the
+    reader scrolls up, and a write re-reads only the pages it touches.
     """
     if not isinstance(messages, Query):
         raise RxnbError(f"rx.chat: messages= must be an @rx.query, not {messages!r}")
@@ -164,6 +267,8 @@ def chat(
             "send": {"fn": "send", "args": _jsonable(args), "text_arg": text_arg},
             "cancel": {"fn": "cancel", "arg": "message_id"},
             "placeholder": placeholder,
+            "earlier": {"fn": EARLIER} if query.paged else None,
+            "files": {"column": files, "fn": FILE} if files else None,
         },
         "hidden": [DETAIL],  # tracebacks stay out of the static snapshot
     }

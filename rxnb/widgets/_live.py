@@ -22,6 +22,7 @@ from rxnb.execution import SECRET_NAME, process_stopping
 from rxnb.reactive import JSONValue, Store, Subscribable, current_store, to_jsonable
 from rxnb.widgets._cells import owners
 from rxnb.widgets._dispatcher import Dispatcher
+from rxnb.widgets._files import FILE, answer_shown, declared_file_columns, with_file_formats
 from rxnb.widgets._payload import Message, Payload, empty, encode, full, message
 from rxnb.widgets._snapshot import plain_text, snapshot_html
 
@@ -121,6 +122,11 @@ class LiveWidget(anywidget.AnyWidget):
     _closed = True
     _subscription: Any = None
     _sent: Payload = empty("")
+    _local_calls: tuple[str, ...] = ()
+    _file_columns: tuple[str, ...] = ()
+    """The result's columns that name files (`rxnb.widgets._files`)."""
+    """Names the browser may call that the widget answers itself (`_call_local`), such
+    as a chat's `earlier`: they change what the widget follows, not the store."""
 
     def __init__(
         self,
@@ -159,6 +165,9 @@ class LiveWidget(anywidget.AnyWidget):
         self.messages_sent = 0
         """How many update messages this widget has sent (for tests and benchmarks)."""
 
+        self._file_columns = declared_file_columns(query)
+        if self._file_columns and FILE not in self._local_calls:
+            self._local_calls = (*self._local_calls, FILE)
         this = weakref.ref(self)
         self._subscription = store.subscribe(
             query,
@@ -174,7 +183,7 @@ class LiveWidget(anywidget.AnyWidget):
                 self._sent, self._pending = self._pending, None
             self._version = 1
         super().__init__(
-            functions=sorted(self._bound),
+            functions=sorted({*self._bound, *self._local_calls}),
             snapshot_id=f"rxnb-snapshot-{uuid.uuid4().hex}",
             _esm=esm,
             _css=css,
@@ -276,6 +285,8 @@ class LiveWidget(anywidget.AnyWidget):
         payload = encode(self._title, result, data)
         if self._view and payload.kind == "table":
             payload = dataclasses.replace(payload, view=self._view)
+        if self._file_columns:
+            payload = with_file_formats(payload, self._file_columns)
         self._offer(payload)
 
     def _on_error(self, error: BaseException) -> None:
@@ -393,15 +404,24 @@ class LiveWidget(anywidget.AnyWidget):
     def _valid_call(self, content: dict[str, Any]) -> bool:
         return (
             isinstance(content.get("id"), int)
-            and content.get("fn") in self._bound
+            and (content.get("fn") in self._bound or content.get("fn") in self._local_calls)
             and isinstance(content.get("args", {}), dict)
         )
 
+    def _call_local(self, name: str, args: dict[str, Any]) -> Any:
+        """Answer a call of one of `_local_calls`: `file`, for a view showing files."""
+        if name == FILE and self._file_columns:
+            return answer_shown(self._store, self._sent, self._file_columns, args)
+        raise ArgumentError(f"{name} is not a function of this widget")
+
     def _answer(self, content: dict[str, Any]) -> None:
-        fn = self._bound[content["fn"]]
+        fn = self._bound.get(content["fn"])
         reply: Message = {"type": "reply", "id": content["id"]}
         try:
-            result = self._store.call(fn, **content.get("args", {}))
+            if fn is None:
+                result = self._call_local(content["fn"], content.get("args", {}))
+            else:
+                result = self._store.call(fn, **content.get("args", {}))
             reply.update(ok=True, result=to_jsonable(result, where=content["fn"]))
         except (RxnbError, ArgumentError) as exc:
             reply.update(ok=False, error={"type": type(exc).__name__, "message": str(exc)})
