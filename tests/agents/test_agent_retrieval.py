@@ -1,29 +1,26 @@
 """Agents that search stored documents for context (`retrieve=rx.agents.search(...)`):
-the model is sent the nearest documents, the search is a journaled step that a resumed
-turn does not run again, and bad definitions say what to fix. Offline models only
+the model is sent the nearest documents, the search is a journaled step that a turn
+resumed after a hand-over or a kill -9 of its worker does not run again, and bad
+definitions say what to fix. Offline models only
 (`rxnb/scripted`, `rxnb/embed`); SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import agent_jobs
 import pytest
+from agent_jobs import RetrievalDoc
 from polling import until
-from sqlmodel import Field, SQLModel, select
+from run_procs import Processes
+from sqlmodel import select
 
 import rxnb as rx
 from rxnb.agents import _model_call, _retrieve
 from rxnb.workflows import JournalEntry
-
-
-class RetrievalDoc(SQLModel, table=True):
-    __tablename__ = "agent_test_retrieval_doc"
-    id: int | None = Field(default=None, primary_key=True)
-    title: str
-    topic: str = Field(index=True)
-    body: str
-    embedding: list[float] | None = Field(default=None, sa_type=rx.Vector(384))
-
 
 DOCS = [
     ("bread", "food", "Sourdough bread needs a starter, flour, water and salt."),
@@ -183,6 +180,54 @@ def test_a_resumed_turn_does_not_search_again(
         assert rows[2].text == first and rows[2].parent_id == rows[1].id
     finally:
         store.close()
+
+
+@pytest.fixture
+def queuing(url: str) -> Iterator[rx.Store]:
+    """A store this process only queues runs in: the workers run them."""
+    os.environ["RXNB_EXECUTE"] = "0"
+    try:
+        store = rx.open(url)
+    finally:
+        del os.environ["RXNB_EXECUTE"]
+    yield store
+    store.close()
+
+
+def test_a_turn_killed_after_its_search_resumes_without_searching_again(
+    url: str, queuing: rx.Store, procs: Processes, tmp_path: Path
+) -> None:
+    effects = tmp_path / "effects"
+    procs.env.update(
+        RXNB_TEST_EFFECTS=str(effects), RXNB_TEST_COUNT_EMBEDS="1", RXNB_LEASE_SECONDS="2"
+    )
+    store_docs(DOCS)
+    run = agent_jobs.reader.send("t-kill-search", "What does a river carry?")
+    first = procs.worker(url, "agent_jobs")
+    until(lambda: rx.agents.messages("t-kill-search")[1].status == "streaming", timeout=60)
+    first.kill()  # kill -9, while the model call streams
+    first.wait(10)
+    store_docs([("river2", "nature", "What does a river carry? A river carries water.")])
+    second = procs.worker(url, "agent_jobs")
+    assert run.result(timeout=60).startswith("w0 w1"), procs.output(second)
+    assert run.run().crashes == 1
+    assert agent_jobs.effects(effects) == ["embed What does a river carry?"]
+    rows = rx.agents.messages("t-kill-search")
+    assert [(m.role, m.status) for m in rows] == [
+        ("user", "done"),
+        ("assistant", "done"),
+        ("system", "done"),
+    ]
+    assert rows[2].note == "retrieved 1 document: river"  # not river2, written since
+    journal = queuing.database.read(
+        lambda db: [
+            e.name
+            for e in db.exec(
+                select(JournalEntry).where(JournalEntry.run_id == run.id).order_by(JournalEntry.seq)  # type: ignore[arg-type]
+            ).all()
+        ]
+    )[0]
+    assert journal == ["retrieve", "rxnb.agents._retrieve._add_context", "model"]
 
 
 def test_bad_definitions_say_what_to_fix() -> None:
