@@ -19,7 +19,7 @@ from run_procs import Processes
 from sqlmodel import select
 
 import rxnb as rx
-from rxnb.agents import _model_call, _retrieve
+from rxnb.agents import Message, _model_call, _retrieve
 from rxnb.workflows import JournalEntry
 
 DOCS = [
@@ -114,6 +114,34 @@ def test_the_model_is_sent_the_nearest_documents(
     assert sent[2]["content"] == context and sent[3]["content"] == "Use a starter."
     assert "[1] soup" in sent[5]["content"]
     assert embeds[-1] == ["And tomato soup?"]
+
+
+def test_context_keeps_its_meaning_and_the_turn_its_retrieval(
+    store: rx.Store, requests: list[list[dict[str, Any]]]
+) -> None:
+    store_docs(DOCS)
+
+    def last_question(db: rx.Reader, thread_id: str) -> list[Message]:
+        asked = select(Message).where(Message.thread_id == thread_id, Message.role == "user")
+        return list(db.exec(asked).all())[-1:]
+
+    agent = rx.Agent(
+        "forgetful-librarian",
+        model="rxnb/scripted",
+        context=last_question,
+        retrieve=rx.agents.search(RetrievalDoc.embedding, text=RetrievalDoc.body, k=1),
+        script="Noted.",
+    )
+    agent.send("t-ctx", "Tell me about the stock market").result(timeout=30)
+    agent.send("t-ctx", "What does a river carry?").result(timeout=30)
+    # Only the last question, as context= says, and the context retrieved for it
+    # (the first turn's went with the reply it was retrieved for).
+    sent = requests[-1]
+    assert [(m["role"], m["content"][:24]) for m in sent] == [
+        ("user", "What does a river carry?"),
+        ("system", "Context retrieved for th"),
+    ]
+    assert "A river carries stones" in sent[1]["content"]
 
 
 def test_no_hits_send_no_context(store: rx.Store, requests: list[list[dict[str, Any]]]) -> None:
