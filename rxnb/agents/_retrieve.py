@@ -76,6 +76,7 @@ class Retrieval:
         out = []
         for hit in found:
             key = sa.inspect(hit.row).identity[0]
+            key = key if isinstance(key, int | str) else str(key)  # journaled as JSON
             name = getattr(hit.row, self.title.key) if self.title is not None else None
             out.append(
                 {
