@@ -5,6 +5,7 @@ tool call a journaled step, an approval a durable wait).
     rx.agents.messages("t1")            # a query: the thread's messages, with parts
     rx.agents.approve(call_id, approved=True, note="")   # a mutation, from anywhere
     rx.agents.stop(message_id)          # a mutation: cancel the turn writing it
+    rx.Agent(..., retrieve=rx.agents.search(Doc.embedding, text=Doc.body, k=5))
 """
 
 from rxnb.agents import _budgets  # noqa: F401  (registers the agent and thread budgets)
@@ -21,6 +22,7 @@ from rxnb.agents._chats import (
 )
 from rxnb.agents._model import Message, MessageStatus, Role, Thread
 from rxnb.agents._pages import CURSOR, PAGE_SIZE, AgentChatPages
+from rxnb.agents._retrieve import Retrieval, search
 from rxnb.agents._threads import approve, messages, stop, stop_in, usage_of_thread
 from rxnb.agents._tools import Tool, ToolInputError, tool
 
@@ -38,6 +40,7 @@ __all__ = [
     "ChatQuery",
     "Message",
     "MessageStatus",
+    "Retrieval",
     "Role",
     "Thread",
     "Tool",
@@ -48,6 +51,7 @@ __all__ = [
     "cancel_mutation",
     "chat_functions",
     "messages",
+    "search",
     "send_mutation",
     "set_chat_view",
     "stop",

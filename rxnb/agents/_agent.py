@@ -15,6 +15,7 @@ from typing import Any
 
 import pydantic
 
+from rxnb.agents._retrieve import Retrieval
 from rxnb.agents._threads import HISTORY, ContextFn, send_in
 from rxnb.agents._tools import Tool, as_tools
 from rxnb.agents._turn import run_turn
@@ -77,7 +78,10 @@ class Agent:
     model `turns=[{"script": ..., "tool_calls": [...]}, ...]`); nothing of them is
     stored. `history` is how many of the thread's latest messages the model is sent;
     `context=` (a function of a reader and the thread id, returning messages) decides
-    instead. `queue=` (an `rx.Queue` or its name) holds its turns' starts to the
+    instead. `retrieve=rx.agents.search(Doc.embedding, text=Doc.body, k=5)` searches
+    stored documents for each user message before the turn's first model call, as a
+    journaled step, and sends the model the nearest ones as a `system` message.
+    `queue=` (an `rx.Queue` or its name) holds its turns' starts to the
     queue's limits, like any workflow's.
     """
 
@@ -91,6 +95,7 @@ class Agent:
         max_steps: int = 10,
         output_type: type[pydantic.BaseModel] | None = None,
         context: ContextFn | None = None,
+        retrieve: Retrieval | None = None,
         history: int = HISTORY,
         queue: Any = None,
         **litellm_kwargs: Any,
@@ -127,12 +132,18 @@ class Agent:
                 f"rx.Agent({name!r}): context= is a function (db, thread_id) -> messages, "
                 f"not {context!r}"
             )
+        if retrieve is not None and not isinstance(retrieve, Retrieval):
+            raise ArgumentError(
+                f"rx.Agent({name!r}): retrieve= is what rx.agents.search(Doc.embedding, "
+                f"text=Doc.body) returns, not {retrieve!r:.80}"
+            )
         if not isinstance(instructions, str):
             raise ArgumentError(f"rx.Agent({name!r}): instructions= is a str, not {instructions!r}")
         self.name, self.model, self.instructions = name, model, instructions
         self.tools = as_tools(tools)
         self.max_steps, self.history = max_steps, history
         self.output_type, self.context = output_type, context
+        self.retrieve = retrieve
         self.litellm_kwargs = litellm_kwargs
         self.workflow = Workflow(_turn_function(self), queue=queue)
         with _lock:

@@ -222,7 +222,11 @@ class _ReplyWriter:
         """Rule 1: what an interrupted try of this call wrote goes (only a later start
         of the run can find any: a step is tried once per start)."""
         if self.ctx.attempt > 1:
-            db.exec(delete(Message).where(col(Message.parent_id) == self.reply_id))
+            db.exec(
+                delete(Message).where(
+                    col(Message.parent_id) == self.reply_id, col(Message.role) == Role.TOOL.value
+                )  # its tool calls, not the context retrieved for it
+            )
         note = reply.note
         if note and note.startswith("interrupted (") and ");" in note:
             why = note[len("interrupted (") : note.index(");")]

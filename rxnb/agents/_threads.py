@@ -13,7 +13,8 @@ Rules:
 2. The model is sent the agent's instructions, then the thread's messages (the latest
    `history`, 100 by default, never starting inside a tool exchange) in OpenAI's
    format, which litellm converts for other providers: an assistant message with its
-   tool calls, then one `tool` message per call with its result or error.
+   tool calls, then one `tool` message per call with its result or error. Context
+   retrieved for a reply (`retrieve=`) is sent just before that reply.
 3. `approve(call_id, approved, note)` decides a call waiting for approval, once: the
    call's turn resumes (it waited holding no thread).
 4. `stop_in` cancels the turn writing a message: the model call stops (its text
@@ -193,6 +194,7 @@ def provider_messages(
                 .limit(history)
             ).all()
         )[::-1]
+    rows = _with_context(db, thread_id, rows, until)
     while rows and rows[0].role == Role.TOOL.value:  # never start inside an exchange
         rows.pop(0)
     out: list[dict[str, Any]] = (
@@ -227,6 +229,33 @@ def provider_messages(
                 for call in mine
             )
     return out
+
+
+def _with_context(db: Reader, thread_id: str, rows: list[Message], until: int) -> list[Message]:
+    """Rule 2: the context retrieved for a reply (a `system` message whose `parent_id`
+    is that reply, written after it) goes just before it; that of reply `until` too."""
+    replies = {m.id for m in rows if m.role == Role.ASSISTANT.value} | {until}
+    start = min((m.id for m in rows if m.id is not None), default=until)
+    found = db.exec(
+        select(Message).where(
+            Message.thread_id == thread_id,
+            Message.role == Role.SYSTEM.value,
+            col(Message.parent_id) >= start,
+            col(Message.parent_id) <= until,
+        )
+    ).all()
+    have = {m.id for m in rows}
+    rows = [
+        m for m in rows if not (m.role == Role.SYSTEM.value and m.parent_id not in (None, *replies))
+    ]
+    rows += [m for m in found if m.parent_id in replies and m.id not in have]
+
+    def place(m: Message) -> tuple[int, int]:
+        if m.role == Role.SYSTEM.value and m.parent_id is not None:
+            return (m.parent_id, 0)
+        return (m.id or 0, 1)
+
+    return sorted(rows, key=place)
 
 
 def _told(call: Message) -> str:

@@ -4,6 +4,10 @@ A turn is a durable workflow (`Agent.workflow`); each numbered part below is
 journaled, so a turn whose process dies resumes from its journal in any process that
 defines the agent, and a finished tool is never called again:
 
+0. With `retrieve=`, a step searches the stored documents for the user's message and
+   a mutation step stores the hits as a `system` message for the first reply
+   (`_retrieve`); a resumed turn does not search again.
+
 1. A model call (a step) streams the reply's text and its tool calls' arguments into
    their rows (`_model_call`). A call interrupted midway streams again into the same
    reply. The first reply is the one `agent.send` stored; each later one is added by
@@ -35,6 +39,7 @@ from sqlmodel import col, select
 
 from rxnb.agents._model import Message, MessageStatus, Role
 from rxnb.agents._model_call import call_model
+from rxnb.agents._retrieve import add_context, retrieve
 from rxnb.agents._threads import APPROVAL, decision_of, send_in
 from rxnb.agents._tools import ToolInputError, result_text
 from rxnb.errors import AgentError, StepError
@@ -59,6 +64,12 @@ ENDED = (
 def run_turn(agent: Agent, ctx: WorkflowContext, thread_id: str, message_id: int) -> Any:
     """The turn's workflow body (see the module docstring)."""
     reply_id, retried = message_id, False
+    if agent.retrieve is not None:  # rule 0
+        hits = ctx.step(retrieve, ctx, agent, thread_id, message_id, name="retrieve")
+        if hits:
+            ctx.mutation(
+                add_context, thread_id=thread_id, reply_id=message_id, run_id=ctx.run_id, hits=hits
+            )
     for step in range(agent.max_steps):
         answer = ctx.step(call_model, ctx, agent, thread_id, reply_id, name="model")  # rule 1
         calls: list[dict[str, str]] = answer["calls"]

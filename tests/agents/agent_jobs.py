@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 from sqlmodel import Field, SQLModel, select
@@ -137,3 +138,37 @@ def add_note(db: rx.Writer, text: str) -> int:
 def shout(ctx: rx.ActionContext, text: str) -> str:
     """The text in capitals, as a run of its own."""
     return text.upper()
+
+
+class RetrievalDoc(SQLModel, table=True):
+    """Documents the retrieving agents search."""
+
+    __tablename__ = "agent_test_retrieval_doc"
+    id: int | None = Field(default=None, primary_key=True)
+    title: str
+    topic: str = Field(index=True)
+    body: str
+    embedding: list[float] | None = Field(default=None, sa_type=rx.Vector(384))
+
+
+if os.environ.get("RXNB_TEST_COUNT_EMBEDS"):  # a worker that says what it embeds
+    from rxnb.agents import _retrieve
+
+    _embed = _retrieve.embed
+
+    def _counted(texts: list[str], **kwargs: Any) -> list[list[float]]:
+        effect(f"embed {' | '.join(texts)}")
+        return _embed(texts, **kwargs)
+
+    _retrieve.embed = _counted  # type: ignore[assignment]
+
+
+reader = rx.Agent(
+    "reader",
+    model="rxnb/scripted",
+    retrieve=rx.agents.search(
+        RetrievalDoc.embedding, text=RetrievalDoc.body, title=RetrievalDoc.title, k=1
+    ),
+    script=" ".join(f"w{i}" for i in range(300)),  # litellm stops a stream that repeats
+    delay=0.01,
+)
