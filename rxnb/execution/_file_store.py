@@ -12,7 +12,7 @@ table-level entry per transaction rather than row images of the data.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -35,6 +35,15 @@ class FileRef(sa.types.TypeDecorator[str]):
     after the grace period."""
 
     impl = sa.String
+    cache_ok = True
+
+
+class FileRefList(sa.types.TypeDecorator[str]):
+    """A column holding JSON text of a list of file ids (`'["id1", "id2"]'`), as
+    `rx_messages.files` does: every file such a column lists is kept by the collector,
+    like one a `FileRef` column names."""
+
+    impl = sa.Text
     cache_ok = True
 
 
@@ -172,13 +181,32 @@ def read_chunk(database: Database, file_id: str, seq: int) -> bytes | None:
     return database.read(go)[0]
 
 
-def unreferenced(conn: Reader, refs: list[tuple[str, str]], cutoff: float, limit: int) -> list[str]:
-    """Ids of files created before `cutoff` that no `refs` column (table, column) names."""
+def unreferenced(
+    conn: Reader,
+    refs: list[tuple[str, str]],
+    cutoff: float,
+    limit: int,
+    lists: Sequence[tuple[str, str]] = (),
+) -> list[str]:
+    """Ids of files created before `cutoff` that no `refs` column (table, column)
+    names and no `lists` column (a `FileRefList`) lists."""
     query = sa.select(FILES.c.id).where(FILES.c.created_at < cutoff)
     for table, column in refs:
         col = sa.column(column, sa.String)
         named = sa.select(col).select_from(sa.table(table, col)).where(col.is_not(None))
         query = query.where(FILES.c.id.not_in(named))
+    # A list holds the id in quotes: '%"<id>"%', its `_` escaped (ids are url-safe
+    # base64, so `_` is the only LIKE wildcard they can hold). Each old file still
+    # named costs a scan of the rows with a list; the pass runs hourly.
+    quoted = sa.literal('%"') + sa.func.replace(FILES.c.id, "_", "\\_") + sa.literal('"%')
+    for table, column in lists:
+        col = sa.column(column, sa.Text)
+        listed = (
+            sa.select(sa.literal(1))
+            .select_from(sa.table(table, col))
+            .where(col.is_not(None), col.like(quoted, escape="\\"))
+        )
+        query = query.where(~sa.exists(listed))
     return list(conn.execute(query.limit(limit)).scalars())
 
 
@@ -195,14 +223,18 @@ def abandoned(conn: Reader, cutoff: float, limit: int) -> list[str]:
 
 
 def collect_batch(
-    db: Writer, refs: list[tuple[str, str]], cutoff: float, limit: int
+    db: Writer,
+    refs: list[tuple[str, str]],
+    cutoff: float,
+    limit: int,
+    lists: Sequence[tuple[str, str]] = (),
 ) -> tuple[int, int]:
     """Delete up to `limit` unreferenced files created before `cutoff`, and the chunks
     of abandoned puts last written before it, in one transaction: (files, abandoned puts).
 
     Looking and deleting in one serializable transaction: a row naming a file,
     committed meanwhile, makes it conflict and run again, so a named file is kept."""
-    ids = unreferenced(db, refs, cutoff, limit)
+    ids = unreferenced(db, refs, cutoff, limit, lists)
     if ids:
         db.execute(sa.delete(CHUNKS).where(CHUNKS.c.file_id.in_(ids)))
         db.execute(sa.delete(FILES).where(FILES.c.id.in_(ids)))
