@@ -27,6 +27,7 @@ defines the agent, and a finished tool is never called again:
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,7 @@ from sqlmodel import col, select
 from rxnb.agents._model import Message, MessageStatus, Role
 from rxnb.agents._model_call import call_model
 from rxnb.agents._threads import APPROVAL, decision_of, send_in
-from rxnb.agents._tools import ToolInputError, result_text
+from rxnb.agents._tools import ToolInputError, result_of
 from rxnb.errors import AgentError, StepError
 from rxnb.execution import Action, error_details, error_line, one_line
 from rxnb.functions import Mutation
@@ -162,9 +163,8 @@ def run_call(agent: Agent, store: Store, call: dict[str, str]) -> dict[str, Any]
     if tool is None:
         return _outcome(call, MessageStatus.FAILED.value, _unknown(agent, call["name"]))
     try:
-        return _outcome(
-            call, MessageStatus.DONE.value, tool.call(store, tool.arguments(call["arguments"]))
-        )
+        result = tool.call(store, tool.arguments(call["arguments"]))
+        return _outcome(call, MessageStatus.DONE.value, result.text, files=result.files)
     except ToolInputError as exc:
         return _outcome(call, MessageStatus.FAILED.value, str(exc))
     except Exception as exc:
@@ -199,7 +199,8 @@ def _run_child(
         return _outcome(
             call, MessageStatus.FAILED.value, one_line(str(exc)), error=one_line(str(exc))
         )
-    return _outcome(call, MessageStatus.DONE.value, result_text(value))
+    result = result_of(value)
+    return _outcome(call, MessageStatus.DONE.value, result.text, files=result.files)
 
 
 def _outcome(
@@ -209,6 +210,7 @@ def _outcome(
     *,
     error: str | None = None,
     detail: str | None = None,
+    files: list[str] | None = None,
 ) -> dict[str, Any]:
     return {
         "call_id": call["call_id"],
@@ -216,6 +218,7 @@ def _outcome(
         "text": text,
         "error": error,
         "detail": detail,
+        "files": files or [],
     }
 
 
@@ -277,6 +280,8 @@ def _record_results(
         outcome = by_id[row.call_id or ""]
         row.status, row.text = outcome["status"], outcome["text"]
         row.error, row.detail = outcome.get("error"), outcome.get("detail")
+        listed = outcome.get("files") or []  # a step journaled before files had none
+        row.files = json.dumps(listed) if listed else None
     return _next_reply(db, after, run_id, step)
 
 
