@@ -181,3 +181,21 @@ def test_a_store_made_before_messages_had_files_gains_the_column(url: str) -> No
         assert rx.files.collect(grace_seconds=0, store=store) == 0
     finally:
         store.close()
+
+
+def test_a_listed_id_matches_only_itself_not_as_a_like_pattern(store: rx.Store) -> None:
+    """An id's `_` is no wildcard: a list naming "abc1x" keeps that file, not "ab_1x"
+    (whose `_` would match the "c" unescaped)."""
+    files = rx.File.__table__  # type: ignore[attr-defined]
+    rows = [
+        {"id": i, "name": i, "size": 0, "sha256": "", "chunks_count": 0, "created_at": 1.0}
+        for i in ("ab_1x", "ab_1y", "abc1x")
+    ]
+    store.database.write(lambda db: db.execute(files.insert(), rows))
+
+    def listing(db: rx.Writer) -> None:
+        db.add(Message(thread_id="t-like", role="user", text="x", files=json.dumps(["abc1x"])))
+
+    store.database.write(listing)
+    assert rx.files.collect(grace_seconds=0) == 2
+    assert (stored("abc1x"), stored("ab_1x"), stored("ab_1y")) == (True, False, False)
