@@ -130,7 +130,10 @@ class Message(SQLModel, table=True):
         """The ids of the message's stored files, in order."""
         if not self.files:
             return []
-        found = json.loads(self.files)
+        try:
+            found = json.loads(self.files)
+        except ValueError:  # written by another program: no ids to show
+            return []
         return [f for f in found if isinstance(f, str)] if isinstance(found, list) else []
 
     @property

@@ -14,7 +14,9 @@ Rules for a call (`Tool.call`):
 3. A result is sent to the model as text: a str as it is, anything else as JSON. A
    stored file returned (`rx.File`, or a list of them, e.g. `return
    rx.files.get(rx.files.put(png))`) is also a file of the call's message, shown in
-   the chat; the model is told its id, name, content type and size.
+   the chat; the model is told its id, name, content type and size. A child run's
+   result comes back as JSON: it is read as `rx.File` rows when its function is
+   declared to return them (`-> rx.File`, `-> list[rx.File]`).
 """
 
 from __future__ import annotations
@@ -150,6 +152,21 @@ def result_of(value: Any) -> ToolResult:
         shown = described[0] if isinstance(value, File) else described
         return ToolResult(json.dumps(shown, ensure_ascii=False), [f.id for f in found])
     return ToolResult(result_text(value), [])
+
+
+def declared_files(fn: Callable[..., Any], value: Any) -> Any:
+    """Rule 3: a child run's JSON result as `rx.File` rows, when `fn` declares it
+    returns them; else as it is."""
+    try:
+        hint = typing.get_type_hints(fn).get("return")
+    except Exception:  # an annotation that does not resolve: the result as it is
+        return value
+    if hint is File and isinstance(value, dict):
+        return File.model_validate(value)
+    listed = typing.get_origin(hint) in (list, tuple) and typing.get_args(hint)[:1] == (File,)
+    if listed and isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return [File.model_validate(v) for v in value]
+    return value
 
 
 def result_text(value: Any) -> str:

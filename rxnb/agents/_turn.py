@@ -37,7 +37,7 @@ from sqlmodel import col, select
 from rxnb.agents._model import Message, MessageStatus, Role
 from rxnb.agents._model_call import call_model
 from rxnb.agents._threads import APPROVAL, decision_of, send_in
-from rxnb.agents._tools import ToolInputError, result_of
+from rxnb.agents._tools import ToolInputError, declared_files, result_of
 from rxnb.errors import AgentError, StepError
 from rxnb.execution import Action, error_details, error_line, one_line
 from rxnb.functions import Mutation
@@ -199,6 +199,8 @@ def _run_child(
         return _outcome(
             call, MessageStatus.FAILED.value, one_line(str(exc)), error=one_line(str(exc))
         )
+    if sub is None:
+        value = declared_files(getattr(tool.fn, "fn", tool.fn), value)
     result = result_of(value)
     return _outcome(call, MessageStatus.DONE.value, result.text, files=result.files)
 

@@ -19,6 +19,12 @@ from rxnb.errors import RxnbError
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 
+@rx.action
+def render(ctx: rx.ActionContext, title: str) -> rx.File:
+    """Render a chart (a child run of the turn)."""
+    return rx.files.get(rx.files.put(PNG, name=f"{title}.png"))
+
+
 def thread(thread_id: str) -> list[Message]:
     return rx.agents.messages(thread_id)
 
@@ -110,20 +116,21 @@ def test_a_tool_returning_a_stored_file_puts_it_in_its_message(store: rx.Store) 
     agent = rx.Agent(
         "drawer",
         model="rxnb/scripted",
-        tools=[chart, both],
+        tools=[chart, both, rx.tool(render)],
         turns=[
             {
                 "tool_calls": [
                     {"name": "chart", "arguments": {"title": "sales"}},
                     {"name": "both", "arguments": {}},
+                    {"name": "render", "arguments": {"title": "costs"}},
                 ]
             },
             {"script": "Drawn."},
         ],
     )
     assert agent.send("t-tool", "Draw sales").result(timeout=30) == "Drawn."
-    calls = [m for m in thread("t-tool") if m.role == "tool"]
-    one, two = sorted(calls, key=lambda m: m.tool_name or "")[::-1]
+    calls = {m.tool_name: m for m in thread("t-tool") if m.role == "tool"}
+    one, two, child = calls["chart"], calls["both"], calls["render"]
     assert (one.tool_name, one.status, len(one.file_ids)) == ("chart", "done", 1)
     (file_id,) = one.file_ids
     assert json.loads(one.text) == {
@@ -135,8 +142,13 @@ def test_a_tool_returning_a_stored_file_puts_it_in_its_message(store: rx.Store) 
     assert [p["type"] for p in one.parts] == ["tool-call", "tool-result", "file"]
     assert [f["name"] for f in json.loads(two.text)] == ["a.png", "b.csv"]
     assert len(two.file_ids) == 2
+    assert (child.status, json.loads(child.text)["name"], len(child.file_ids)) == (
+        "done",
+        "costs.png",
+        1,
+    )
     assert rx.files.collect(grace_seconds=0) == 0  # every file is listed by a message
-    assert all(stored(f) for f in one.file_ids + two.file_ids)
+    assert all(stored(f) for f in one.file_ids + two.file_ids + child.file_ids)
 
 
 def test_a_store_made_before_messages_had_files_gains_the_column(url: str) -> None:
