@@ -7,7 +7,9 @@
  *   preview of the arguments and the status badge; inside, the arguments
  *   (`pre.rxnb-tool-args`), the result (`.rxnb-tool-result`), the error line with its
  *   details folded under it;
- * - under the card, the approval (`.rxnb-approval`: its state, and while it is pending
+ * - under the card, the files the tool returned (file-part.ts: images as images,
+ *   anything else a download link), shown even while the card is folded;
+ * - under those, the approval (`.rxnb-approval`: its state, and while it is pending
  *   and `approve` is callable, a note input with Approve and Deny buttons, and the error
  *   of a failed call) and the row's note (`.rxnb-msg-note`): outside the card, so that
  *   a card the reader folded never hides a decision waiting for them;
@@ -28,6 +30,7 @@
  */
 import { element } from "./chat-message";
 import { statusBadge } from "./formats";
+import { FileParts, type FileLoader } from "./file-part";
 import type { ErrorInfo, Json } from "./protocol";
 import { cut } from "./smooth";
 
@@ -72,6 +75,9 @@ export interface ToolFields {
   note: string | null;
   /** Whether Approve and Deny show: the approval is pending and `approve` callable. */
   approvable: boolean;
+  /** The ids of the files the tool returned, and how to fetch one (file-part.ts). */
+  files?: string[];
+  loadFile?: FileLoader | null;
 }
 
 /** What the chat view does for its cards: the approve calls in flight, and making one. */
@@ -125,6 +131,7 @@ export class ToolCard {
   readonly #approvalError = element("span", "rxnb-approval-error");
   readonly #note = element("div", "rxnb-msg-note");
   readonly #control: ApprovalControl;
+  #files: FileParts | null = null;
   #fields: ToolFields;
   /** The arguments the pre stands for, and whether it shows them pretty-printed. */
   #argsShown = "";
@@ -186,6 +193,7 @@ export class ToolCard {
     this.#showApproval();
     this.#showNote();
     this.#showOpen();
+    this.#showFiles();
   }
 
   /** The call id as `JSON.stringify` writes it (what the view finds the card by). */
@@ -198,6 +206,7 @@ export class ToolCard {
     const old = this.#fields;
     this.#fields = fields;
     if (fields.name !== old.name) this.#showName();
+    if (JSON.stringify(fields.files ?? []) !== JSON.stringify(old.files ?? [])) this.#showFiles();
     const streaming = fields.status === "streaming";
     if (fields.args !== old.args || streaming !== (old.status === "streaming")) this.#showArgs();
     if (fields.status !== old.status) this.#showStatus();
@@ -265,6 +274,17 @@ export class ToolCard {
     this.el.setAttribute("data-status", status ?? "");
     if (status === null) this.#status.replaceChildren();
     else this.#status.replaceChildren(statusBadge(status, TOOL_LIVE.has(status)));
+  }
+
+  /** The tool's files under the card (made when the first one comes). */
+  #showFiles(): void {
+    const { files = [], loadFile = null } = this.#fields;
+    if (this.#files === null) {
+      if (files.length === 0 || loadFile === null) return;
+      this.#files = new FileParts(loadFile);
+      this.card.after(this.#files.el);
+    }
+    this.#files.show(files);
   }
 
   #showResult(): void {

@@ -322,6 +322,8 @@ export class ChatPanel implements AbortControl, ApprovalControl {
       call,
       result: cellText(cell(columns.text)),
       approvable,
+      files: fileIds(cell(columns.files)),
+      loadFile: loadFileWith(this.#caller, this.#chat!.files),
     };
   }
 

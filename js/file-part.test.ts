@@ -101,6 +101,38 @@ describe("a chat with files", () => {
   });
 });
 
+describe("an agent chat's tool card with files", () => {
+  it("shows the files a tool returned under its card, even folded", () => {
+    const columns = [...CHAT_COLUMNS, "tool_name", "arguments", "approval", "call_id", "files"];
+    const row = [1, "tool", '{"file_id": "f1"}', "done", null, null, "chart", "{}", null, "call_1", '["f1","f2"]'];
+    const payload = chatPayload([row], {
+      columns,
+      chat: {
+        ...CHAT,
+        tool: { name: "tool_name", arguments: "arguments", approval: "approval", call: "call_id" },
+        files: { column: "files", fn: "file" },
+      },
+    });
+    const { model, el } = mountView(payload, { functions: ["send", "cancel", "file"] });
+    const calls = sentCalls(model);
+    expect(calls.map((c) => c.args)).toEqual([
+      { id: "f1", download: false },
+      { id: "f2", download: false },
+    ]);
+    model.message({ type: "reply", id: calls[0]!.id, ok: true, result: { ...file({}) } });
+    const svg = file({ id: "f2", name: '<img src=x onerror="alert(1)">.svg', content_type: "image/svg+xml", data: null });
+    model.message({ type: "reply", id: calls[1]!.id, ok: true, result: { ...svg } });
+    const card = el.querySelector<HTMLDetailsElement>(".rxnb-tool details.rxnb-tool-card")!;
+    expect(card.open).toBe(false);
+    const files = el.querySelector(".rxnb-tool > .rxnb-files")!;
+    expect(card.nextElementSibling).toBe(files);
+    expect(files.querySelector("img.rxnb-file-image")?.getAttribute("src")).toBe(`data:image/png;base64,${PNG}`);
+    const link = files.querySelector<HTMLAnchorElement>('[data-file-id="f2"] a.rxnb-file-link')!;
+    expect(link.textContent).toBe('<img src=x onerror="alert(1)">.svg (8 B)');
+    expect(files.querySelectorAll("img")).toHaveLength(1); // the SVG is a link, its name text
+  });
+});
+
 describe("a live table of files", () => {
   it("shows a `file` cell's image, fetched once however often the row is drawn", () => {
     const payload = tablePayload([["f1", "a.png"]], { columns: ["id", "name"], formats: { id: "file" } });

@@ -20,7 +20,7 @@ from rxnb.agents._threads import HISTORY, ContextFn, send_in
 from rxnb.agents._tools import Tool, as_tools
 from rxnb.agents._turn import run_turn
 from rxnb.errors import AgentError, ArgumentError
-from rxnb.execution import RunHandle, executor_for
+from rxnb.execution import File, RunHandle, executor_for
 from rxnb.reactive import Store, current_store
 from rxnb.store import Writer
 from rxnb.workflows import Workflow, WorkflowContext
@@ -152,22 +152,40 @@ class Agent:
     def tool_named(self, name: str) -> Tool | None:
         return next((t for t in self.tools if t.name == name), None)
 
-    def send(self, thread_id: str, text: str, *, store: Store | None = None) -> TurnHandle:
+    def send(
+        self,
+        thread_id: str,
+        text: str,
+        *,
+        files: Sequence[str | File] | None = None,
+        store: Store | None = None,
+    ) -> TurnHandle:
         """Store `text` as the user's message in thread `thread_id`, a pending reply, and
-        the turn that writes it, in one transaction; the turn's handle at once."""
+        the turn that writes it, in one transaction; the turn's handle at once. `files`
+        are stored files (ids from `rx.files.put`, or `rx.File` rows) sent with it."""
         store = store if store is not None else current_store()
-        reply_id, run_id = store.database.write(lambda db: send_in(db, self, thread_id, text))
+        reply_id, run_id = store.database.write(
+            lambda db: send_in(db, self, thread_id, text, files=files)
+        )
         assert run_id is not None
         executor_for(store).register(self.workflow)
         return TurnHandle(run_id, store, self.output_type, reply_id)
 
-    def send_in(self, db: Writer, thread_id: str, text: str, *, schedule: bool = True) -> int:
+    def send_in(
+        self,
+        db: Writer,
+        thread_id: str,
+        text: str,
+        *,
+        schedule: bool = True,
+        files: Sequence[str | File] | None = None,
+    ) -> int:
         """`send` inside your own mutation (all of it commits with it); the reply's id.
 
         `schedule=False` stores the message and the pending reply only: a workflow then
         runs the turn as its child, `ctx.child(agent.workflow, thread_id=..., message_id=
         reply_id)` (the reply's id journaled by the `ctx.mutation` that called this)."""
-        reply_id, _ = send_in(db, self, thread_id, text, schedule=schedule)
+        reply_id, _ = send_in(db, self, thread_id, text, schedule=schedule, files=files)
         return reply_id
 
     def chat(self, thread_id: str, **options: Any) -> Any:

@@ -3,7 +3,13 @@
 A message is one row: the user's text, an assistant's reply (one per model call), a
 tool call (one row per call: its arguments as they streamed, its approval, its result
 or error), or a note the turn added for the model (`system`). `Message.parts` gives
-the same as the parts peers use (text, tool call, tool result or error, approval).
+the same as the parts peers use (text, files, tool call, tool result or error,
+approval).
+
+A message may carry stored files (`rx.files`): the ids a user sent with it
+(`agent.send(thread_id, text, files=[...])`), or the files a tool returned (a tool
+returning `rx.File`, or a list of them), as JSON text in `files`, a `FileRefList`
+column, so the collector keeps them as long as the message lists them.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 
 from sqlmodel import Field, SQLModel
 
+from rxnb.execution import FileRefList
 from rxnb.store import own_table
 
 
@@ -114,15 +121,29 @@ class Message(SQLModel, table=True):
     usage: str | None = None
     """JSON: prompt/completion/total tokens, `estimated`, `rate_limited`, `cost`."""
     cost: float | None = None
+    files: str | None = Field(default=None, sa_type=FileRefList)
+    """JSON text of the ids of its stored files (`rx.files`), or None."""
     created_at: float = Field(default_factory=time.time)
 
     @property
+    def file_ids(self) -> list[str]:
+        """The ids of the message's stored files, in order."""
+        if not self.files:
+            return []
+        try:
+            found = json.loads(self.files)
+        except ValueError:  # written by another program: no ids to show
+            return []
+        return [f for f in found if isinstance(f, str)] if isinstance(found, list) else []
+
+    @property
     def parts(self) -> list[dict[str, Any]]:
-        """The message as parts: `text`; for a tool call `tool-call` (id, name,
-        arguments, status), then `approval` (if asked), then `tool-result` or
-        `tool-error` once it has ended."""
+        """The message as parts: `text`, then a `file` (its id) per stored file; for a
+        tool call `tool-call` (id, name, arguments, status), then `approval` (if
+        asked), then `tool-result` or `tool-error` once it has ended, then its files."""
+        files = [{"type": "file", "id": f} for f in self.file_ids]
         if self.role != Role.TOOL.value:
-            return [{"type": "text", "text": self.text}] if self.text else []
+            return ([{"type": "text", "text": self.text}] if self.text else []) + files
         parts: list[dict[str, Any]] = [
             {
                 "type": "tool-call",
@@ -138,7 +159,7 @@ class Message(SQLModel, table=True):
             parts.append({"type": "tool-result", "id": self.call_id, "result": self.text})
         elif self.status in (MessageStatus.FAILED.value, MessageStatus.DENIED.value):
             parts.append({"type": "tool-error", "id": self.call_id, "error": self.text})
-        return parts
+        return parts + files
 
     def usage_json(self) -> dict[str, Any] | None:
         """Its usage as a dict (with `cost`), or None."""

@@ -9,12 +9,16 @@ Rules:
    still pending in the thread (a new message is the user moving on), telling each
    waiting turn, which then ends without calling the model again. A thread answers
    one message at a time: while a turn is still writing in it (other than waiting
-   for an approval), a new message is refused, saying how to stop that turn.
+   for an approval), a new message is refused, saying how to stop that turn. Files
+   sent with it (`files=`, ids of `rx.files` or `rx.File` rows) must exist; the
+   message lists them (`Message.files`), so the collector keeps them.
 2. The model is sent the agent's instructions, then the thread's messages (the latest
    `history`, 100 by default, never starting inside a tool exchange) in OpenAI's
    format, which litellm converts for other providers: an assistant message with its
    tool calls, then one `tool` message per call with its result or error. Context
-   retrieved for a reply (`retrieve=`) is sent just before that reply.
+   retrieved for a reply (`retrieve=`) is sent just before that reply. A file sent
+   with a user message is a line of its text (name, type, size, id): the model is not
+   sent the bytes.
 3. `approve(call_id, approved, note)` decides a call waiting for approval, once: the
    call's turn resumes (it waited holding no thread).
 4. `stop_in` cancels the turn writing a message: the model call stops (its text
@@ -29,6 +33,7 @@ Rules:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,7 +42,16 @@ from sqlmodel import col, select
 
 from rxnb.agents._model import UNFINISHED, Message, MessageStatus, Role, Thread
 from rxnb.errors import RxnbError
-from rxnb.execution import RUN_ENDED, RUN_REQUEUED, TERMINAL, Run, RunStatus, cancel_in, one_line
+from rxnb.execution import (
+    RUN_ENDED,
+    RUN_REQUEUED,
+    TERMINAL,
+    File,
+    Run,
+    RunStatus,
+    cancel_in,
+    one_line,
+)
 from rxnb.functions import Mutation, Query
 from rxnb.store import Reader, Writer
 from rxnb.workflows import send_event_in
@@ -67,15 +81,22 @@ messages: Query[..., list[Message]] = Query(thread_messages)
 
 
 def send_in(
-    db: Writer, agent: Any, thread_id: str, text: str, *, schedule: bool = True
+    db: Writer,
+    agent: Any,
+    thread_id: str,
+    text: str,
+    *,
+    schedule: bool = True,
+    files: Sequence[str | File] | None = None,
 ) -> tuple[int, str | None]:
     """Rule 1: the reply's id and the turn's run id (None if `schedule` is false)."""
     given: Any = thread_id
     if not isinstance(given, str) or not given:
         raise RxnbError(f"the thread id must be a non-empty str, not {thread_id!r}")
+    file_ids = _sent_files(db, agent.name, files)
     written: Any = text
-    if not isinstance(written, str) or not written.strip():
-        raise RxnbError(f"{agent.name}.send: the message is empty; send some text")
+    if not isinstance(written, str) or (not written.strip() and not file_ids):
+        raise RxnbError(f"{agent.name}.send: the message is empty; send some text or files")
     now = time.time()
     thread = db.get(Thread, thread_id)
     if thread is None:
@@ -90,7 +111,10 @@ def send_in(
             f"rx.agents.stop({busy.id})"
         )
     _deny_pending(db, thread_id)
-    db.add(Message(thread_id=thread_id, role=Role.USER.value, text=text, created_at=now))
+    listed = json.dumps(file_ids) if file_ids else None
+    db.add(
+        Message(thread_id=thread_id, role=Role.USER.value, text=text, files=listed, created_at=now)
+    )
     reply = Message(
         thread_id=thread_id,
         role=Role.ASSISTANT.value,
@@ -107,6 +131,28 @@ def send_in(
         run_id = db.schedule(agent.workflow, thread_id=thread_id, message_id=reply.id)
         reply.run_id = run_id
     return reply.id, run_id
+
+
+def _sent_files(db: Writer, agent: str, files: Any) -> list[str]:
+    """Rule 1: the ids of the files sent with a message, each stored."""
+    if files is None:
+        return []
+    if isinstance(files, str | File) or not isinstance(files, Sequence):
+        raise RxnbError(
+            f"{agent}.send(files={files!r}): files= is a list of file ids (rx.files.put) "
+            "or rx.File rows, e.g. files=[file_id]"
+        )
+    ids: list[str] = []
+    for item in files:
+        file_id = item.id if isinstance(item, File) else item
+        if not isinstance(file_id, str) or db.get(File, file_id) is None:
+            raise RxnbError(
+                f"{agent}.send: no stored file has id {file_id!r}; store it first with "
+                "rx.files.put(...) and send the id it returns"
+            )
+        if file_id not in ids:
+            ids.append(file_id)
+    return ids
 
 
 def _answering(db: Writer, thread_id: str) -> Message | None:
@@ -206,7 +252,7 @@ def provider_messages(
             calls.setdefault(row.parent_id, []).append(row)
     for row in rows:
         if row.role == Role.USER.value:
-            out.append({"role": "user", "content": row.text})
+            out.append({"role": "user", "content": _with_files(db, row)})
         elif row.role == Role.SYSTEM.value:
             out.append({"role": "system", "content": row.text})
         elif row.role == Role.ASSISTANT.value:
@@ -256,6 +302,22 @@ def _with_context(db: Reader, thread_id: str, rows: list[Message], until: int) -
         return (m.id or 0, 1)
 
     return sorted(rows, key=place)
+
+
+def _with_files(db: Reader, row: Message) -> str:
+    """Rule 2: a user message's text, then a line per file sent with it (the model
+    is told of a file, by id, not sent its bytes)."""
+    lines = [row.text] if row.text else []
+    for file_id in row.file_ids:
+        found = db.get(File, file_id)
+        if found is None:
+            lines.append(f"[attached file {file_id}: deleted]")
+        else:
+            lines.append(
+                f"[attached file {found.name or file_id!r} ({found.content_type}, "
+                f"{found.size} bytes), id {file_id}]"
+            )
+    return "\n".join(lines)
 
 
 def _told(call: Message) -> str:

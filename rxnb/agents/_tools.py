@@ -11,7 +11,12 @@ Rules for a call (`Tool.call`):
    runs against the store with its own semantics (a read; a serializable
    transaction). An `@rx.action`, `@rx.workflow` or another agent (`agent.as_tool()`)
    runs as a child run of the turn (`Tool.runs_as_child`).
-3. A result is sent to the model as text: a str as it is, anything else as JSON.
+3. A result is sent to the model as text: a str as it is, anything else as JSON. A
+   stored file returned (`rx.File`, or a list of them, e.g. `return
+   rx.files.get(rx.files.put(png))`) is also a file of the call's message, shown in
+   the chat; the model is told its id, name, content type and size. A child run's
+   result comes back as JSON: it is read as `rx.File` rows when its function is
+   declared to return them (`-> rx.File`, `-> list[rx.File]`).
 """
 
 from __future__ import annotations
@@ -21,12 +26,12 @@ import json
 import re
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydantic
 
 from rxnb.errors import ArgumentError, FunctionError, RxnbError
-from rxnb.execution import Action
+from rxnb.execution import Action, File
 from rxnb.functions import Mutation, Query, StoreFunction
 from rxnb.reactive import Store, to_jsonable
 
@@ -114,17 +119,54 @@ class Tool:
             raise ToolInputError(f"{self.name} was called with bad arguments: {problems}") from None
         return {name: getattr(checked, name) for name in type(checked).model_fields}
 
-    def call(self, store: Store, arguments: dict[str, Any]) -> str:
+    def call(self, store: Store, arguments: dict[str, Any]) -> ToolResult:
         """Rules 2-3, for a tool that does not run as a child run."""
         fn = self.fn
         if isinstance(fn, Query | Mutation):
             value = fn.call_on(store, **arguments)
         else:
             value = fn(**arguments)
-        return result_text(value)
+        return result_of(value)
 
     def __repr__(self) -> str:
         return f"<rx.tool {self.name}{' (approval)' if self.approval else ''}>"
+
+
+class ToolResult(NamedTuple):
+    """Rule 3: a call's result as the model is told it, and the ids of the files it
+    returned."""
+
+    text: str
+    files: list[str]
+
+
+def result_of(value: Any) -> ToolResult:
+    """Rule 3: a call's result, with the files it returned (an `rx.File`, or a
+    non-empty list of them)."""
+    found = [value] if isinstance(value, File) else value
+    if isinstance(found, list | tuple) and found and all(isinstance(f, File) for f in found):
+        described = [
+            {"file_id": f.id, "name": f.name, "content_type": f.content_type, "size": f.size}
+            for f in found
+        ]
+        shown = described[0] if isinstance(value, File) else described
+        return ToolResult(json.dumps(shown, ensure_ascii=False), [f.id for f in found])
+    return ToolResult(result_text(value), [])
+
+
+def declared_files(fn: Callable[..., Any], value: Any) -> Any:
+    """Rule 3: a child run's JSON result as `rx.File` rows, when `fn` declares it
+    returns them; else as it is."""
+    try:
+        hint = typing.get_type_hints(fn).get("return")
+    except Exception:  # an annotation that does not resolve: the result as it is
+        return value
+    if hint is File and isinstance(value, dict):
+        return File.model_validate(value)
+    listed = typing.get_origin(hint) in (list, tuple) and typing.get_args(hint)[:1] == (File,)
+    if listed and isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return [File.model_validate(v) for v in value]
+    return value
 
 
 def result_text(value: Any) -> str:

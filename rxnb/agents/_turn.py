@@ -31,6 +31,7 @@ defines the agent, and a finished tool is never called again:
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ from rxnb.agents._model import Message, MessageStatus, Role
 from rxnb.agents._model_call import call_model
 from rxnb.agents._retrieve import add_context, retrieve
 from rxnb.agents._threads import APPROVAL, decision_of, send_in
-from rxnb.agents._tools import ToolInputError, result_text
+from rxnb.agents._tools import ToolInputError, declared_files, result_of
 from rxnb.errors import AgentError, StepError
 from rxnb.execution import Action, error_details, error_line, one_line
 from rxnb.functions import Mutation
@@ -173,9 +174,8 @@ def run_call(agent: Agent, store: Store, call: dict[str, str]) -> dict[str, Any]
     if tool is None:
         return _outcome(call, MessageStatus.FAILED.value, _unknown(agent, call["name"]))
     try:
-        return _outcome(
-            call, MessageStatus.DONE.value, tool.call(store, tool.arguments(call["arguments"]))
-        )
+        result = tool.call(store, tool.arguments(call["arguments"]))
+        return _outcome(call, MessageStatus.DONE.value, result.text, files=result.files)
     except ToolInputError as exc:
         return _outcome(call, MessageStatus.FAILED.value, str(exc))
     except Exception as exc:
@@ -210,7 +210,10 @@ def _run_child(
         return _outcome(
             call, MessageStatus.FAILED.value, one_line(str(exc)), error=one_line(str(exc))
         )
-    return _outcome(call, MessageStatus.DONE.value, result_text(value))
+    if sub is None:
+        value = declared_files(getattr(tool.fn, "fn", tool.fn), value)
+    result = result_of(value)
+    return _outcome(call, MessageStatus.DONE.value, result.text, files=result.files)
 
 
 def _outcome(
@@ -220,6 +223,7 @@ def _outcome(
     *,
     error: str | None = None,
     detail: str | None = None,
+    files: list[str] | None = None,
 ) -> dict[str, Any]:
     return {
         "call_id": call["call_id"],
@@ -227,6 +231,7 @@ def _outcome(
         "text": text,
         "error": error,
         "detail": detail,
+        "files": files or [],
     }
 
 
@@ -288,6 +293,8 @@ def _record_results(
         outcome = by_id[row.call_id or ""]
         row.status, row.text = outcome["status"], outcome["text"]
         row.error, row.detail = outcome.get("error"), outcome.get("detail")
+        listed = outcome.get("files") or []  # a step journaled before files had none
+        row.files = json.dumps(listed) if listed else None
     return _next_reply(db, after, run_id, step)
 
 

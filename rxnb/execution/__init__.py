@@ -29,7 +29,7 @@ from rxnb.execution._control import (
 from rxnb.execution._cron import Cron, CronAction, CronInfo, cron, crons, remove_cron
 from rxnb.execution._executor import Executor, executor_for
 from rxnb.execution._failures import Failure, error_details, error_line, one_line
-from rxnb.execution._file_store import File, FileRef
+from rxnb.execution._file_store import File, FileRef, FileRefList
 from rxnb.execution._handles import RunHandle, run_note, set_follower
 from rxnb.execution._lifecycle import process_stopping
 from rxnb.execution._model import (
@@ -86,6 +86,7 @@ __all__ = [
     "Failure",
     "File",
     "FileRef",
+    "FileRefList",
     "Owner",
     "Parked",
     "Pruned",

@@ -8,7 +8,8 @@
 A put streams its source in chunks of 1 MiB, a few per transaction, and never holds
 the whole file in memory; the file exists only once its last chunk is stored (a put
 that fails leaves nothing). Rows name files through a `rx.FileRef` column
-(`attachment: str | None = Field(default=None, sa_type=rx.FileRef)`); a file no such
+(`attachment: str | None = Field(default=None, sa_type=rx.FileRef)`), or a list of
+them through a `FileRefList` column (an agent message's `files`); a file no such
 column names, older than the grace period (an hour by default: time to store the row
 that names it), is deleted by `rx.files.collect()` and by the store's hourly
 maintenance pass. `rx.files.configure(max_bytes=..., grace_seconds=...)` sets the
@@ -41,6 +42,7 @@ from rxnb.execution._file_store import (
     CHUNK,
     File,
     FileRef,
+    FileRefList,
     collect_batch,
     delete_chunks,
     delete_file,
@@ -55,6 +57,7 @@ from rxnb.store import Writer
 __all__ = [
     "File",
     "FileRef",
+    "FileRefList",
     "FileSettings",
     "collect",
     "configure",
@@ -80,11 +83,13 @@ _UNSET: Any = object()
 @dataclass(frozen=True)
 class FileSettings:
     """A store's file limits: the largest file, and how old an unreferenced file must
-    be before it is collected; and the `FileRef` columns any process has declared."""
+    be before it is collected; and the `FileRef` (`refs`) and `FileRefList` (`lists`)
+    columns any process has declared."""
 
     max_bytes: int = MAX_BYTES
     grace_seconds: float = GRACE_SECONDS
     refs: tuple[tuple[str, str], ...] = ()
+    lists: tuple[tuple[str, str], ...] = ()
 
 
 def configure(
@@ -135,6 +140,7 @@ def _settings(row: Maintenance | None) -> FileSettings:
         int(values.get("max_bytes", MAX_BYTES)),
         float(values.get("grace_seconds", GRACE_SECONDS)),
         tuple((str(t), str(c)) for t, c in values.get("refs", [])),
+        tuple((str(t), str(c)) for t, c in values.get("list_refs", [])),
     )
 
 
@@ -147,25 +153,32 @@ def _update_settings(db: Writer, changes: dict[str, Any]) -> FileSettings:
     return _settings(row)
 
 
-def declared_refs() -> list[tuple[str, str]]:
-    """(table, column) of every `FileRef` column of the table classes defined here."""
+def declared_refs(kind: type[sa.types.TypeDecorator[str]] = FileRef) -> list[tuple[str, str]]:
+    """(table, column) of every `kind` column (`FileRef`, or `FileRefList`) of the
+    table classes defined here."""
     found = []
     for table in SQLModel.metadata.tables.values():
         for column in table.columns:
-            if isinstance(column.type, FileRef):
+            if isinstance(column.type, kind):
                 found.append((table.name, column.name))
     return sorted(found)
 
 
 def _remember_refs(store: Store, settings: FileSettings) -> FileSettings:
-    """Store this process's `FileRef` columns with the settings, so that a collector
-    in a process that lacks some table class still keeps the files they name."""
-    known = set(settings.refs)
-    new = [r for r in declared_refs() if r not in known]
-    if not new:
+    """Store this process's `FileRef` and `FileRefList` columns with the settings, so
+    that a collector in a process that lacks some table class still keeps the files
+    they name."""
+    changes: dict[str, Any] = {}
+    for key, kind, known in (
+        ("refs", FileRef, settings.refs),
+        ("list_refs", FileRefList, settings.lists),
+    ):
+        new = set(declared_refs(kind)) - set(known)
+        if new:
+            changes[key] = sorted(set(known) | new)
+    if not changes:
         return settings
-    refs = sorted(known | set(new))
-    return store.database.write(lambda db: _update_settings(db, {"refs": refs}))
+    return store.database.write(lambda db: _update_settings(db, changes))
 
 
 # -- put ---------------------------------------------------------------------------
@@ -451,11 +464,14 @@ def collect(*, grace_seconds: float | None = None, store: Store | None = None) -
     settings = _remember_refs(target, read_settings(target))
     grace = settings.grace_seconds if grace_seconds is None else float(grace_seconds)
     refs = _existing(target, settings.refs)
+    lists = _existing(target, settings.lists)
     cutoff = time.time() - grace
     database = target.database
     deleted = 0
     while True:
-        files, abandoned = database.write(lambda db: collect_batch(db, refs, cutoff, COLLECT_BATCH))
+        files, abandoned = database.write(
+            lambda db: collect_batch(db, refs, cutoff, COLLECT_BATCH, lists)
+        )
         deleted += files
         if files < COLLECT_BATCH and abandoned < COLLECT_BATCH:
             return deleted

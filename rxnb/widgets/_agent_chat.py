@@ -2,8 +2,10 @@
 
 The chat view of `rx.chat` (docs/widget-protocol.md, "Chat view") with its `tool` and
 `approve` settings: tool calls show as cards whose arguments stream in, approvals with
-Approve and Deny buttons. The rows and the three functions the widget may call (send,
-Stop, approve, each for this thread only) come from the agents layer. The chat is
+Approve and Deny buttons, and the files a message carries (`Message.files`) as
+`rx.chat(files=...)` shows them: images inline, anything else a download link. The
+rows and the functions the widget may call (send, Stop, approve, each for this
+thread only) come from the agents layer. The chat is
 paged: it follows the thread's latest messages, and earlier pages as the reader
 scrolls up to them (`rxnb.widgets._chat`).
 """
@@ -16,6 +18,7 @@ from rxnb.agents import HIDDEN, Agent, AgentChatPages, chat_functions
 from rxnb.errors import ArgumentError
 from rxnb.reactive import Store, current_store
 from rxnb.widgets._chat import EARLIER, ChatWidget, warm_up_litellm
+from rxnb.widgets._files import FILE
 
 
 def agent_chat(
@@ -49,6 +52,7 @@ def agent_chat(
             "approve": {"fn": "approve", "arg": "call_id"},
             "placeholder": placeholder,
             "earlier": {"fn": EARLIER},
+            "files": {"column": "files", "fn": FILE},
         },
         "hidden": list(HIDDEN),  # tracebacks and bookkeeping stay out of the snapshot
     }

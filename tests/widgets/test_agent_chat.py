@@ -71,7 +71,7 @@ def test_an_agent_chat_shows_tool_calls_and_approves_through_its_own_function(
     agent = mailer()
     widget = agent.chat("t-chat")
     state = widget.get_state()
-    assert state["functions"] == ["approve", "cancel", "earlier", "send"]
+    assert state["functions"] == ["approve", "cancel", "earlier", "file", "send"]
     view = state["payload"]["chat"]
     assert view["tool"] == {
         "name": "tool_name",

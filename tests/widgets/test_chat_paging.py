@@ -112,7 +112,7 @@ def test_an_agent_chat_shows_its_latest_page_and_loads_earlier_ones_on_demand(
 ) -> None:
     fill(thread_id="long", n=120)
     widget = rx.Agent("pager", model="rxnb/echo").chat("long")
-    assert widget.get_state()["functions"] == ["approve", "cancel", "earlier", "send"]
+    assert widget.get_state()["functions"] == ["approve", "cancel", "earlier", "file", "send"]
     assert widget.get_state("payload")["payload"]["chat"]["earlier"] == {"fn": "earlier"}
     browser = Browser(widget, comms)
     assert browser.texts() == texts(71, 120)  # the latest 50, oldest at the top

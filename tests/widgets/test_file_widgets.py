@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from polling import until
@@ -106,3 +107,48 @@ def test_a_live_table_of_files_or_of_rows_naming_them_shows_them(
 @rx.query
 def file_count(db: rx.Reader) -> int:
     return len(db.exec(select(rx.File.id)).all())
+
+
+def test_an_agent_chat_fetches_the_files_its_messages_list(store: rx.Store, comms: Comms) -> None:
+    """A user's file and a tool's are fetched through the agent chat's bound `file`
+    call; a file of another thread is refused."""
+    image = rx.files.put(PNG, name="dot.png")
+    pdf = rx.files.put(b"%PDF-1.4 ...", name="report.pdf")
+    elsewhere = rx.files.put(b"secret", name="other.txt")
+
+    @rx.tool
+    def chart() -> rx.File:
+        """A chart."""
+        return rx.files.get(rx.files.put(PNG, name="chart.png"))
+
+    agent = rx.Agent(
+        "file-chat",
+        model="rxnb/scripted",
+        tools=[chart],
+        turns=[{"tool_calls": [{"name": "chart", "arguments": {}}]}, {"script": "Here."}],
+    )
+    other = rx.Agent("file-chat-other", model="rxnb/scripted", turns=[{"script": "ok"}])
+    other.send("t-other", "mine", files=[elsewhere]).result(timeout=30)
+    widget = agent.chat("t-files")
+    state = widget.get_state()
+    assert "file" in state["functions"]
+    assert state["payload"]["chat"]["files"] == {"column": "files", "fn": "file"}
+    agent.send("t-files", "see these", files=[image, pdf]).result(timeout=30)
+
+    def listed() -> list[Any]:
+        payload = widget.get_state("payload")["payload"]
+        at = payload["columns"].index("files")
+        return [row[at] for row in payload["rows"] if row[at]]
+
+    until(lambda: len(listed()) == 2)
+    user_files, tool_files = (json.loads(cell) for cell in listed())
+    assert user_files == [image, pdf]
+    shown = call(comms, widget, 1, id=image, download=False)["result"]
+    assert (shown["image"], base64.b64decode(shown["data"])) == (True, PNG)
+    link = call(comms, widget, 2, id=pdf, download=False)["result"]
+    assert (link["image"], link["data"], link["name"]) == (False, None, "report.pdf")
+    made = call(comms, widget, 3, id=tool_files[0], download=False)["result"]
+    assert (made["name"], made["image"]) == ("chart.png", True)
+    refused = call(comms, widget, 4, id=elsewhere, download=True)
+    assert refused["ok"] is False and "not shown in this view" in refused["error"]["message"]
+    widget.close()
