@@ -15,8 +15,10 @@ pages it touches and no other.
 4. A live page is patched rather than re-read (`AgentChatPages.patch`, the reactor's
    rule 11) when every write is an update of one of its rows that leaves the row's
    thread and id as they were, whose old image matches the row as shown on every
-   column it changes, and that changes only columns shown as they are (all but
-   `usage`: a streamed reply's text, a status): the row takes the new values.
+   column it changes, whose images hold every value (none UNKNOWN: another
+   process's long text is not in the change log), and that changes only columns
+   shown as they are (all but `usage`: a streamed reply's text, a status): the row
+   takes the new values.
    Writes to other threads' rows are passed over. Anything else re-reads the page.
 """
 
@@ -103,8 +105,10 @@ class AgentChatPages:
             if index is None:
                 return None
             row = patched.get(index, rows[index])
+            if any(v is UNKNOWN for v in (*old.values(), *new.values())):
+                return None  # a value not in the images (too long for another process's)
             changed = {k: v for k, v in new.items() if old.get(k) != v}
-            if any(k not in _PLAIN or v is UNKNOWN for k, v in changed.items()):
+            if any(k not in _PLAIN for k in changed):
                 return None
             if any(row.get(k) != old.get(k) for k in changed):
                 return None  # the page shows another state of the row than the write's

@@ -21,6 +21,7 @@ import rxnb as rx
 from rxnb.agents import Message
 from rxnb.agents._pages import AgentChatPages
 from rxnb.reactive._results import to_jsonable
+from rxnb.store import UNKNOWN, RowWrite, TableWrite
 from rxnb.widgets import ChatWidget
 
 
@@ -248,3 +249,31 @@ def test_an_unpaged_chat_has_no_earlier(store: rx.Store, comms: Comms) -> None:
     assert widget.get_state("payload")["payload"]["chat"]["earlier"] is None
     comms.receive(widget, {"type": "call", "id": 1, "fn": "earlier", "args": {}})
     assert not any(m.get("type") == "reply" for m in comms.custom())  # dropped
+
+
+def test_a_page_patches_only_updates_it_can_see_whole() -> None:
+    pages = AgentChatPages("t")
+    row = {"id": 7, "thread_id": "t", "text": "ab", "status": "streaming", "usage": None}
+    page = {"rows": [row], "cursor": None, "done": True}
+
+    def update(old: dict[str, Any], new: dict[str, Any], key: int = 7) -> RowWrite:
+        return RowWrite("rx_messages", (key,), {**row, **old}, {**row, **new})
+
+    grown = pages.patch(
+        page, [update({}, {"text": "abc"}), update({"text": "abc"}, {"text": "abcd"})]
+    )
+    assert grown is not None and grown["rows"][0]["text"] == "abcd" and row["text"] == "ab"
+    assert pages.patch(page, [update({"text": "a"}, {"text": "abc"})]) is None  # stale image
+    assert pages.patch(page, [update({"text": UNKNOWN}, {"text": UNKNOWN})]) is None
+    assert pages.patch(page, [update({}, {"usage": "{}"})]) is None  # not shown as stored
+    elsewhere = RowWrite("rx_messages", (8,), {**row, "id": 8}, {**row, "id": 8, "text": "x"})
+    assert pages.patch(page, [elsewhere]) is None  # a row of the thread not on this page
+    assert pages.patch(page, [RowWrite("rx_messages", (8,), None, {**row, "id": 8})]) is None
+    assert pages.patch(page, [TableWrite("rx_messages")]) is None
+    other = RowWrite(
+        "rx_messages",
+        (9,),
+        {**row, "id": 9, "thread_id": "u"},
+        {**row, "id": 9, "thread_id": "u", "text": "z"},
+    )
+    assert pages.patch(page, [other]) is None  # nothing of this page changed: read it
