@@ -12,11 +12,19 @@ pages it touches and no other.
 2. `rx.chat` pages when its messages query takes a `cursor` argument and returns
    `db.paginate(...)` of the thread's rows newest first (`rxnb.agents._chats`).
 3. An agent's chat pages its thread's `rx_messages` by id (`AgentChatPages`).
+4. A live page is patched rather than re-read (`AgentChatPages.patch`, the reactor's
+   rule 11) when every write is an update of one of its rows that leaves the row's
+   thread and id as they were, whose old image matches the row as shown on every
+   column it changes, whose images hold every value (none UNKNOWN: another
+   process's long text is not in the change log), and that changes only columns
+   shown as they are (all but `usage`: a streamed reply's text, a status): the row
+   takes the new values.
+   Writes to other threads' rows are passed over. Anything else re-reads the page.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlmodel import col, select
@@ -25,10 +33,13 @@ from rxnb.agents._chat import row_of
 from rxnb.agents._model import Message
 from rxnb.agents._threads import messages
 from rxnb.errors import ArgumentError
-from rxnb.store import Reader
+from rxnb.store import UNKNOWN, Reader, RowWrite, Write
 
 CURSOR = "cursor"
 """The argument that names a page: None for the latest, else a page's `cursor`."""
+
+_PLAIN = frozenset(Message.model_fields) - {"id", "thread_id", "usage"}
+"""Rule 4: the `rx_messages` columns a chat row shows as stored (`row_of`)."""
 
 PAGE_SIZE = 50
 """Messages per page of an agent's chat."""
@@ -74,3 +85,39 @@ class AgentChatPages:
         )
         page = reader.paginate(newest_first, cursor=args.get(CURSOR), size=self.size)
         return page_result([row_of(m) for m in page.items], page.cursor, page.done)
+
+    def patch(self, result: Any, writes: Sequence[Write]) -> dict[str, Any] | None:
+        """Rule 4: `result` with `writes` applied, or None if the page must be read."""
+        rows: list[dict[str, Any]] = result["rows"]
+        at = {row["id"]: i for i, row in enumerate(rows)}
+        patched: dict[int, dict[str, Any]] = {}
+        for write in writes:
+            if not isinstance(write, RowWrite) or write.table != _TABLE:
+                return None
+            old, new = write.old, write.new
+            if old is None or new is None:
+                return None  # an insert or a delete: the page's rows change
+            if old.get("thread_id") != self.thread_id and new.get("thread_id") != self.thread_id:
+                continue  # another thread's row
+            if old.get("thread_id") != new.get("thread_id") or old.get("id") != new.get("id"):
+                return None
+            index = at.get(new.get("id"))
+            if index is None:
+                return None
+            row = patched.get(index, rows[index])
+            if any(v is UNKNOWN for v in (*old.values(), *new.values())):
+                return None  # a value not in the images (too long for another process's)
+            changed = {k: v for k, v in new.items() if old.get(k) != v}
+            if any(k not in _PLAIN for k in changed):
+                return None
+            if any(row.get(k) != old.get(k) for k in changed):
+                return None  # the page shows another state of the row than the write's
+            patched[index] = {**row, **changed}
+        if not patched:
+            return None
+        return page_result(
+            [patched.get(i, row) for i, row in enumerate(rows)], result[CURSOR], result["done"]
+        )
+
+
+_TABLE = Message.__table__.fullname  # type: ignore[attr-defined]

@@ -26,6 +26,12 @@ The rules, cited in the code by number:
     the subscriptions it affects are queued; a write that affects none costs the loop
     nothing (no wake-up, no thread switch).
 
+11. A subscription whose query has `patch(result, writes)` and whose re-run was
+    asked for by row writes alone is first offered them: a result returned is
+    delivered as the run's (read set kept: the query promises it is what the run
+    would return and read), None runs the query as usual. A deferred subscription
+    (rule 9) keeps the writes that arrive while it waits and is offered them all.
+
 Soundness: every item is queued after the commit it reports, and a batch is matched
 against read sets recorded by runs that started before it was taken, so a run never
 misses a write that committed after its snapshot.
@@ -59,6 +65,7 @@ class _Writes:
 @dataclass(frozen=True)
 class _Affected:
     ids: frozenset[SubscriptionId]
+    writes: Sequence[Write]
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,8 @@ class Reactor:
         self._idle = threading.Condition()
         self._pending = 0
         self._deferred: dict[SubscriptionId, float] = {}
+        self._held: dict[SubscriptionId, list[Write] | None] = {}
+        """Rule 11: the writes that affected each deferred subscription while it waited."""
         """Rule 9: subscriptions waiting for their interval, and when it has passed."""
         self._thread = threading.Thread(target=self._loop, name="rxnb-reactor", daemon=True)
         self._thread.start()
@@ -153,7 +162,7 @@ class Reactor:
                 if not affected:
                     return
                 self._pending += 1
-                self._queue.put(_Affected(frozenset(affected)))
+                self._queue.put(_Affected(frozenset(affected), writes))
                 return
         self._put(_Writes(writes))
 
@@ -227,6 +236,9 @@ class Reactor:
 
     def _handle(self, batch: list[_Item], due: set[SubscriptionId]) -> bool:
         affected = set(due)
+        # Rule 11: the writes that affected each subscription, in order; None where
+        # something else did too (a deferral, a re-definition, a gap).
+        touched = {sub_id: self._held.pop(sub_id, None) for sub_id in due}
         now = time.monotonic()
         for item in batch:  # in order: a start sees every write queued before it
             match item:
@@ -234,28 +246,38 @@ class Reactor:
                     return True
                 case _Writes(writes):
                     if writes:
-                        affected |= self._index.affected(writes)  # rule 2
-                case _Affected(ids):
+                        hit = self._index.affected(writes)  # rule 2
+                        affected |= hit
+                        _touch(touched, hit, writes)
+                case _Affected(ids, writes):
                     affected |= ids  # rule 10
+                    _touch(touched, ids, writes)
                 case _Start(sub):
                     self._start(sub)
                 case _Forget(sub):
                     self._drop(sub)
                 case _Redefined(name):
-                    affected |= self._by_name.get(name, set())  # rule 4
+                    names = self._by_name.get(name, set())
+                    affected |= names  # rule 4
+                    touched.update(dict.fromkeys(names))
                 case _Everything():
                     affected |= set(self._subs)  # rule 8
+                    touched.update(dict.fromkeys(self._subs))
         for sub_id in sorted(affected):  # rule 5: once each per batch
             rerun = self._subs.get(sub_id)
-            if rerun is None or rerun.closed or sub_id in self._deferred:
+            if rerun is None or rerun.closed:
+                continue
+            if sub_id in self._deferred:
+                _hold(self._held, sub_id, touched.get(sub_id))
                 continue
             wait = rerun.min_interval - (now - rerun._last_run)
             if wait > 0:  # rule 9
                 self._deferred[sub_id] = now + wait
+                self._held[sub_id] = touched.get(sub_id)
                 with self._idle:
                     self._pending += 1
                 continue
-            self._run(rerun)
+            self._run(rerun, touched.get(sub_id))
         return False
 
     def _start(self, sub: Subscription) -> None:
@@ -266,7 +288,9 @@ class Reactor:
         self._by_name[sub.query.name].add(sub.id)
         self._run(sub)  # rule 1
 
-    def _run(self, sub: Subscription) -> None:
+    def _run(self, sub: Subscription, writes: Sequence[Write] | None = None) -> None:
+        if writes and self._patched(sub, writes):
+            return
         sub.runs += 1
         sub._last_run = time.monotonic()
         try:
@@ -279,8 +303,27 @@ class Reactor:
         self._index.record(sub.id, reads)
         sub._deliver(result, payload)
 
+    def _patched(self, sub: Subscription, writes: Sequence[Write]) -> bool:
+        """Rule 11: deliver the query's `patch` of its last result, if it has one."""
+        patch = getattr(sub.query, "patch", None)
+        if patch is None or sub.error is not None or sub.runs == 0:
+            return False
+        try:
+            result = patch(sub.result, writes)
+            if result is None:
+                return False
+            payload = to_jsonable(result, where=f"Query `{sub.query.name}`")
+        except Exception:  # the run decides: it raises, or not, as it would have
+            log.debug("rxnb: patching %s failed; running it", sub.query.name, exc_info=True)
+            return False
+        sub.patches += 1
+        sub._last_run = time.monotonic()
+        sub._deliver(result, payload)
+        return True
+
     def _drop(self, sub: Subscription) -> None:
         self._subs.pop(sub.id, None)
+        self._held.pop(sub.id, None)
         if self._deferred.pop(sub.id, None) is not None:
             with self._idle:
                 self._pending -= 1
@@ -288,6 +331,32 @@ class Reactor:
         names = self._by_name.get(sub.query.name)
         if names is not None:
             names.discard(sub.id)
+
+
+def _touch(
+    touched: dict[SubscriptionId, list[Write] | None],
+    ids: frozenset[SubscriptionId] | set[SubscriptionId],
+    writes: Sequence[Write],
+) -> None:
+    for sub_id in ids:
+        if sub_id not in touched:
+            touched[sub_id] = list(writes)
+        else:
+            so_far = touched[sub_id]
+            if so_far is not None:
+                so_far.extend(writes)
+
+
+def _hold(
+    held: dict[SubscriptionId, list[Write] | None],
+    sub_id: SubscriptionId,
+    writes: list[Write] | None,
+) -> None:
+    so_far = held.get(sub_id)
+    if writes is None or so_far is None:
+        held[sub_id] = None
+    else:
+        so_far.extend(writes)
 
 
 def _run_pinned(sub: Subscription, reader: Reader) -> Any:

@@ -65,6 +65,8 @@ class Subscription:
         self.runs = 0
         """How many times the query ran for this subscription (initial run included)."""
         self.deliveries = 0
+        self.patches = 0
+        """How many results were the query's patch of the last one (`Reactor` rule 11)."""
         self._callback = callback
         self._with_payload = with_payload
         self.min_interval = min_interval

@@ -19,6 +19,9 @@ from test_chat import call, replay, rows
 
 import rxnb as rx
 from rxnb.agents import Message
+from rxnb.agents._pages import AgentChatPages
+from rxnb.reactive._results import to_jsonable
+from rxnb.store import UNKNOWN, RowWrite, TableWrite
 from rxnb.widgets import ChatWidget
 
 
@@ -154,14 +157,67 @@ def test_a_write_re_runs_only_the_pages_it_touches(store: rx.Store, comms: Comms
     assert [latest.runs, middle.runs, oldest.runs] == [before[0] + 1, before[1], before[2]]
 
     ids = [r["id"] for r in browser.rows()]
-    edit(message_id=ids[10], text="old")  # in the oldest page only
+    edit(message_id=ids[10], text="old")  # in the oldest page only, patched in place
     until(lambda: browser.texts()[10] == "old")
     store.wait_idle()
-    assert [latest.runs, middle.runs, oldest.runs] == [before[0] + 1, before[1], before[2] + 1]
+    assert [latest.runs, middle.runs, oldest.runs] == [before[0] + 1, before[1], before[2]]
+    assert [latest.patches, middle.patches, oldest.patches] == [0, 0, 1]
 
     fill(thread_id="elsewhere", n=3)  # another thread: no page
     store.wait_idle()
-    assert [latest.runs, middle.runs, oldest.runs] == [before[0] + 1, before[1], before[2] + 1]
+    assert [latest.runs, middle.runs, oldest.runs] == [before[0] + 1, before[1], before[2]]
+    assert [latest.patches, middle.patches, oldest.patches] == [0, 0, 1]
+
+
+@rx.mutation
+def stream_into(db: rx.Writer, message_id: int, text: str, usage: str | None = None) -> None:
+    found = db.get(Message, message_id)
+    assert found is not None
+    found.text += text
+    if usage is not None:
+        found.usage = usage
+
+
+def jsonable(value: Any) -> Any:
+    return to_jsonable(value, where="test")
+
+
+@rx.query
+def latest_page(db: rx.Reader, thread_id: str) -> Any:
+    return AgentChatPages(thread_id).run(db, {"thread_id": thread_id, "cursor": None})
+
+
+def test_a_streamed_reply_patches_its_page_instead_of_reading_it(
+    store: rx.Store, comms: Comms
+) -> None:
+    fill(thread_id="s", n=60)
+    widget = rx.Agent("patcher", model="rxnb/echo").chat("s")
+    browser = Browser(widget, comms)
+    page = widget.subscription
+    store.wait_idle()
+    runs, last = page.runs, browser.rows()[-1]["id"]
+
+    for chunk in ("a", "b", "c"):  # a streaming reply's flushes: no page query
+        stream_into(message_id=last, text=chunk)
+    until(lambda: browser.texts()[-1] == "m60abc")
+    store.wait_idle()
+    assert page.runs == runs and page.patches >= 1
+    assert jsonable(page.result) == jsonable(latest_page(thread_id="s"))
+
+    # A column the row does not show as stored (usage): the page is read again.
+    stream_into(message_id=last, text="d", usage='{"total_tokens": 3}')
+    until(lambda: browser.texts()[-1] == "m60abcd")
+    store.wait_idle()
+    assert page.runs == runs + 1
+    assert jsonable(page.result) == jsonable(latest_page(thread_id="s"))
+
+    # Another thread's row: neither.
+    fill(thread_id="other", n=1)
+    patches = page.patches
+    stream_into(message_id=last + 1, text="x")
+    store.wait_idle()
+    assert (page.runs, page.patches) == (runs + 1, patches)
+    widget.close()
 
 
 def test_rx_chat_pages_a_messages_query_that_takes_a_cursor(store: rx.Store, comms: Comms) -> None:
@@ -193,3 +249,31 @@ def test_an_unpaged_chat_has_no_earlier(store: rx.Store, comms: Comms) -> None:
     assert widget.get_state("payload")["payload"]["chat"]["earlier"] is None
     comms.receive(widget, {"type": "call", "id": 1, "fn": "earlier", "args": {}})
     assert not any(m.get("type") == "reply" for m in comms.custom())  # dropped
+
+
+def test_a_page_patches_only_updates_it_can_see_whole() -> None:
+    pages = AgentChatPages("t")
+    row = {"id": 7, "thread_id": "t", "text": "ab", "status": "streaming", "usage": None}
+    page = {"rows": [row], "cursor": None, "done": True}
+
+    def update(old: dict[str, Any], new: dict[str, Any], key: int = 7) -> RowWrite:
+        return RowWrite("rx_messages", (key,), {**row, **old}, {**row, **new})
+
+    grown = pages.patch(
+        page, [update({}, {"text": "abc"}), update({"text": "abc"}, {"text": "abcd"})]
+    )
+    assert grown is not None and grown["rows"][0]["text"] == "abcd" and row["text"] == "ab"
+    assert pages.patch(page, [update({"text": "a"}, {"text": "abc"})]) is None  # stale image
+    assert pages.patch(page, [update({"text": UNKNOWN}, {"text": UNKNOWN})]) is None
+    assert pages.patch(page, [update({}, {"usage": "{}"})]) is None  # not shown as stored
+    elsewhere = RowWrite("rx_messages", (8,), {**row, "id": 8}, {**row, "id": 8, "text": "x"})
+    assert pages.patch(page, [elsewhere]) is None  # a row of the thread not on this page
+    assert pages.patch(page, [RowWrite("rx_messages", (8,), None, {**row, "id": 8})]) is None
+    assert pages.patch(page, [TableWrite("rx_messages")]) is None
+    other = RowWrite(
+        "rx_messages",
+        (9,),
+        {**row, "id": 9, "thread_id": "u"},
+        {**row, "id": 9, "thread_id": "u", "text": "z"},
+    )
+    assert pages.patch(page, [other]) is None  # nothing of this page changed: read it
