@@ -110,9 +110,9 @@ class Reactor:
         self._idle = threading.Condition()
         self._pending = 0
         self._deferred: dict[SubscriptionId, float] = {}
+        """Rule 9: subscriptions waiting for their interval, and when it has passed."""
         self._held: dict[SubscriptionId, list[Write] | None] = {}
         """Rule 11: the writes that affected each deferred subscription while it waited."""
-        """Rule 9: subscriptions waiting for their interval, and when it has passed."""
         self._thread = threading.Thread(target=self._loop, name="rxnb-reactor", daemon=True)
         self._thread.start()
 
