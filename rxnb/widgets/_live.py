@@ -123,10 +123,10 @@ class LiveWidget(anywidget.AnyWidget):
     _subscription: Any = None
     _sent: Payload = empty("")
     _local_calls: tuple[str, ...] = ()
-    _file_columns: tuple[str, ...] = ()
-    """The result's columns that name files (`rxnb.widgets._files`)."""
     """Names the browser may call that the widget answers itself (`_call_local`), such
     as a chat's `earlier`: they change what the widget follows, not the store."""
+    _file_columns: tuple[str, ...] = ()
+    """The result's columns that name files (`rxnb.widgets._files`)."""
 
     def __init__(
         self,
