@@ -141,8 +141,11 @@ def poll(condition: object, what: str, timeout: float = WAIT) -> None:
 def insert_runs(
     store: rx.Store, function: str, dues: list[float], args: dict[str, object]
 ) -> list[str]:
-    """Queue runs of `function` (registered elsewhere) by writing their rows."""
+    """Queue runs of `function` (registered elsewhere) by writing their rows, as
+    `start` writes them (`ties=0` where this rxnb has the column: nothing points at
+    them)."""
     now = time.time()
+    marks = {"ties": 0} if "ties" in rx.Run.model_fields else {}
     runs = [
         rx.Run(
             id=uuid.uuid4().hex,
@@ -150,6 +153,7 @@ def insert_runs(
             args=json.dumps(args),
             due_at=due,
             created_at=now,
+            **marks,
         )
         for due in dues
     ]

@@ -51,6 +51,7 @@ from rxnb.execution import (
     RunStatus,
     cancel_in,
     one_line,
+    ties,
 )
 from rxnb.functions import Mutation, Query
 from rxnb.store import Reader, Writer
@@ -331,6 +332,8 @@ def _told(call: Message) -> str:
 
 def end_messages(db: Writer, run: Run) -> None:
     """Rule 5: the turn's run has ended."""
+    if not ties.tied(run, ties.MESSAGES):
+        return
     left = db.exec(
         select(Message).where(Message.run_id == run.id, col(Message.status).in_(UNFINISHED))
     ).all()
@@ -394,6 +397,8 @@ def decision_of(payload: Any) -> tuple[bool, str, bool]:
     )
 
 
+ties.tie(Message, "run_id", ties.MESSAGES)
+ties.GATED.add(end_messages)
 if end_messages not in RUN_ENDED:
     RUN_ENDED.append(end_messages)
 if interrupt_messages not in RUN_REQUEUED:

@@ -6,6 +6,7 @@ Other layers use the names below and nothing else of this package.
 """
 
 from rxnb.execution import _clock as clock
+from rxnb.execution import _ties as ties
 from rxnb.execution import files
 from rxnb.execution._actions import Action, action, insert_run, run_after, run_at
 from rxnb.execution._arguments import SECRET_ARGUMENT, encode_args
@@ -135,5 +136,6 @@ __all__ = [
     "set_follower",
     "signal",
     "signal_in",
+    "ties",
     "waits",
 ]

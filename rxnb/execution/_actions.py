@@ -224,6 +224,7 @@ def insert_run(
         queue=action.queue,
         partition=start.partition,
         priority=start.priority,
+        ties=0,  # nothing points at it yet: see rxnb.execution._ties
     )
     db.add(run)
     return run.id

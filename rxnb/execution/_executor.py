@@ -30,6 +30,7 @@ from rxnb.execution._transitions import (
     due_exists,
     fail_now,
     finish,
+    finish_untied,
     hand_back,
     next_due,
     unclaim,
@@ -116,6 +117,11 @@ class Executor:
         self._sign_lock = threading.Lock()
         self._left_at_sign_off: int | None = None
         """Runs still running here when a stopping executor signed off (None: not yet)."""
+        self._ends: list[_End] = []
+        """Ends waiting to be recorded together (`_record_end`)."""
+        self._ends_writing = False
+        self._ends_done = threading.Condition(threading.Lock())
+        """Notified each time a batch of ends has been recorded (or given back)."""
         self._functions: dict[str, Action[Any, Any]] = {}
         self._running: dict[str, tuple[ActionContext, int]] = {}
         self.claiming = threading.Lock()
@@ -368,7 +374,7 @@ class Executor:
                 self._record(lambda db: hand_back(db, ctx, self.id, why))
                 return
             try:
-                self._record(lambda db: finish(db, ctx, self.id, action, ended))
+                self._record_end(ctx, action, ended)
             except Exception as exc:
                 if self.store.closed:
                     log.info("rxnb: run %s ended after its store closed", ctx.run_id)
@@ -389,12 +395,53 @@ class Executor:
             if last:
                 self._signed_off_last()
 
-    def _record(self, fn: Callable[[Writer], None]) -> None:
+    def _record_end(
+        self, ctx: ActionContext, action: Action[Any, Any], ended: tuple[str, Any]
+    ) -> None:
+        """Record how a run ended. Ends that change no row but their run's own are
+        written together (group commit): the first pool thread to arrive writes every
+        end waiting then in one transaction at READ COMMITTED, each run's row locked,
+        and the others wait for it, so that a burst of short runs costs a few commits,
+        not one each. An end the batch leaves (rows point at its run) or cannot write (an
+        outcome that cannot be stored) is recorded alone, serializable."""
+        end = _End(ctx, action, ended)
+        with self._ends_done:
+            self._ends.append(end)
+            while end.left is None and self._ends_writing:
+                self._ends_done.wait()
+            batch: list[_End] = []
+            if end.left is None:
+                self._ends_writing = True
+                batch, self._ends = self._ends, []
+        if batch:
+            self._write_ends(batch)
+        if end.left:
+            self._record(lambda db: finish(db, ctx, self.id, action, ended))
+
+    def _write_ends(self, batch: list[_End]) -> None:
+        """One transaction of `_record_end` for `batch`; each end learns whether it is
+        `left` to record alone."""
+        ends = [(end.ctx, end.action, end.ended) for end in batch]
+        left: set[int] = set(range(len(batch)))
+        try:
+            written: list[list[int]] = []
+            self._record(lambda db: written.append(finish_untied(db, ends, self.id)), claim=True)
+            left = set(written[-1])
+        except Exception:  # each is tried alone, to fail (or wait) on its own
+            log.debug("rxnb: %d run ends could not be recorded together", len(batch), exc_info=True)
+        finally:
+            with self._ends_done:
+                for i, end in enumerate(batch):
+                    end.left = i in left
+                self._ends_writing = False
+                self._ends_done.notify_all()
+
+    def _record(self, fn: Callable[[Writer], None], claim: bool = False) -> None:
         """Write a run's end, waiting out a database that is away (rule 6): a run
         that did its work is not run again for want of a connection."""
         while True:
             try:
-                self.store.database.write(fn)
+                self.store.database.write(fn, claim=claim)
                 return
             except StoreUnavailableError:
                 if self.store.closed or self.stopped.is_set():
@@ -410,6 +457,17 @@ class Executor:
             self.store.database.write(lambda db: fail_now(db, ctx, self.id, reason))
         except Exception:
             log.exception("rxnb: could not record the timeout of run %s", ctx.run_id)
+
+
+class _End:
+    """A run's end waiting in `Executor._record_end`."""
+
+    __slots__ = ("action", "ctx", "ended", "left")
+
+    def __init__(self, ctx: ActionContext, action: Action[Any, Any], ended: tuple[str, Any]):
+        self.ctx, self.action, self.ended = ctx, action, ended
+        self.left: bool | None = None
+        """None while waiting; then False (recorded with others) or True (record it alone)."""
 
 
 def _delete_owner(db: Writer, owner_id: str) -> None:

@@ -102,6 +102,11 @@ class Run(SQLModel, table=True):
     """A pause was requested (`rx.pause`) and no resume since."""
     signals: str | None = None
     """Control values sent to the run (`rx.signal`), a JSON object by name."""
+    ties: int | None = None
+    """Bits of the kinds of rows that point at the run (a child link, generations,
+    messages: see `rxnb.execution._ties`), so that its end looks up only those; 0 from
+    the start for a run `start` inserts. NULL (a row from before the column, a run
+    inserted by hand or with plain SQL) looks up every kind."""
 
     def arguments(self) -> dict[str, Any]:
         """The arguments as a dict; ValueError if `args` is not a JSON object."""

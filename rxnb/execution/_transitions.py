@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from sqlmodel import col, func, select
 
 from rxnb.execution import _clock as clock
+from rxnb.execution import _ties as ties
 from rxnb.execution._context import ActionContext
 from rxnb.execution._failures import Failure
-from rxnb.execution._model import TERMINAL, Run, RunStatus, ended, requeued
+from rxnb.execution._model import RUN_ENDED, TERMINAL, Run, RunStatus, ended, requeued
 from rxnb.execution._queues import Gate
 from rxnb.store import Writer
 
@@ -99,7 +101,41 @@ def finish(
     db: Writer, ctx: ActionContext, owner: str, action: Action[Any, Any], outcome: tuple[str, Any]
 ) -> None:
     """Record how a run ended; nothing if it is no longer ours (recovered meanwhile)."""
-    run = db.get(Run, ctx.run_id)
+    _record_end(db, db.get(Run, ctx.run_id), ctx, owner, action, outcome)
+
+
+def finish_untied(
+    db: Writer, ends: Sequence[tuple[ActionContext, Action[Any, Any], tuple[str, Any]]], owner: str
+) -> list[int]:
+    """`finish` for several runs in one transaction at READ COMMITTED
+    (`Database.write(claim=True)`), for runs whose end changes no row but their own:
+    their rows are locked (`FOR UPDATE`, in id order so that two batches cannot
+    deadlock), which orders each end after every other write to its run, as a
+    serializable transaction would. Returns the indexes of the ends it left unwritten:
+    runs with rows pointing at them, or every run when a `RUN_ENDED` hook may write for
+    an untied run too; `finish` records those."""
+    ids = sorted({ctx.run_id for ctx, _, _ in ends if ctx.run_id is not None})
+    locked = select(Run).where(col(Run.id).in_(ids)).order_by(col(Run.id)).with_for_update()
+    runs = {run.id: run for run in db.exec(locked).all()}
+    every = any(hook not in ties.GATED for hook in RUN_ENDED)
+    left = []
+    for i, (ctx, action, outcome) in enumerate(ends):
+        run = runs.get(ctx.run_id or "")
+        if run is not None and (every or run.ties != 0):
+            left.append(i)
+        else:
+            _record_end(db, run, ctx, owner, action, outcome)
+    return left
+
+
+def _record_end(
+    db: Writer,
+    run: Run | None,
+    ctx: ActionContext,
+    owner: str,
+    action: Action[Any, Any],
+    outcome: tuple[str, Any],
+) -> None:
     if not _this_start(run, ctx, owner):
         if ctx.timed_out is None:  # a timeout failed it already
             log.warning("rxnb: run %s ended here but is no longer owned by %s", ctx.run_id, owner)

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlmodel import Field, SQLModel, select
 
-from rxnb.execution import RUN_ENDED, RUN_REQUEUED, Run, RunStatus, one_line
+from rxnb.execution import RUN_ENDED, RUN_REQUEUED, Run, RunStatus, one_line, ties
 from rxnb.reactive import to_jsonable
 from rxnb.store import own_table
 
@@ -114,6 +114,8 @@ def end_generations(db: Any, run: Run) -> None:
     """`run` has ended: any generation of it still `streaming`, or `interrupted` and
     waiting for a start that will not come, ends with it (see the module's docstring),
     as `cancelled` if the run was, else `failed`."""
+    if not ties.tied(run, ties.GENERATIONS):
+        return
     left = db.exec(
         select(Generation).where(
             Generation.run_id == run.id,
@@ -179,6 +181,8 @@ def set_row_status(db: Any, generation: Generation, only: tuple[str, ...], statu
     )
 
 
+ties.tie(Generation, "run_id", ties.GENERATIONS)
+ties.GATED.add(end_generations)
 if end_generations not in RUN_ENDED:
     RUN_ENDED.append(end_generations)
 if interrupt_generations not in RUN_REQUEUED:

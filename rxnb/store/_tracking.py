@@ -8,6 +8,7 @@ user's own engines) are ignored.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -171,6 +172,8 @@ def _kind(column: sa.Column[Any]) -> str | None:
 
 
 def _old_value(state: Any, key: str) -> object:
+    if key not in state.committed_state:  # unchanged: its loaded value, if loaded
+        return state.dict.get(key, UNKNOWN)
     history = state.attrs[key].history
     if history.deleted:
         return history.deleted[0]
@@ -183,27 +186,39 @@ def _new_value(state: Any, key: str) -> object:
     return state.dict.get(key, UNKNOWN)
 
 
+_Plan = tuple[tuple[str, str, str, str | None, bool], ...]
+_PLANS: weakref.WeakKeyDictionary[Mapper[Any], _Plan] = weakref.WeakKeyDictionary()
+
+
+def _plan(mapper: Mapper[Any]) -> _Plan:
+    """(attribute, column, table, kind, primary key) of each table column `mapper`
+    maps, worked out once per mapper."""
+    plan = _PLANS.get(mapper)
+    if plan is None:
+        plan = tuple(
+            (prop.key, column.name, column.table.fullname, _kind(column), column.primary_key)
+            for prop in mapper.column_attrs
+            for column in prop.columns
+            if isinstance(column, sa.Column) and isinstance(column.table, sa.Table)
+        )
+        _PLANS[mapper] = plan
+    return plan
+
+
 def _row_writes(mapper: Mapper[Any], target: object, op: str) -> list[RowWrite]:
     """One RowWrite per table the mapped object spans (joined inheritance: several)."""
     state = attributes.instance_state(target)
     olds: dict[str, dict[str, object]] = {}
     news: dict[str, dict[str, object]] = {}
     keys: dict[str, list[object]] = {}
-    for prop in mapper.column_attrs:
-        for column in prop.columns:
-            if not isinstance(column, sa.Column) or not isinstance(column.table, sa.Table):
-                continue
-            table = column.table.fullname
-            kind = _kind(column)
-            old = normalize(_old_value(state, prop.key), kind) if op != "insert" else None
-            new = normalize(_new_value(state, prop.key), kind) if op != "delete" else None
-            if op != "insert":
-                olds.setdefault(table, {})[column.name] = old
-            if op != "delete":
-                news.setdefault(table, {})[column.name] = new
-            if column.primary_key:
-                raw = _old_value(state, prop.key) if op == "delete" else _new_value(state, prop.key)
-                keys.setdefault(table, []).append(None if raw is UNKNOWN else raw)
+    for attr, name, table, kind, primary in _plan(mapper):
+        if op != "insert":
+            olds.setdefault(table, {})[name] = normalize(_old_value(state, attr), kind)
+        if op != "delete":
+            news.setdefault(table, {})[name] = normalize(_new_value(state, attr), kind)
+        if primary:
+            raw = _old_value(state, attr) if op == "delete" else _new_value(state, attr)
+            keys.setdefault(table, []).append(None if raw is UNKNOWN else raw)
     tables = olds.keys() | news.keys()
     return [
         RowWrite(

@@ -32,6 +32,7 @@ from rxnb.execution import (
     Run,
     RunStatus,
     cancel_in,
+    ties,
 )
 from rxnb.execution import clock as _clock
 from rxnb.reactive import Store, current_store, to_jsonable
@@ -42,6 +43,8 @@ from rxnb.workflows._model import ChildLink, Event, JournalEntry
 
 def _wake_parent(db: Writer, run: Run) -> None:
     """A run has ended: a parent workflow waiting for it as its child is due now."""
+    if not ties.tied(run, ties.CHILD):
+        return
     link = db.get(ChildLink, run.id)
     if link is None:
         return
@@ -61,7 +64,7 @@ def _wake(run: Run) -> None:
 def _cancel_children(db: Writer, run: Run) -> None:
     """A cancelled run's unfinished child workflows are cancelled too (and theirs): no
     one will read their results."""
-    if run.status == RunStatus.CANCELLED.value:
+    if run.status == RunStatus.CANCELLED.value and ties.tied(run, ties.PARENT):
         links = db.exec(select(ChildLink).where(ChildLink.parent_id == run.id)).all()
         _cancel_unfinished(db, [link.child_id for link in links])
 
@@ -89,6 +92,9 @@ def _journaled_since_start(db: Writer, run: Run) -> bool:
 
 
 RUN_ENDED.extend([_wake_parent, _cancel_children])
+ties.tie(ChildLink, "child_id", ties.CHILD)
+ties.tie(ChildLink, "parent_id", ties.PARENT)
+ties.GATED.update([_wake_parent, _cancel_children])
 PROGRESSED.append(_journaled_since_start)
 
 RESUMES = 10**9

@@ -1,0 +1,77 @@
+"""Which rows of later layers point at a run, recorded on the run (`Run.ties`), so
+that a run ending skips the lookups of rows it never had.
+
+A later layer registers a model with `tie(Model, "run_id", bit)`; every write that
+adds such a row (or sets its run column) sets `bit` on that run's `ties`, in the same
+transaction, and that layer's `RUN_ENDED` hook asks `tied(run, bit)` before it looks.
+`ties` is NULL on a run that rxnb did not create with it (a store from before the
+column, a run inserted with plain SQL): every hook then looks, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from rxnb.execution._model import Run
+from rxnb.store import Writer
+
+CHILD = 1
+"""The run is a child workflow's (a `ChildLink` names it): its end wakes its parent."""
+GENERATIONS = 2
+"""`rx.llm` generations were streamed by the run."""
+MESSAGES = 4
+"""Agent messages belong to the run (a turn's)."""
+PARENT = 8
+"""The run started child workflows (`ChildLink`s name it): its cancel cancels them."""
+
+_TIES: dict[type[Any], list[tuple[str, int]]] = {}
+
+GATED: set[Callable[..., Any]] = set()
+"""The `RUN_ENDED` hooks that do nothing for a run whose `ties` is 0: a run ending
+with only such hooks changes no row but its own (see `_transitions.finish_untied`)."""
+
+
+def tie(model: type[Any], column: str, bit: int) -> None:
+    """Rows of `model` whose `column` names a run set `bit` on that run's `ties`."""
+    _TIES.setdefault(model, []).append((column, bit))
+
+
+def tied(run: Run, bit: int) -> bool:
+    """Whether `run` may have rows of `bit`'s kind (always, when it was not recorded)."""
+    return run.ties is None or bool(run.ties & bit)
+
+
+def _mark(session: Session, flush_context: Any, instances: Any) -> None:
+    """Before a flush: set the bits of the runs the session's new or changed rows name."""
+    if not _TIES:
+        return
+    marks: dict[str, int] = {}
+    for obj in (*session.new, *session.dirty):
+        for column, bit in _TIES.get(type(obj), ()):
+            run_id = getattr(obj, column, None)
+            if run_id is not None:
+                marks[run_id] = marks.get(run_id, 0) | bit
+    for run_id, bits in marks.items():
+        run = session.identity_map.get(session.identity_key(Run, run_id))
+        if run is None:
+            run = next((r for r in session.new if isinstance(r, Run) and r.id == run_id), None)
+        if isinstance(run, Run) and run in session.new:
+            if run.ties is not None:
+                run.ties |= bits
+            continue
+        table = Run.__table__  # type: ignore[attr-defined]
+        session.connection().execute(
+            sa.update(table)
+            .where(table.c.id == run_id, table.c.ties.is_not(None))
+            .where(table.c.ties.op("&")(bits) != bits)
+            .values(ties=table.c.ties.op("|")(bits))
+        )
+        if isinstance(run, Run) and run.ties is not None:
+            sa.orm.attributes.set_committed_value(run, "ties", run.ties | bits)
+
+
+sa.event.listen(Writer, "before_flush", _mark)

@@ -1,0 +1,141 @@
+"""`Run.ties`: a write that adds a child link, a generation or a message naming a run
+marks the run, and a run's end looks up only the kinds of rows it is marked with; a
+run without marks (NULL: a row from before the column, or inserted by hand) looks up
+every kind, as before."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import sqlalchemy as sa
+
+import rxnb as rx
+from rxnb.agents import Message
+from rxnb.execution import ties
+from rxnb.llm import Generation
+from rxnb.workflows import ChildLink
+
+
+@rx.action
+def add(ctx: rx.ActionContext, a: int, b: int) -> int:
+    return a + b
+
+
+def _queued_run(store: rx.Store, ties: int | None = 0) -> str:
+    """A run of a function no one runs, due in a day: it stays queued until cancelled.
+    `ties=0` as `start` inserts it; None as a run inserted by hand."""
+    run_id = uuid.uuid4().hex[:16]
+
+    def write(db: rx.Writer) -> None:
+        now = time.time()
+        db.add(
+            rx.Run(id=run_id, function="nowhere.f", due_at=now + 86400, created_at=now, ties=ties)
+        )
+
+    store.database.write(write)
+    return run_id
+
+
+def _ties_of(store: rx.Store, run_id: str) -> int | None:
+    return store.database.read(lambda db: db.get(rx.Run, run_id))[0].ties  # type: ignore[union-attr]
+
+
+def _add_rows(db: rx.Writer, run_id: str) -> None:
+    db.add(Message(thread_id="t", role="assistant", status="streaming", run_id=run_id))
+    db.add(
+        Generation(run_id=run_id, target="nowhere", row_key="1", field="f", model="m", started_at=0)
+    )
+
+
+def _statuses(store: rx.Store, run_id: str) -> tuple[str, str]:
+    def read(db: rx.Reader) -> tuple[str, str]:
+        message = db.exec(sa.select(Message.status).where(Message.run_id == run_id)).one()
+        generation = db.exec(sa.select(Generation.status).where(Generation.run_id == run_id)).one()
+        return message[0], generation[0]
+
+    return store.database.read(read)[0]
+
+
+def test_rows_that_name_a_run_mark_it(store: rx.Store) -> None:
+    plain, linked = _queued_run(store), _queued_run(store)
+    assert _ties_of(store, plain) == 0
+    store.database.write(lambda db: _add_rows(db, linked))
+    assert _ties_of(store, linked) == ties.GENERATIONS | ties.MESSAGES
+    store.database.write(lambda db: db.add(ChildLink(child_id=linked, parent_id="p", seq=0)))
+    assert _ties_of(store, linked) == ties.GENERATIONS | ties.MESSAGES | ties.CHILD
+    assert _ties_of(store, plain) == 0
+
+
+def test_a_run_and_its_rows_in_one_transaction_are_marked(store: rx.Store) -> None:
+    run_id = uuid.uuid4().hex[:16]
+
+    def write(db: rx.Writer) -> None:
+        now = time.time()
+        db.add(rx.Run(id=run_id, function="nowhere.f", due_at=now + 86400, created_at=now, ties=0))
+        _add_rows(db, run_id)
+
+    store.database.write(write)
+    assert _ties_of(store, run_id) == ties.GENERATIONS | ties.MESSAGES
+
+
+def test_a_marked_run_ends_its_rows(store: rx.Store) -> None:
+    run_id = _queued_run(store)
+    store.database.write(lambda db: _add_rows(db, run_id))
+    rx.cancel(run_id)
+    assert _statuses(store, run_id) == ("cancelled", "cancelled")
+
+
+def test_a_run_inserted_by_hand_is_unmarked_and_still_ends_its_rows(store: rx.Store) -> None:
+    run_id = _queued_run(store, ties=None)
+    store.database.write(lambda db: _add_rows(db, run_id))
+    assert _ties_of(store, run_id) is None  # a mark cannot make NULL mean "nothing"
+    rx.cancel(run_id)
+    assert _statuses(store, run_id) == ("cancelled", "cancelled")
+
+
+def test_runs_from_before_the_column_get_null_and_still_end_their_rows(url: str) -> None:
+    """A store written by an rxnb without `Run.ties`: opening it adds the column as
+    NULL on the runs already there (not 0, which would skip their rows)."""
+    store = rx.open(url)
+    try:
+        run_id = _queued_run(store)
+        store.database.write(lambda db: _add_rows(db, run_id))
+    finally:
+        store.close()
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:  # as an older rxnb left it
+            conn.exec_driver_sql("ALTER TABLE rx_runs DROP COLUMN ties")
+    finally:
+        engine.dispose()
+    store = rx.open(url)
+    try:
+        assert _ties_of(store, run_id) is None
+        rx.cancel(run_id)
+        assert _statuses(store, run_id) == ("cancelled", "cancelled")
+        assert _ties_of(store, add.start(a=1, b=2).id) == 0
+    finally:
+        store.close()
+
+
+def test_an_untied_run_ends_with_its_row_alone_and_hooks_of_others_still_run(
+    store: rx.Store,
+) -> None:
+    """A run with no ties ends at READ COMMITTED, its row locked (no other row to
+    change); a `RUN_ENDED` hook that did not declare itself gated sees every end."""
+    handle = add.start(a=2, b=3)
+    assert handle.result(timeout=10) == 5
+    assert _ties_of(store, handle.id) == 0
+    seen: list[tuple[str, str]] = []
+
+    def hook(db: rx.Writer, run: rx.Run) -> None:
+        seen.append((run.id, run.status))
+
+    rx.execution.RUN_ENDED.append(hook)
+    try:
+        other = add.start(a=1, b=1)
+        assert other.result(timeout=10) == 2
+    finally:
+        rx.execution.RUN_ENDED.remove(hook)
+    assert seen == [(other.id, "succeeded")]
