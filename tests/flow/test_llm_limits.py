@@ -106,17 +106,22 @@ def rate_limited(run: rx.RunHandle) -> int:
 def test_a_limit_keeps_40_generations_under_the_providers_rate(
     url: str, server: FakeOpenAI
 ) -> None:
+    """The limit is set a fifth under the provider's 5 requests/s, as one sets it in
+    practice: the fake provider counts a request when its thread gets to it, and a
+    busy test process (this server shares its interpreter) can hold a second's
+    requests back and serve them at once, a burst a real provider would not see."""
     rx.open(url)
     warm_up(server)
     server.throttle = Throttle(per_second=5)
-    rx.llm.limit("openai/*", rpm=300)
+    rpm = 240
+    rx.llm.limit("openai/*", rpm=rpm)
     started = time.monotonic()
     runs = list(start_answers(server, 40).values())
     for run in runs:
         assert run.result(30) == "".join(TOKENS)
     assert server.throttled == 0
     assert server.requests == 41
-    assert time.monotonic() - started >= 39 * 60 / 300 - 0.5  # spaced, not refused
+    assert time.monotonic() - started >= 39 * 60 / rpm - 0.5  # spaced, not refused
     assert sum(rate_limited(run) for run in runs) == 0
     assert set(replies().values()) == {"done"}
 
