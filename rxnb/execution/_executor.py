@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from rxnb.errors import RxnbError, StoreUnavailableError
 from rxnb.execution import _clock as clock
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from rxnb.execution._actions import Action
 
 log = logging.getLogger("rxnb.runs")
-T = TypeVar("T")
 
 CLOSED = "its store was closed"
 """Why runs are handed over when their store is closed (`Executor.stop`'s default)."""
@@ -121,8 +120,6 @@ class Executor:
         self._ends: list[_End] = []
         """Ends waiting to be recorded together (`_record_end`)."""
         self._ends_writing = False
-        self._backlog = False
-        """The last claim took as many runs as it asked for: more may be due."""
         self._ends_done = threading.Condition(threading.Lock())
         """Notified each time a batch of ends has been recorded (or given back)."""
         self._functions: dict[str, Action[Any, Any]] = {}
@@ -314,12 +311,6 @@ class Executor:
         """The claim of `_start_some` and the start of its runs (under `claiming`)."""
         slots = max(1, self._free_slots())
         claimed = self.store.database.write(lambda db: claim(db, names, self.id, slots), claim=True)
-        self._backlog = len(claimed) == slots
-        return self._start_claimed(claimed)
-
-    def _start_claimed(self, claimed: list[tuple[str, str, dict[str, Any], int]]) -> bool:
-        """Start runs just claimed (under `claiming`); False if the interpreter is
-        exiting, having given them back untouched."""
         for i, (run_id, function, args, attempt) in enumerate(claimed):
             with self._lock:
                 action = self._functions[function]
@@ -429,30 +420,13 @@ class Executor:
 
     def _write_ends(self, batch: list[_End]) -> None:
         """One transaction of `_record_end` for `batch`; each end learns whether it is
-        `left` to record alone. While runs wait in the queue (the last claim took all it
-        asked for), the same transaction claims as many as the ends free slots: a
-        backlog costs one commit per batch of runs, not two."""
+        `left` to record alone."""
         ends = [(end.ctx, end.action, end.ended) for end in batch]
         left: set[int] = set(range(len(batch)))
-        backlog = self._backlog and self.claims and not self.stopped.is_set()
-        names = self.functions() if backlog else []
-        claimed: list[tuple[str, str, dict[str, Any], int]] = []
-        asked = 0
-
-        def write(db: Writer) -> list[int]:
-            nonlocal asked
-            unwritten = finish_untied(db, ends, self.id)
-            asked = self._free_slots() + len(ends) - len(unwritten)
-            claimed[:] = claim(db, names, self.id, asked) if names and asked > 0 else []
-            return unwritten
-
         try:
-            # `claiming` only for a claim: other ends need not wait for the scheduler's.
-            with self.claiming if names else contextlib.nullcontext():
-                left = set(self._record(write, claim=True))
-                if names:
-                    self._backlog = len(claimed) == asked
-                    self._start_claimed(claimed)
+            written: list[list[int]] = []
+            self._record(lambda db: written.append(finish_untied(db, ends, self.id)), claim=True)
+            left = set(written[-1])
         except Exception:  # each is tried alone, to fail (or wait) on its own
             log.debug("rxnb: %d run ends could not be recorded together", len(batch), exc_info=True)
         finally:
@@ -462,12 +436,13 @@ class Executor:
                 self._ends_writing = False
                 self._ends_done.notify_all()
 
-    def _record(self, fn: Callable[[Writer], T], claim: bool = False) -> T:
+    def _record(self, fn: Callable[[Writer], None], claim: bool = False) -> None:
         """Write a run's end, waiting out a database that is away (rule 6): a run
         that did its work is not run again for want of a connection."""
         while True:
             try:
-                return self.store.database.write(fn, claim=claim)
+                self.store.database.write(fn, claim=claim)
+                return
             except StoreUnavailableError:
                 if self.store.closed or self.stopped.is_set():
                     raise
