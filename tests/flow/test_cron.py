@@ -226,16 +226,21 @@ def runs_of(store: rx.Store, name: str) -> list[Run]:
     )[0]
 
 
-def make_due(store: rx.Store, name: str, ago: float) -> None:
-    """Set the cron's next tick `ago` seconds in the past, as if nobody ran meanwhile."""
+def make_due(store: rx.Store, name: str, ago: float) -> float:
+    """Set the cron's next tick `ago` seconds in the past, as if nobody ran meanwhile.
+
+    Returns the tick written: the scheduler may fire it before a read after this one.
+    """
+    due = time.time() - ago
 
     def write(db: rx.Writer) -> None:
         cron = db.get(Cron, name)
         assert cron is not None
-        cron.next_at = time.time() - ago
+        cron.next_at = due
         db.add(cron)
 
     store.database.write(write)
+    return due
 
 
 def test_defining_writes_the_schedule_and_redefining_replaces_it(store: rx.Store) -> None:
@@ -268,13 +273,11 @@ def test_defining_writes_the_schedule_and_redefining_replaces_it(store: rx.Store
 
 def test_missed_ticks_start_one_run_then_wait_for_the_next_future_tick(store: rx.Store) -> None:
     cron = yearly()
-    make_due(store, cron.name, ago=5 * 3600.0)  # five hours of ticks nobody fired
-    missed = row(store, cron.name)
-    assert missed is not None
+    missed = make_due(store, cron.name, ago=5 * 3600.0)  # five hours of ticks nobody fired
     fired = until(lambda: (r := row(store, cron.name)) and r.next_at > time.time() and r)
     [run] = runs_of(store, cron.name)
     assert fired.last_run_id == run.id
-    assert fired.last_tick_at == missed.next_at
+    assert fired.last_tick_at == missed
     assert fired.next_at == CronSchedule("0 0 1 1 *").next_after(time.time())
     assert rx.RunHandle(run.id, store).result(timeout=10) == "happy new year"
     assert len(runs_of(store, cron.name)) == 1
