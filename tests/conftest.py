@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pgtools import pg_admin, schema_url
+from pgtools import ensure_pgvector, pg_admin, schema_url
 
 import rxnb as rx
 
@@ -58,11 +58,32 @@ def dialect(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(scope="session")
+def pgvector_missing() -> str | None:
+    """Why pgvector is not in the test database, or None (see `ensure_pgvector`)."""
+    return ensure_pgvector()
+
+
 @pytest.fixture
-def url(dialect: str, tmp_path: Path) -> Iterator[str]:
+def pgvector(dialect: str, pgvector_missing: str | None) -> bool:
+    """Whether this test's store keeps `rx.Vector` columns as pgvector columns. Where
+    the server lacks pgvector, tests that need it are skipped, saying so, except in CI
+    (RXNB_REQUIRE_PGVECTOR=1), where that fails them."""
+    if dialect != "postgres":
+        return False
+    if pgvector_missing is not None:
+        if os.environ.get("RXNB_REQUIRE_PGVECTOR") == "1":
+            pytest.fail(pgvector_missing)
+        pytest.skip(pgvector_missing)
+    return True
+
+
+@pytest.fixture
+def url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     if dialect == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
+    request.getfixturevalue("pgvector_missing")  # installed before any schema exists
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = pg_admin()
     with admin.connect() as conn:

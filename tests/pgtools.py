@@ -40,3 +40,25 @@ def terminate_backends(application: str = "rxnb%") -> int:
     finally:
         admin.dispose()
     return int(killed or 0)
+
+
+def ensure_pgvector() -> str | None:
+    """Install pgvector in the test database's `public` schema if the server has it
+    (`scripts/install-pgvector` builds it), once, before any test's schema exists: a
+    test that created it would install it in its own schema, dropped after it. Returns
+    why it is missing, or None."""
+    admin = pg_admin()
+    try:
+        with admin.connect() as conn:
+            available = conn.exec_driver_sql(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+            ).first()
+            if available is None:
+                return (
+                    "pgvector is not installed on the PostgreSQL server; run "
+                    "scripts/install-pgvector (as root) to build it"
+                )
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
+        return None
+    finally:
+        admin.dispose()

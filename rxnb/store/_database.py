@@ -139,6 +139,10 @@ class Database(ABC):
     def lock_schema(self, conn: sa.Connection) -> None:  # noqa: B027 (optional: SQLite's writer lock does it)
         """Keep other processes from checking the schema until `conn` commits."""
 
+    def settle_columns(self, conn: sa.Connection, tables: Sequence[sa.Table]) -> None:  # noqa: B027 (optional: only PostgreSQL stores a type two ways)
+        """Before the schema is compared, decide how columns whose storage depends on
+        the database (pgvector) are stored, for both engines."""
+
     @abstractmethod
     def append_changes(self, conn: sa.Connection, rows: list[tuple[object, ...]]) -> None:
         """Insert encoded change-log rows inside the transaction open on `conn`."""
@@ -355,6 +359,7 @@ class Database(ABC):
                     conn.execution_options(**self.locking_options())
                     with conn.begin():
                         self.lock_schema(conn)
+                        self.settle_columns(conn, tables)
                         plan = plan_schema(conn, tables, migrate=migrate)
                         if plan.problems:
                             raise SchemaMismatchError(self.url, plan.problems)

@@ -33,6 +33,7 @@ from sqlmodel import SQLModel
 from rxnb.errors import StoreOpenError
 from rxnb.store._changelog import LoggedChange, decode_rows, internal_metadata
 from rxnb.store._database import ChangeWatcher, Database
+from rxnb.store._pgvector import settle_vector_columns
 
 CONFLICT_STATES: Final = frozenset({"40001", "40P01"})
 """serialization_failure, deadlock_detected: the transaction is run again."""
@@ -177,6 +178,9 @@ class PostgresDatabase(Database):
         conn.exec_driver_sql(
             "SELECT pg_advisory_xact_lock(hashtext('rxnb schema ' || current_schema()))"
         )
+
+    def settle_columns(self, conn: sa.Connection, tables: Sequence[sa.Table]) -> None:
+        settle_vector_columns(conn, tables, [engine.dialect for engine in self.engines()])
 
     def append_changes(self, conn: sa.Connection, rows: list[tuple[object, ...]]) -> None:
         # On the driver's connection, so that statement tracking does not see it.

@@ -8,6 +8,7 @@ when `rx_tables` says rxnb created it before (a mismatch: its data is gone).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from sqlmodel import SQLModel
 
 from rxnb.store._changelog import tables_table
+from rxnb.store._vector import Vector
 
 OWN = "rxnb"
 """`Table.info` key of rxnb's own tables (`rx_runs`, ...): columns a newer rxnb adds to
@@ -106,7 +108,9 @@ def _diff_table(
             addable.append(column)
             continue
         want, have = type_family(column.type), type_family(found["type"])
-        if have not in (want, _stored_family(column, dialect)):
+        if isinstance(column.type, Vector) and column.type.native_schema(dialect) is not None:
+            pass  # a pgvector column (settled before the plan; reflection cannot name it)
+        elif have not in (want, _stored_family(column, dialect)):
             problems.append(
                 f"Table `{cls}` column `{column.name}` is {have} in the database but "
                 f"{want} in the class; change the field's type back, or copy the data to a "
@@ -167,7 +171,10 @@ def plan_schema(conn: sa.Connection, tables: Sequence[sa.Table], *, migrate: boo
                 plan.create.append(table)
             continue
         pk = inspector.get_pk_constraint(table.name).get("constrained_columns", [])
-        problems, addable = _diff_table(table, inspector.get_columns(table.name), pk, conn.dialect)
+        with warnings.catch_warnings():  # pgvector's type, unknown to SQLAlchemy
+            warnings.filterwarnings("ignore", "Did not recognize type", sa.exc.SAWarning)
+            reflected = inspector.get_columns(table.name)
+        problems, addable = _diff_table(table, reflected, pk, conn.dialect)
         plan.problems.extend(problems)
         for column in addable:
             if not migrate and not table.info.get(OWN):

@@ -1,15 +1,23 @@
 """Vector columns (`Vector`), search results (`Hit`) and the checks of `db.search`.
 
-Vectors are stored as float32 bytes, little-endian, in a binary column (BLOB on SQLite,
-BYTEA on PostgreSQL): no database extension is needed. Searching is exact; it is done
-by `_vector_search` over a per-process matrix kept fresh from the store's writes.
+Where a vector lives, decided per column and database when the store checks its schema:
+
+- SQLite, and PostgreSQL without the pgvector extension: float32 bytes, little-endian,
+  in a binary column (BLOB, BYTEA); no extension needed. `_vector_search` searches a
+  per-process matrix kept fresh from the store's writes.
+- PostgreSQL with pgvector (installed in the database, or installable by the store's
+  user): a `vector(dim)` column, searched by the database (`_pgvector`). A column
+  created as BYTEA before pgvector was installed stays BYTEA and is searched in memory.
+
+Both searches are exact and give the same hits and distances.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, get_args
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapper
@@ -22,6 +30,9 @@ if TYPE_CHECKING:  # numpy is imported on first use, not by `import rxnb`
 
     from rxnb.store._sessions import Reader
     from rxnb.store._vector_search import VectorIndex
+
+SHORTLIST_MARGIN: Final = 16
+"""Searches rank `k + 16` candidates in float32, then order those by exact distances."""
 
 Metric = Literal["cosine", "l2", "dot"]
 METRICS: tuple[str, ...] = get_args(Metric)
@@ -79,15 +90,36 @@ class Vector(sa.types.TypeDecorator[list[float]]):
             raise ArgumentError(f"rx.Vector(dim) takes a positive int, not {dim!r}")
         super().__init__()
         self.dim = dim
+        self.pgvector: weakref.WeakKeyDictionary[sa.Dialect, str] = weakref.WeakKeyDictionary()
+        """The schema of pgvector's `vector` type, for each dialect (one per engine) on
+        which this column is stored as one (set by the schema check; copies of this
+        type share it)."""
 
-    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> bytes | None:
+    def native_schema(self, dialect: sa.Dialect) -> str | None:
+        """pgvector's schema if this column is a `vector` column on `dialect`'s database."""
+        return self.pgvector.get(dialect)
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        schema = self.pgvector.get(dialect)
+        if schema is None:
+            return dialect.type_descriptor(sa.LargeBinary())
+        from rxnb.store._pgvector import PgVector
+
+        return PgVector(self.dim, schema)
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> bytes | str | None:
         if value is None:
             return None
-        return encode(as_vector(value, self.dim, f"A value for a Vector({self.dim}) column"))
+        array = as_vector(value, self.dim, f"A value for a Vector({self.dim}) column")
+        if dialect in self.pgvector:
+            return vector_text(array)
+        return encode(array)
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> list[float] | None:
         if value is None:
             return None
+        if isinstance(value, str):  # pgvector's text form
+            return parse_vector_text(value, self.dim)
         vector: list[float] = decode(bytes(value), self.dim).tolist()
         return vector
 
@@ -108,6 +140,28 @@ class Vector(sa.types.TypeDecorator[list[float]]):
 
 def encode(array: npt.NDArray[np.float32]) -> bytes:
     return array.astype("<f4", copy=False).tobytes()
+
+
+def vector_text(array: npt.NDArray[np.float32]) -> str:
+    """pgvector's input form, `[1.5,2,...]`: each float32 written so that it reads back
+    exactly (the shortest repr of its float64 value, which rounds to it again)."""
+    return "[" + ",".join(map(repr, array.tolist())) + "]"
+
+
+def parse_vector_text(text: str, dim: int) -> list[float]:
+    """A vector in pgvector's text form as a list of floats (each a float32 value, as
+    read from bytes), or ArgumentError."""
+    import numpy as np
+
+    inner = text.strip("[]")
+    values = np.asarray(inner.split(",") if inner else [], dtype=np.float32)
+    if len(values) != dim:
+        raise ArgumentError(
+            f"A stored vector has {len(values)} values, not the {dim} of Vector({dim}); "
+            "rewrite the row's vector (or fix the column's dimension)"
+        )
+    result: list[float] = values.tolist()
+    return result
 
 
 def decode(data: bytes, dim: int) -> npt.NDArray[np.float32]:

@@ -39,10 +39,13 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from rxnb.errors import ArgumentError
+from rxnb.store._pgvector import search_in_database
 from rxnb.store._tracking import EVERYTHING, TRACKER, RowWrite, TableWrite, Tracker, Write
 from rxnb.store._vector import (
+    SHORTLIST_MARGIN,
     Hit,
     SearchTarget,
+    Vector,
     as_vector,
     check_search,
     decode,
@@ -57,7 +60,6 @@ _MISSING: Final = -1
 _NULL: Final = -2
 _CHUNK: Final = 500
 _LOAD_BATCH: Final = 5000
-_SHORTLIST_MARGIN: Final = 16
 
 Matrix = npt.NDArray[np.float32]
 
@@ -327,6 +329,10 @@ def search(
             f"db.search takes where= a SQL condition such as Doc.topic == 'news', not {where!r:.80}"
         )
     db.flush()  # this transaction's own pending rows are part of what it reads
+    assert isinstance(target.column.type, Vector)
+    schema = target.column.type.native_schema(db.connection().dialect)
+    if schema is not None:  # a pgvector column: searched by PostgreSQL
+        return search_in_database(db, target, query, k=k, where=where, metric=metric, schema=schema)
     own = _own_writes(db, target.table.fullname)
     stmt = sa.select(target.key).select_from(target.table)
     candidates: Sequence[object] | None = None
@@ -357,7 +363,7 @@ def search(
                 slots[mine] = _MISSING
             missing = [c for c, s in zip(candidates, slots.tolist(), strict=True) if s == _MISSING]
             slots = np.sort(slots[slots >= 0])  # in matrix order, as shortlist wants
-        short = index.shortlist(slots, query, metric, k + _SHORTLIST_MARGIN)
+        short = index.shortlist(slots, query, metric, k + SHORTLIST_MARGIN)
         keys = [index.key_at(slot) for slot in short.tolist()]
         found = index.matrix[short]
     extra_keys, extra = _read_vectors(db, target, missing)  # rule 3
@@ -368,7 +374,7 @@ def search(
     dist = distances(vectors, query, metric)  # rule 4, exact
     # Ties go to the smaller key, so that equal distances come out in a stable order.
     ranked = sorted(zip(dist.tolist(), keys, strict=True), key=lambda pair: (pair[0], pair[1]))
-    chosen = [(key, distance) for distance, key in ranked[: k + _SHORTLIST_MARGIN]]
+    chosen = [(key, distance) for distance, key in ranked[: k + SHORTLIST_MARGIN]]
     return _hits(db, target, chosen)[:k]
 
 

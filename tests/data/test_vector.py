@@ -102,6 +102,14 @@ def _texts(n: int, seed: int) -> list[tuple[str, str]]:
     return [(rng.choice("ab"), " ".join(rng.sample(WORDS, 3)) + f" n{i}") for i in range(n)]
 
 
+def _in_memory(store: rx.Store) -> bool:
+    """Whether this store keeps VecDoc's vectors as bytes, searched in a matrix in
+    memory (SQLite; PostgreSQL without pgvector), rather than in a pgvector column."""
+    embedding = VecDoc.__table__.c.embedding.type  # type: ignore[attr-defined]
+    assert isinstance(embedding, rx.Vector)
+    return embedding.native_schema(store.database.engines()[0].dialect) is None
+
+
 def _index(store: rx.Store) -> VectorIndex:
     target: SearchTarget = search_target(VecDoc.embedding)
     index, _ = store.database.read(lambda db: index_for(db, target))
@@ -135,7 +143,8 @@ def test_k_nearest_match_brute_force_through_writes(store: rx.Store) -> None:
         )
         _same([(h.row.id, h.distance) for h in hits], _brute_force("cat river", 10, "cosine"))
         rewrite(doc_id=ids[3], text="cat river cat")
-    assert _index(store).loads == 1  # kept fresh row by row, never re-read whole
+    if _in_memory(store):
+        assert _index(store).loads == 1  # kept fresh row by row, never re-read whole
     assert nearest(text="cat", topic="nothing") == []
 
 
@@ -173,7 +182,8 @@ def test_a_table_wide_write_reloads_the_index(store: rx.Store) -> None:
     assert len(inside) == min(3, len(flattened)) and set(inside) <= set(flattened)
     after = nearest(text="glacier", k=len(ids), metric="l2")
     assert {i for i, d in after if d < 1e-6} == set(flattened)
-    assert _index(store).loads == 2  # the UPDATE statement: read the column again
+    if _in_memory(store):
+        assert _index(store).loads == 2  # the UPDATE statement: read the column again
 
 
 def test_live_search_updates_when_a_matching_row_is_inserted(store: rx.Store) -> None:
@@ -234,7 +244,8 @@ def test_a_vector_rewritten_in_another_process_is_searched_with_its_new_value(
         assert time.monotonic() < deadline, "the change feed never brought the new vector"
         time.sleep(0.02)
     _same(nearest(text="quasar pulsar"), _brute_force("quasar pulsar", 10, "cosine"))
-    assert _index(store).loads == 1
+    if _in_memory(store):
+        assert _index(store).loads == 1
 
 
 def test_bad_input_is_refused_and_nothing_is_written(store: rx.Store) -> None:
@@ -291,10 +302,81 @@ def test_numpy_arrays_are_accepted_and_read_back_as_lists(store: rx.Store) -> No
     assert hits[0].distance == pytest.approx(0.0, abs=1e-6)
     with store.database.engines()[0].connect() as conn:
         raw = conn.execute(sa.text("SELECT embedding FROM vec_doc")).scalar()
-    assert len(bytes(raw)) == 4 * DIM  # float32, as documented
+    if _in_memory(store):
+        assert len(bytes(raw)) == 4 * DIM  # float32, as documented
+    else:  # pgvector's text form, each value exactly the float32 given
+        assert raw.startswith("[") and raw.endswith("]")
+        stored = np.asarray(raw[1:-1].split(","), dtype=np.float32)
+        assert np.array_equal(stored, vector.astype(np.float32))
 
 
-def test_a_corrupt_stored_vector_is_reported_and_the_index_recovers(store: rx.Store) -> None:
+def _bytea_store(url: str) -> rx.Store:
+    """A store whose vec_doc table was created before pgvector was installed: its
+    vectors are BYTEA, as on SQLite (the table is made here, as an older rxnb did)."""
+    if url.startswith("postgresql"):
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE vec_doc (id SERIAL PRIMARY KEY, topic VARCHAR NOT NULL, "
+                    "text VARCHAR NOT NULL, embedding BYTEA)"
+                )
+            )
+        engine.dispose()
+    return rx.open(url)
+
+
+@pytest.mark.postgres_only
+def test_postgres_keeps_vectors_in_pgvector_columns_and_searches_there(
+    store: rx.Store, url: str, pgvector: bool
+) -> None:
+    with store.database.engines()[0].connect() as conn:
+        udt = conn.execute(
+            sa.text(
+                "SELECT udt_name FROM information_schema.columns WHERE table_schema = "
+                "current_schema() AND table_name = 'vec_doc' AND column_name = 'embedding'"
+            )
+        ).scalar()
+    assert udt == "vector"
+    add_docs(docs=_texts(60, seed=8))
+    for metric in ("cosine", "l2", "dot"):
+        _same(nearest(text="cloud rain", metric=metric), _brute_force("cloud rain", 10, metric))
+    assert _index(store).loads == 0  # no matrix in this process: PostgreSQL ranked them
+    zero = [0.0] * DIM  # cosine to a zero vector: 1 (pgvector says NaN)
+
+    @rx.mutation
+    def add_zero(db: rx.Writer) -> int:
+        doc = VecDoc(topic="z", text="zero", embedding=zero)
+        db.add(doc)
+        db.flush()
+        assert doc.id is not None
+        return doc.id
+
+    zero_id = add_zero()
+    assert nearest(text="cloud", topic="z") == [(zero_id, pytest.approx(1.0))]
+    store.close()
+    again = rx.open(url)  # another open finds the column as it is, and searches there
+    try:
+        _same(nearest(text="cloud rain"), _brute_force("cloud rain", 10, "cosine"))
+        assert _index(again).loads == 0
+    finally:
+        again.close()
+
+
+def test_a_corrupt_stored_vector_is_reported_and_the_index_recovers(url: str) -> None:
+    store = _bytea_store(url)  # on PostgreSQL too: a pgvector column cannot hold 3 bytes
+    try:
+        _check_a_corrupt_vector(store)
+        if url.startswith("postgresql"):  # the column stayed BYTEA, searched in memory
+            assert _in_memory(store)
+            add_docs(docs=_texts(40, seed=9))
+            _same(nearest(text="fire moon"), _brute_force("fire moon", 10, "cosine"))
+            assert _index(store).loads >= 1  # searched over a matrix in memory
+    finally:
+        store.close()
+
+
+def _check_a_corrupt_vector(store: rx.Store) -> None:
     (doc_id,) = add_docs(docs=[("a", "good text")])
     with store.database.engines()[1].begin() as conn:  # behind rxnb's back: 3 bytes
         conn.execute(sa.text("UPDATE vec_doc SET embedding = :b"), {"b": b"abc"})
