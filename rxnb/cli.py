@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from rxnb.execution import Action, Owner, Run, clock, executor_for, run_note, waits
+from rxnb.execution import Action, Executor, Owner, Run, clock, executor_for, run_note, waits
 from rxnb.functions import registry
 from rxnb.llm import load_litellm
 from rxnb.reactive import open as open_store
@@ -95,9 +95,9 @@ def _worker(url: str | None, modules: list[str], concurrency: int | None) -> int
         f"actions: {', '.join(a.name for a in actions)}",
         flush=True,
     )
-    # litellm takes seconds of CPU to import: do it now, not when a reply that a
-    # restarted kernel handed over is waiting for it.
-    threading.Thread(target=_warm_up_litellm, name="rxnb-litellm-import", daemon=True).start()
+    threading.Thread(
+        target=_warm_up_litellm, args=(executor, stop), name="rxnb-litellm-import", daemon=True
+    ).start()
     stop.wait()
     # Hand its runs over: those that stop when asked go back to the queue at once. The
     # others are waited for (a worker, unlike a kernel, has no one to kill it after 5 s:
@@ -118,9 +118,20 @@ def _worker(url: str | None, modules: list[str], concurrency: int | None) -> int
 WORKER_STOPPED = "the worker stopped"
 
 
-def _warm_up_litellm() -> None:
-    with contextlib.suppress(Exception):  # the first generation reports it, in context
-        load_litellm()
+IDLE_CHECK_SECONDS = 0.25
+"""How often a new worker looks whether it runs nothing, to import litellm then."""
+
+
+def _warm_up_litellm(executor: Executor, stop: threading.Event) -> None:
+    """Import litellm (seconds of CPU) once this worker runs nothing, so that a reply
+    a restarted kernel hands over later does not wait for it, and so that it takes no
+    CPU from runs (four workers started on a queue of short runs each spent a quarter
+    of the drain on it). A run that needs it sooner imports it itself."""
+    while not stop.wait(IDLE_CHECK_SECONDS):
+        if executor.wait_idle(0):
+            with contextlib.suppress(Exception):  # the first generation reports it, in context
+                load_litellm()
+            return
 
 
 DEMO_FILES = ("01_chat.ipynb", "chat_app.py")

@@ -57,6 +57,26 @@ def test_100_runs_on_3_processes_each_execute_exactly_once(
     assert by_pid.keys() <= {str(os.getpid()), *(str(w.pid) for w in workers)}
 
 
+def test_a_worker_imports_litellm_only_once_it_runs_nothing(
+    store: rx.Store, url: str, procs: Processes, tmp_path: Path
+) -> None:
+    # litellm costs seconds of CPU to import: a worker started on a queue does not take
+    # them from its runs, and imports it once idle, before a reply needs it.
+    probe = "remote_jobs.litellm_imported"
+    release = tmp_path / "release"
+    busy = enqueue(store, probe, hold=str(release), at_least=1.5)  # claimed at start
+    procs.worker(url, "remote_jobs")
+    first = enqueue(store, probe)
+    assert rx.RunHandle(first, store).result(timeout=30) is False
+    release.touch()
+    assert rx.RunHandle(busy, store).result(timeout=30) is False  # busy for 1.5 s and more
+
+    def imported_once_idle() -> bool:
+        return rx.RunHandle(enqueue(store, probe), store).result(timeout=30) is True
+
+    until(imported_once_idle, timeout=30)
+
+
 def start_stalled_run(
     procs: Processes, url: str, action: str, marker: Path
 ) -> tuple[subprocess.Popen[bytes], str]:
