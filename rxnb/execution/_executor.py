@@ -68,6 +68,10 @@ MAX_HANDOVER = 60.0
 
 
 MAX_WAIT = 3600.0
+CONTROLS_EVERY = 0.5
+"""Seconds between two looks at the controls of the runs running here when no write
+said one changed: a cancel that lands while its run is claimed but not yet in
+`_running` is seen by the next look."""
 """Longest the scheduler sleeps before looking at the queue again."""
 
 
@@ -112,6 +116,9 @@ class Executor:
         self._ended = threading.Condition(self._lock)
         """Notified each time a run of this executor has ended and been recorded."""
         self._wake = threading.Event()
+        self._controls_due = False
+        """A write may have cancelled, paused or resumed a run running here."""
+        self._controls_next = 0.0
         self.stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self._sign_lock = threading.Lock()
@@ -177,19 +184,24 @@ class Executor:
         return self.heartbeat.recover_orphans(leases)
 
     def _on_writes(self, writes: Sequence[Write]) -> None:
-        if any(self._may_give_work(w) for w in writes):
+        # Every write is looked at (no short cut): each control among them is noted.
+        if any([self._may_give_work(w) for w in writes]):  # noqa: C419
             self._wake.set()
 
     def _may_give_work(self, write: Write) -> bool:
         """Whether `write` may leave the scheduler something to do: a claimable run of
         a function registered here (rule 1), or a cancel of a run running here (rule
         5). Other owners' claims, progress and ends wake nothing: with several
-        processes on one store they are most writes, and each wake costs reads."""
+        processes on one store they are most writes, and each wake costs reads. A
+        write that may control a run here sets `_controls_due`: the scheduler reads
+        the controls of its runs only then, or every `CONTROLS_EVERY` seconds."""
         if write.table == EVERYTHING:
+            self._controls_due = True
             return True
         if write.table != Run.__tablename__:
             return False
         if not isinstance(write, RowWrite):
+            self._controls_due = True
             return True  # a statement on rx_runs: any row may have changed
         new = write.new
         if new is None:
@@ -206,7 +218,10 @@ class Executor:
         if entry is None:
             return False
         # A cancel, a pause or a resume of a run running here (not its own progress).
-        return new.get("cancel_requested") is not False or new.get("paused") != entry[0]._paused
+        if new.get("cancel_requested") is not False or new.get("paused") != entry[0]._paused:
+            self._controls_due = True
+            return True
+        return False
 
     def stop(self, reason: str = CLOSED, grace: float | None = None) -> None:
         """Hand over (rule 7) because of `reason` ("the kernel restarted"): stop
@@ -275,7 +290,10 @@ class Executor:
         while not self.stopped.is_set():
             self._wake.clear()
             try:
-                self._deliver_controls()
+                if self._controls_due or time.monotonic() >= self._controls_next:
+                    self._controls_due = False  # before the read: a later write sets it again
+                    self._controls_next = time.monotonic() + CONTROLS_EVERY
+                    self._deliver_controls()
                 look_first = True  # after a claim, more are likely due: claim straight away
                 while self._free_slots() > 0 and self._start_some(look_first):
                     look_first = False
@@ -288,6 +306,9 @@ class Executor:
             # A run due in years (or at a time no clock can wait for) is looked at again
             # within the hour: waits are capped, so none can overflow the platform timer.
             timeout = None if next_due is None else min(MAX_WAIT, max(0.0, next_due - clock.now()))
+            if self.running_ids():  # the next look at their controls, at the latest
+                until_controls = max(0.0, self._controls_next - time.monotonic())
+                timeout = until_controls if timeout is None else min(timeout, until_controls)
             self._wake.wait(timeout)
 
     def _free_slots(self) -> int:
