@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import run_jobs
+import sqlalchemy as sa
 from polling import until
 from run_jobs import add, describe, gated, record, run_status, runs_of, schedule_record
 
@@ -180,3 +181,19 @@ def test_an_action_without_a_context_parameter_is_refused_clearly() -> None:
 
         @rx.action
         def no_context() -> None: ...
+
+
+def test_a_cancel_written_behind_rxnbs_back_still_reaches_its_run(store: rx.Store) -> None:
+    # No change-log entry says the flag changed (plain SQL, as an admin script might
+    # write it): the scheduler's look at its runs' flags every CONTROLS_EVERY seconds
+    # delivers it, as it does a cancel that lands between a run's claim and its start.
+    handle = gated.start(name="behind")
+    until(lambda: run_status(run_id=handle.id) == "running", timeout=10)
+    with store.database.engines()[1].begin() as conn:
+        conn.execute(
+            sa.text("UPDATE rx_runs SET cancel_requested = :yes WHERE id = :id"),
+            {"yes": True, "id": handle.id},
+        )
+    until(lambda: "behind" in run_jobs.NOTICED, timeout=5)
+    run_jobs.gate("behind").set()
+    handle.wait(timeout=10)
