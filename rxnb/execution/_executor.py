@@ -68,11 +68,11 @@ MAX_HANDOVER = 60.0
 
 
 MAX_WAIT = 3600.0
+"""Longest the scheduler sleeps before looking at the queue again."""
 CONTROLS_EVERY = 0.5
 """Seconds between two looks at the controls of the runs running here when no write
 said one changed: a cancel that lands while its run is claimed but not yet in
 `_running` is seen by the next look."""
-"""Longest the scheduler sleeps before looking at the queue again."""
 
 
 def worker_count() -> int:
@@ -306,7 +306,7 @@ class Executor:
             # A run due in years (or at a time no clock can wait for) is looked at again
             # within the hour: waits are capped, so none can overflow the platform timer.
             timeout = None if next_due is None else min(MAX_WAIT, max(0.0, next_due - clock.now()))
-            if self.running_ids():  # the next look at their controls, at the latest
+            if self._free_slots() < self.workers:  # runs here: the next look at their controls
                 until_controls = max(0.0, self._controls_next - time.monotonic())
                 timeout = until_controls if timeout is None else min(timeout, until_controls)
             self._wake.wait(timeout)

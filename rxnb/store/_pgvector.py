@@ -21,9 +21,10 @@ in-memory search does, so that both give the same hits.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.sql import sqltypes
@@ -31,6 +32,10 @@ from sqlmodel import select
 
 from rxnb.errors import ArgumentError
 from rxnb.store._vector import SHORTLIST_MARGIN, Hit, SearchTarget, Vector, vector_text
+
+if TYPE_CHECKING:  # numpy is imported on first search, not by `import rxnb`
+    import numpy as np
+    import numpy.typing as npt
 
 log = logging.getLogger("rxnb.store")
 
@@ -67,8 +72,9 @@ def settle_vector_columns(
     ]
     if not columns:
         return
-    existing: dict[tuple[str, str], tuple[str, str]] = {
-        (table, column): (udt_schema, udt_name)
+    # Rule 1: each existing column's pgvector schema, None if it is not a vector column.
+    existing: dict[tuple[str, str], str | None] = {
+        (table, column): udt_schema if udt_name == "vector" else None
         for table, column, udt_schema, udt_name in conn.execute(
             sa.text(
                 "SELECT table_name, column_name, udt_schema, udt_name "
@@ -79,17 +85,12 @@ def settle_vector_columns(
         )
     }
     settled: dict[Vector, tuple[str | None, str]] = {}
-    installed: list[str | None] = []  # pgvector's schema, once looked up
+    installed = functools.cache(lambda: _pgvector_schema(conn))  # looked up once, if needed
     for table, column in columns:
         vector_type = column.type
         assert isinstance(vector_type, Vector)
-        found = existing.get((table.name, column.name))
-        if found is None:  # rule 2
-            if not installed:
-                installed.append(_pgvector_schema(conn))
-            schema = installed[0]
-        else:  # rule 1
-            schema = found[0] if found[1] == "vector" else None
+        name = (table.name, column.name)
+        schema = existing[name] if name in existing else installed()  # rules 1 and 2
         where = f"{table.name}.{column.name}"
         earlier = settled.setdefault(vector_type, (schema, where))
         if earlier[0] != schema:
@@ -143,7 +144,7 @@ def _pgvector_schema(conn: sa.Connection) -> str | None:
 def search_in_database(
     db: Any,
     target: SearchTarget,
-    query: Any,
+    query: npt.NDArray[np.float32],
     *,
     k: int,
     where: sa.ColumnElement[bool] | None,
@@ -173,7 +174,7 @@ def search_in_database(
     prop = sa.inspect(target.model).get_property_by_column(column).key
     key = sa.inspect(target.model).get_property_by_column(target.key).key
     vectors = np.asarray([getattr(row, prop) for row in rows], dtype=np.float32)
-    exact = distances(vectors, np.asarray(query, dtype=np.float32), metric).tolist()
+    exact = distances(vectors, query, metric).tolist()
     ranked = sorted(
         zip(exact, rows, strict=True), key=lambda pair: (pair[0], getattr(pair[1], key))
     )
