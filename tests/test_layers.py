@@ -54,8 +54,19 @@ class Violation:
         return f"{self.where}:{self.line}: {self.problem}"
 
 
-def violations(module: str, source: str) -> list[Violation]:
-    """The imports of `module` (dotted name, its `source`) that break the layering."""
+def absolute(module: str, target: str | None, level: int, package: bool) -> str:
+    """The dotted name `from <level dots><target> import ...` means in `module` (a
+    package's `__init__` is its own package)."""
+    if level == 0:
+        return target or ""
+    parts = module.split(".") if package else module.split(".")[:-1]
+    base = parts[: len(parts) - (level - 1)]
+    return ".".join([*base, target] if target else base)
+
+
+def violations(module: str, source: str, *, package: bool = False) -> list[Violation]:
+    """The imports of `module` (dotted name, its `source`; `package`: an `__init__`)
+    that break the layering."""
     own = layer_of(module)
     assert own in LAYERS, f"{module} is in no layer of LAYERS; add its layer in order"
     rank = LAYERS.index(own)
@@ -64,8 +75,11 @@ def violations(module: str, source: str) -> list[Violation]:
         targets: list[tuple[str, list[str]]] = []
         if isinstance(node, ast.Import):
             targets = [(alias.name, []) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            targets = [(node.module, [alias.name for alias in node.names])]
+        elif isinstance(node, ast.ImportFrom):
+            base = absolute(module, node.module, node.level, package)
+            names = [alias.name for alias in node.names]
+            # `from . import x` may name a module: count each name as one too
+            targets = [(base, names)] if node.module else [(f"{base}.{n}", []) for n in names]
         for target, names in targets:
             layer = layer_of(target)
             if layer is None or layer == own:
@@ -107,7 +121,11 @@ def modules() -> list[tuple[str, Path]]:
 
 
 def test_every_module_imports_only_earlier_layers_and_their_public_names() -> None:
-    found = [v for name, path in modules() for v in violations(name, path.read_text())]
+    found = [
+        v
+        for name, path in modules()
+        for v in violations(name, path.read_text(), package=path.name == "__init__.py")
+    ]
     assert not found, "\n".join(map(str, found))
 
 
@@ -118,6 +136,9 @@ def test_every_module_imports_only_earlier_layers_and_their_public_names() -> No
         ("rxnb.store._database", "def f():\n    import rxnb.reactive\n", "listed after"),
         ("rxnb.widgets._chat", "from rxnb.execution._actions import cancel_in", "private"),
         ("rxnb.widgets._chat", "from rxnb.execution import _cancel", "private"),
+        ("rxnb.execution._handles", "from ..widgets import follow", "listed after"),
+        ("rxnb.execution._handles", "from .. import widgets", "listed after"),
+        ("rxnb.widgets._chat", "from ..execution._actions import cancel_in", "private"),
     ],
 )
 def test_the_check_sees_an_upward_or_private_import(module: str, source: str, problem: str) -> None:
@@ -132,6 +153,8 @@ def test_the_check_sees_an_upward_or_private_import(module: str, source: str, pr
         ("rxnb.execution._executor", "from rxnb.execution._model import Run"),
         ("rxnb", "from rxnb.widgets import chat"),
         ("rxnb.cli", "from rxnb.reactive import open"),
+        ("rxnb.execution._executor", "from ._model import Run"),
+        ("rxnb.execution._executor", "from . import _model"),
     ],
 )
 def test_the_check_lets_a_downward_public_import_be(module: str, source: str) -> None:

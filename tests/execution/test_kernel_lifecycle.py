@@ -110,6 +110,8 @@ def stop_kernel(kernel: KernelSession, event: str) -> None:
 
 
 @pytest.mark.slow
+# Its deadlines (two kernels importing litellm on a loaded machine) add up past 120 s.
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("worker", ["worker", "no-worker"])
 @pytest.mark.parametrize("event", list(WHY))
 def test_every_reply_ends_done_with_its_whole_text_whichever_way_the_kernel_stops(

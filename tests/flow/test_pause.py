@@ -75,17 +75,17 @@ def test_a_signal_reaches_the_running_action(store: rx.Store, worker: Processes)
 def test_a_paused_workflow_parks_between_steps_holding_no_thread(
     store: rx.Store, worker: Processes
 ) -> None:
-    run_id = enqueue(store, STEPS, n=6)
+    run_id = enqueue(store, STEPS, n=30)  # 3 s of steps: the pause lands well before the end
     until(lambda: len(journal(store, run_id)) >= 2)
     rx.pause(run_id)
     row = until(lambda: (r := run_row(store, run_id)).status == "paused" and r)
     assert row.owner is None  # parked: no process holds it
     done = len(journal(store, run_id))
-    assert done < 6
+    assert done < 30
     assert rx.resume(run_id) == "queued"
-    result = rx.RunHandle(run_id, store).result(timeout=20)
-    assert [r["i"] for r in result] == list(range(6))
-    assert len(journal(store, run_id)) == 6  # each step ran once: none again after resume
+    result = rx.RunHandle(run_id, store).result(timeout=30)
+    assert [r["i"] for r in result] == list(range(30))
+    assert len(journal(store, run_id)) == 30  # each step ran once: none again after resume
 
 
 def journal(store: rx.Store, run_id: str) -> list[Any]:

@@ -103,7 +103,8 @@ def test_a_rate_of_ten_a_second_spaces_starts_across_two_processes(
     # Spaced evenly: a tenth of a second apart, so never 11 starts within one second.
     assert all(b - a >= 0.1 - 1e-6 for a, b in itertools.pairwise(starts))
     assert all(b - a >= 1.0 - 1e-6 for a, b in zip(starts, starts[10:], strict=False))
-    assert starts[-1] - starts[0] < 2.4 + 1.0  # and not much slower than that
+    # and not much slower than that (2.4 s), with room for a loaded machine
+    assert starts[-1] - starts[0] < 2.4 + 3.0
 
 
 def test_a_workflow_parked_in_a_durable_sleep_holds_no_place_in_its_queue(

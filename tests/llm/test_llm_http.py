@@ -99,7 +99,9 @@ def test_cancel_closes_the_connection_and_keeps_what_was_streamed(
     run.cancel()
     assert run.wait(10) == "cancelled"
     closed = until(lambda: [t for t, what in server.events if what == "client disconnected"], 5)
-    assert closed[0] - cancelled_at <= 0.2, (
+    # Closed at the stream's next piece, not after the ~9.5 s it still had to run; the
+    # bound only has to survive a loaded machine (0.05 s is typical here).
+    assert closed[0] - cancelled_at <= 2.0, (
         f"connection closed after {closed[0] - cancelled_at:.3f} s"
     )
     stored = reply(reply_id=reply_id)

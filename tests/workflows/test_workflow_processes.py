@@ -19,7 +19,7 @@ SLEEPER = """
     import flow_jobs
     url, log, leave = sys.argv[1:4]
     store = rx.open(url)
-    run = flow_jobs.nap.start(log=log, tag="nap", seconds=2.0)
+    run = flow_jobs.nap.start(log=log, tag="nap", seconds=3.0)
     until(lambda: run.status == "sleeping", timeout=20)
     print("parked", run.id, flush=True)
     if leave == "exits":
