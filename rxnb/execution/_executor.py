@@ -69,10 +69,10 @@ MAX_HANDOVER = 60.0
 
 MAX_WAIT = 3600.0
 """Longest the scheduler sleeps before looking at the queue again."""
-CONTROLS_EVERY = 0.5
+CONTROLS_EVERY = 1.0
 """Seconds between two looks at the controls of the runs running here when no write
 said one changed: a cancel that lands while its run is claimed but not yet in
-`_running` is seen by the next look."""
+`_running`, or one written with plain SQL, is seen by the next look."""
 
 
 def worker_count() -> int:
@@ -287,6 +287,7 @@ class Executor:
     # -- the scheduler thread -----------------------------------------------------------
 
     def _schedule_loop(self) -> None:
+        look_at_queue, next_due = True, None
         while not self.stopped.is_set():
             self._wake.clear()
             try:
@@ -294,10 +295,11 @@ class Executor:
                     self._controls_due = False  # before the read: a later write sets it again
                     self._controls_next = time.monotonic() + CONTROLS_EVERY
                     self._deliver_controls()
-                look_first = True  # after a claim, more are likely due: claim straight away
-                while self._free_slots() > 0 and self._start_some(look_first):
-                    look_first = False
-                next_due = self._next_due() if self._free_slots() > 0 else None
+                if look_at_queue:
+                    look_first = True  # after a claim, more are likely due: claim at once
+                    while self._free_slots() > 0 and self._start_some(look_first):
+                        look_first = False
+                    next_due = self._next_due() if self._free_slots() > 0 else None
             except Exception:
                 if self.stopped.is_set() or self.store.closed:
                     return
@@ -305,11 +307,15 @@ class Executor:
                 next_due = clock.now() + 1.0
             # A run due in years (or at a time no clock can wait for) is looked at again
             # within the hour: waits are capped, so none can overflow the platform timer.
-            timeout = None if next_due is None else min(MAX_WAIT, max(0.0, next_due - clock.now()))
+            due_in = None if next_due is None else min(MAX_WAIT, max(0.0, next_due - clock.now()))
+            timeout = due_in
             if self._free_slots() < self.workers:  # runs here: the next look at their controls
                 until_controls = max(0.0, self._controls_next - time.monotonic())
                 timeout = until_controls if timeout is None else min(timeout, until_controls)
-            self._wake.wait(timeout)
+            # Only a write, a run ending here or the next due time can change what the
+            # queue holds: a wake-up for the controls alone reads nothing else.
+            woken = self._wake.wait(timeout)
+            look_at_queue = woken or (due_in is not None and timeout == due_in)
 
     def _free_slots(self) -> int:
         with self._lock:

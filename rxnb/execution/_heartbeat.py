@@ -74,11 +74,12 @@ class Heartbeat:
             # a lease to beat again before judging them by their heartbeats.
             self._leases_from = now + lease_seconds()
         leases = now >= self._leases_from
-        me = self.executor.id
-        # A read each beat; a write only when an owner is dead (rule 2).
-        if self.store.database.read(lambda db: orphans_exist(db, me, leases))[0]:
+        # One read each beat; a write only when an owner is dead (rule 2) or a claim
+        # was lost (rule 3).
+        orphans, lost = self._look(leases)
+        if orphans:
             self.recover_orphans(leases)
-        self._requeue_lost_claims()
+        self._requeue(lost)
         return now
 
     def recover_orphans(self, leases: bool = True) -> int:
@@ -87,8 +88,9 @@ class Heartbeat:
         me = self.executor.id
         return int(self.store.database.write(lambda db: recover_orphans(db, me, leases)))
 
-    def _requeue_lost_claims(self) -> None:
-        """Rule 3: runs recorded as claimed by this executor that it is not running.
+    def _look(self, leases: bool) -> tuple[bool, list[tuple[str, int]]]:
+        """Whether a dead owner left runs (rule 2), and the runs recorded as claimed by
+        this executor that it is not running (rule 3), in one read.
 
         A claim whose commit reached the database while the connection broke (the
         server restarted, a network cut) is retried as if it had failed, so the first
@@ -108,18 +110,24 @@ class Heartbeat:
             ).all()
             return [(run_id, attempt) for run_id, attempt in rows]
 
-        # Between claims only: a claim's runs join the running set one by one after
-        # its commit, and a stall there (a workflow context reads its journal, through
-        # an outage too) must not make them look lost and run twice.
+        # Lost claims are looked for between claims only: a claim's runs join the
+        # running set one by one after its commit, and a stall there (a workflow
+        # context reads its journal, through an outage too) must not make them look
+        # lost and run twice.
         claiming = self.executor.claiming
-        if not claiming.acquire(timeout=HEARTBEAT_SECONDS):
-            return  # claiming now: look again next beat
+        between = claiming.acquire(timeout=HEARTBEAT_SECONDS)  # else: next beat
         try:
-            claimed = self.store.database.read(claimed_here)[0]
+            orphans, claimed = self.store.database.read(
+                lambda db: (orphans_exist(db, me, leases), claimed_here(db) if between else [])
+            )[0]
             running = self.executor.running_ids()
-            lost = [(run, attempt) for run, attempt in claimed if run not in running]
         finally:
-            claiming.release()
+            if between:
+                claiming.release()
+        return orphans, [(run, attempt) for run, attempt in claimed if run not in running]
+
+    def _requeue(self, lost: list[tuple[str, int]]) -> None:
+        me = self.executor.id
         for run_id, attempt in lost:
             log.warning("rxnb: run %s was claimed by %s but never started; requeued", run_id, me)
             self.store.database.write(

@@ -19,6 +19,13 @@ import rxnb as rx  # noqa: E402
 
 
 @pytest.fixture
+def no_claims_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process queues runs and leaves them to its workers (RXNB_EXECUTE=0): asked
+    for before `store`, whose executor reads it."""
+    monkeypatch.setenv("RXNB_EXECUTE", "0")
+
+
+@pytest.fixture
 def store(url: str) -> Iterator[rx.Store]:
     s = rx.open(url)
     yield s

@@ -12,40 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import Field, SQLModel, select
+from sqlmodel import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
 
 from fake_openai import FakeOpenAI, Ok, Throttle
+from limit_jobs import LimitedReply, answer, new_replies, replies
 from polling import until
+from run_procs import Processes, owners_registering
 
 import rxnb as rx
 from rxnb.agents import ChatQuery
+from rxnb.execution import Run
 from rxnb.llm import Generation
 
 TOKENS = ["a ", "b ", "c ", "d ", "e "]
 PRICED = "openai/rxnb-priced"
 """5 prompt + 5 completion tokens at $0.0006 each: $0.006 a generation."""
-
-
-class LimitedReply(SQLModel, table=True):
-    __tablename__ = "t_limited_reply"
-    id: int | None = Field(default=None, primary_key=True)
-    content: str = ""
-    status: str = "pending"
-
-
-@rx.mutation
-def new_replies(db: rx.Writer, count: int) -> list[int]:
-    rows = [LimitedReply() for _ in range(count)]
-    db.add_all(rows)
-    db.flush()
-    return [row.id for row in rows if row.id is not None]
-
-
-@rx.query
-def replies(db: rx.Reader) -> dict[int, str]:
-    return {row.id or 0: row.status for row in db.exec(select(LimitedReply))}
 
 
 @rx.query
@@ -58,21 +41,6 @@ def chat_notes() -> dict[int, str | None]:
     query = ChatQuery(thread, "status", "thread_id")
     rows = rx.current_store().database.read(lambda db: query.run(db, {"thread_id": "t"}))[0]
     return {row["id"]: row["rx_note"] for row in rows}
-
-
-@rx.action
-def answer(ctx: rx.ActionContext, reply_id: int, api_base: str, model: str) -> str:
-    return rx.llm.stream_into(
-        ctx,
-        LimitedReply,
-        reply_id,
-        model=model,
-        api_base=api_base,
-        api_key="not-a-secret",
-        messages=[{"role": "user", "content": "go"}],
-        max_tokens=20,
-        throttle_ms=0,
-    )
 
 
 @pytest.fixture
@@ -124,6 +92,55 @@ def test_a_limit_keeps_40_generations_under_the_providers_rate(
     assert time.monotonic() - started >= 39 * 60 / rpm - 0.5  # spaced, not refused
     assert sum(rate_limited(run) for run in runs) == 0
     assert set(replies().values()) == {"done"}
+
+
+def test_a_limit_of_300_rpm_holds_across_two_workers_under_a_provider_of_5_a_second(
+    no_claims_here: None, store: rx.Store, procs: Processes, url: str, server: FakeOpenAI
+) -> None:
+    """The issue's figures exactly: the generations run in two worker processes (one
+    thread each), so this process only serves the provider and its requests are not
+    held back by generating threads of its own."""
+    rx.llm.limit("openai/*", rpm=300)  # before the workers start: they read it once
+    procs.env["RXNB_WORKERS"] = "1"
+    procs.env.pop("RXNB_EXECUTE")  # the workers claim
+    for _ in range(2):
+        procs.worker(url, "limit_jobs")
+    until(lambda: len(owners_registering(store, answer.name)) == 2, timeout=30)
+    # Warm-up: two slow answers at once, so each worker (one thread) makes its first
+    # provider call, which spends a second in litellm's imports, before the figures.
+    server.plan = [Ok(TOKENS, delay=0.3), Ok(TOKENS, delay=0.3), Ok(TOKENS)]
+    warm = list(start_answers(server, 2).values())
+    assert [run.result(60) for run in warm] == ["".join(TOKENS)] * 2
+    assert len({run.run().owner for run in warm}) == 2
+    server.throttle = Throttle(per_second=5)
+    started = time.monotonic()
+    runs = list(start_answers(server, 40).values())
+    for run in runs:
+        assert run.result(60) == "".join(TOKENS)
+    assert (server.throttled, server.requests) == (0, 42)
+    assert time.monotonic() - started >= 39 * 0.2 - 0.5  # spaced, not refused
+    assert sum(rate_limited(run) for run in runs) == 0
+    assert len({run.run().owner for run in runs}) == 2  # both workers generated
+
+
+def test_a_token_limit_holds_a_generation_until_the_one_before_settles_its_usage(
+    url: str, server: FakeOpenAI
+) -> None:
+    """Each generation reserves its estimate (7 prompt tokens + max_tokens=20); the
+    provider reports 10. Under tpm=40 the second waits, saying so, until the first
+    settles at 10: without settling it would wait for the minute's window."""
+    rx.open(url)
+    warm_up(server)
+    server.plan = [Ok(TOKENS), Ok(TOKENS, delay=0.25), Ok(TOKENS)]
+    rx.llm.limit("openai/*", tpm=40)
+    ids, runs = zip(*start_answers(server, 2).items(), strict=True)
+    reason = "rate limit openai/*: 40 tokens/min"
+    held = until(lambda: [i for i in ids if chat_notes()[i] == reason], timeout=10)
+    assert len(held) == 1 and replies()[held[0]] == "waiting"
+    assert [run.result(20) for run in runs] == ["".join(TOKENS)] * 2
+    assert server.requests == 3
+    assert {i: replies()[i] for i in ids} == dict.fromkeys(ids, "done")
+    assert chat_notes()[held[0]] is None
 
 
 def test_without_a_limit_the_provider_refuses_some_and_they_are_waited_out(
@@ -187,6 +204,37 @@ def test_a_reached_budget_holds_new_generations_until_it_is_raised(
     assert [replies()[i] for i in ids] == ["done", "done", "cancelled"]
     assert [generation_of(i)().waiting for i in ids] == [None] * 3
     assert server.requests == 4
+
+
+@pytest.mark.usefixtures("priced")
+def test_a_daily_budget_counts_todays_runs_and_a_total_one_every_run(
+    url: str, server: FakeOpenAI
+) -> None:
+    store = rx.open(url)
+
+    def finished_yesterday(run: rx.RunHandle) -> None:
+        def body(db: rx.Writer) -> None:
+            row = db.get(Run, run.id)
+            assert row is not None and row.finished_at is not None
+            row.finished_at -= 86400
+
+        store.database.write(body)
+
+    (first,) = start_answers(server, 1, PRICED).values()
+    assert first.result(20) == "".join(TOKENS)  # $0.006
+    finished_yesterday(first)
+    rx.budget(usd=0.005, per="day")
+    (today,) = start_answers(server, 1, PRICED).values()
+    assert today.result(20) == "".join(TOKENS)  # yesterday's $0.006 is not today's
+
+    rx.budget(usd=0.01, per=None)  # in total: $0.012 spent
+    ((reply_id, held),) = start_answers(server, 1, PRICED).items()
+    reason = "budget reached ($0.012 of $0.01 in total)"
+    until(lambda: chat_notes()[reply_id] == reason, timeout=10)
+    assert (replies()[reply_id], held.status) == ("waiting", "running")
+    rx.budget(usd=0.05, per=None)
+    assert held.result(20) == "".join(TOKENS)
+    assert server.requests == 3
 
 
 @pytest.mark.usefixtures("priced")

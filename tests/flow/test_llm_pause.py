@@ -16,8 +16,9 @@ from sqlmodel import select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
 
 from fake_openai import Cut, FakeOpenAI, Ok
-from llm_jobs import Reply, new_reply, reply
+from llm_jobs import Reply, generate_http, new_reply, reply
 from polling import until
+from run_procs import Processes, owners_registering
 
 import rxnb as rx
 from rxnb.llm import Generation
@@ -89,6 +90,29 @@ def test_a_paused_generation_keeps_its_text_and_streams_on_when_resumed(
         "done",
     ]
     assert server.requests == 2  # the warm-up's, and this one's stream, read on
+
+
+def test_a_generation_in_a_worker_is_paused_and_resumed_from_this_process(
+    no_claims_here: None, store: rx.Store, procs: Processes, url: str, server: FakeOpenAI
+) -> None:
+    procs.env.pop("RXNB_EXECUTE")  # the worker claims
+    procs.worker(url, "llm_jobs")
+    (worker,) = until(lambda: owners_registering(store, generate_http.name), timeout=30)
+    warm = generate_http.start(reply_id=new_reply(), api_base=server.api_base)
+    assert warm.result(30) == "warm"
+    reply_id = new_reply()
+    seen = statuses_of(store, reply_id)  # this process's subscription, fed by the worker's writes
+    run = generate_http.start(reply_id=reply_id, api_base=server.api_base, chunking="word")
+    until(lambda: len(reply(reply_id=reply_id)["content"]) >= 6, timeout=30)
+    rx.pause(run.id)
+    held = until(lambda: (r := reply(reply_id=reply_id))["status"] == "paused" and r)
+    assert steady(reply_id, seconds=0.5) == held["content"]
+    row = run.run()
+    assert (row.status, row.owner) == ("running", worker.id)  # held inside its action there
+    rx.resume(run.id)
+    assert run.result(timeout=30) == "".join(TOKENS)
+    assert until(lambda: seen[-1] == "done" and seen)[-3:] == ["paused", "streaming", "done"]
+    assert server.requests == 2  # read on after the resume, not asked again
 
 
 def steady(reply_id: int, seconds: float) -> str:

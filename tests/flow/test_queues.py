@@ -26,13 +26,6 @@ def results(store: rx.Store, function: Any) -> list[dict[str, Any]]:
     return [json.loads(r.result) for r in runs if r.status == "succeeded"]
 
 
-@pytest.fixture
-def no_claims_here(monkeypatch: pytest.MonkeyPatch) -> None:
-    """This process queues runs and leaves them to its workers (RXNB_EXECUTE=0): asked
-    for before `store`, whose executor reads it."""
-    monkeypatch.setenv("RXNB_EXECUTE", "0")
-
-
 def worker_with_queue_jobs(store: rx.Store, procs: Processes, url: str) -> None:
     procs.worker(url, "queue_jobs")
     until(lambda: owners_registering(store, queue_jobs.on_three.name), timeout=30)
@@ -58,12 +51,21 @@ def test_one_per_partition_serializes_each_partition_and_not_the_others(
 ) -> None:
     worker_with_queue_jobs(store, procs, url)
     for n in range(18):
-        queue_jobs.on_parts.start(n=n, seconds=0.05, partition=f"user-{n % 3}")
+        queue_jobs.on_parts.start(n=n, seconds=0.1, partition=f"user-{n % 3}")
+    assert until(lambda: waiting_notes(store) & PARTITION_NOTES, interval=0.02)  # rx.runs()
     until(lambda: len(results(store, queue_jobs.on_parts)) == 18, timeout=60, interval=0.05)
     spans = results(store, queue_jobs.on_parts)
     for p in range(3):
         assert queue_jobs.most_at_once([s for s in spans if s["n"] % 3 == p]) == 1
     assert queue_jobs.most_at_once(spans) > 1  # partitions ran side by side
+
+
+PARTITION_NOTES = {f"waiting: queue parts: partition user-{p} busy" for p in range(3)}
+
+
+def waiting_notes(store: rx.Store) -> set[str]:
+    """Why the queued runs wait, as `rx.runs()` shows it."""
+    return {r["note"] for r in store.call(runs_table) if r["status"] == "queued"}
 
 
 def test_priorities_are_taken_highest_first(store: rx.Store) -> None:
@@ -93,6 +95,8 @@ def test_a_rate_of_ten_a_second_spaces_starts_across_two_processes(
     worker_with_queue_jobs(store, procs, url)
     for n in range(25):
         queue_jobs.on_rated.start(n=n)
+    rate_note = "waiting: queue rated: rate 10 per 1 s"
+    assert until(lambda: rate_note in waiting_notes(store), interval=0.02)  # rx.runs()
     until(lambda: len(results(store, queue_jobs.on_rated)) == 25, timeout=30, interval=0.05)
     starts = sorted(
         r.started_at

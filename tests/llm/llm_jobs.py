@@ -76,9 +76,15 @@ def from_fake_server(ctx: rx.ActionContext, reply_id: int, api_base: str, **extr
 
 @rx.action
 def generate_http(
-    ctx: rx.ActionContext, reply_id: int, api_base: str, stream_timeout: float | None = None
+    ctx: rx.ActionContext,
+    reply_id: int,
+    api_base: str,
+    stream_timeout: float | None = None,
+    chunking: str | None = None,
 ) -> str:
     extra: dict[str, Any] = {} if stream_timeout is None else {"stream_timeout": stream_timeout}
+    if chunking is not None:
+        extra["chunking"] = chunking
     return from_fake_server(ctx, reply_id, api_base, **extra)
 
 
