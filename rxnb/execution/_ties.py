@@ -50,8 +50,15 @@ def _mark(session: Session, flush_context: Any, instances: Any) -> None:
     if not _TIES:
         return
     marks: dict[str, int] = {}
-    for obj in (*session.new, *session.dirty):
-        for column, bit in _TIES.get(type(obj), ()):
+    new = session.new
+    for obj in (*new, *session.dirty):
+        ties = _TIES.get(type(obj))
+        if not ties:
+            continue
+        state = None if obj in new else sa.inspect(obj)
+        for column, bit in ties:
+            if state is not None and not state.attrs[column].history.has_changes():
+                continue  # a changed row whose run it names was marked when it was set
             run_id = getattr(obj, column, None)
             if run_id is not None:
                 marks[run_id] = marks.get(run_id, 0) | bit

@@ -67,6 +67,48 @@ def test_rows_that_name_a_run_mark_it(store: rx.Store) -> None:
     assert _ties_of(store, plain) == 0
 
 
+def test_a_row_given_a_run_later_marks_it_and_other_changes_write_no_mark(
+    store: rx.Store,
+) -> None:
+    run_id = _queued_run(store)
+    message_id = store.database.write(lambda db: _new_message(db, run_id=None))
+    assert _ties_of(store, run_id) == 0
+
+    def set_run(db: rx.Writer) -> None:
+        row = db.get(Message, message_id)
+        assert row is not None
+        row.run_id = run_id
+
+    store.database.write(set_run)
+    assert _ties_of(store, run_id) == ties.MESSAGES
+    marks: list[str] = []
+    sa.event.listen(store.database.engines()[1], "before_cursor_execute", note_marks(marks))
+
+    def edit(db: rx.Writer) -> None:
+        row = db.get(Message, message_id)
+        assert row is not None
+        row.text = "changed"
+
+    store.database.write(edit)  # its run was marked when it was set: no second mark
+    assert marks == []
+
+
+def _new_message(db: rx.Writer, run_id: str | None) -> int:
+    row = Message(thread_id="t", role="assistant", status="done", run_id=run_id)
+    db.add(row)
+    db.flush()
+    assert row.id is not None
+    return row.id
+
+
+def note_marks(marks: list[str]) -> object:
+    def before(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("UPDATE rx_runs SET ties"):
+            marks.append(statement)
+
+    return before
+
+
 def test_a_run_and_its_rows_in_one_transaction_are_marked(store: rx.Store) -> None:
     run_id = uuid.uuid4().hex[:16]
 
