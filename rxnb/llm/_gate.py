@@ -10,8 +10,10 @@ call only), then its model's limits (`_budget`, `_limits`).
    tokens settled), then checks again. A cancel or a hand-over ends the wait at once
    for a slot, within `CANCEL_TICK` otherwise; the generation then opens no stream.
 3. A wait of `REPORT_AFTER` seconds or more is reported (`report(reason)`: the row's
-   status becomes `waiting`), and its end too (`report(None)`); shorter ones, the
-   evenly spaced slots of a busy limit, are not worth two writes.
+   status becomes `waiting`), and its end too (`report(None)`), once the provider
+   call has gone: nothing is written between a slot and its request, so a write
+   held up (another writer, a checkpoint) cannot bunch requests that were spaced.
+   Shorter waits, the evenly spaced slots of a busy limit, are not worth two writes.
 4. The tokens reserved are settled with the real usage when the generation ends, and
    with none when the provider refused the call (a 429) or it never went.
 """
@@ -149,21 +151,22 @@ class Admission:
         limits, terms = gate.definitions()
         try:
             if first and terms and self._wait_out(gate, self._budget) is None:
-                return False
+                return self.went(False)
             if not matching(limits, self.model):
                 return True
             held = self._wait_out(gate, self._reserve)
             if held is None:
-                return False
+                return self.went(False)
             self.held = held
             if held.at > time.time():  # its slot (rule 2 of `_limits`)
                 self._waiting(held.reason or "rate limit", held.at)
                 if self.ctx.wait_for_stop(held.at - time.time()):
                     self.refused()
-                    return False
-            return True
-        finally:
-            self._went()
+                    return self.went(False)
+            return True  # the caller says `went()` once the call went (rule 3)
+        except BaseException:
+            self.went(False)
+            raise
 
     def refused(self) -> None:
         """The provider refused the call, or it never went: nothing was used."""
@@ -229,10 +232,14 @@ class Admission:
             self.report(reason)
             self._shown = reason
 
-    def _went(self) -> None:
+    def went(self, admitted: bool = True) -> bool:
+        """Rule 3: the end of a reported wait, once the call went (or will not go), so
+        that its write comes after the request and never delays it past its slot;
+        `admitted` back."""
         if self._shown is not None:
             self._shown = None
             self.report(None)
+        return admitted
 
 
 def _sleep(ctx: ActionContext, event: threading.Event, until: float) -> bool:

@@ -350,8 +350,11 @@ def _open(
             if attempt == retries:
                 raise
             usage.rate_limited += 1
-            if ctx.wait_for_stop(_retry_after(exc, 2.0**attempt)):
-                return None
+            wait = _retry_after(exc, 2.0**attempt)
+        finally:
+            admission.went()  # its write after the request (rule 11)
+        if ctx.wait_for_stop(wait):
+            return None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
