@@ -16,6 +16,10 @@ call only), then its model's limits (`_budget`, `_limits`).
    Shorter waits, the evenly spaced slots of a busy limit, are not worth two writes.
 4. The tokens reserved are settled with the real usage when the generation ends, and
    with none when the provider refused the call (a 429) or it never went.
+5. A generation that reaches its slot more than `LATE_SECONDS` late (its process
+   stalled: a long garbage collection, a laptop asleep) gives the slot up and takes
+   the next free one, so that the generations a stall held up do not all call the
+   provider at once when it ends; after `LATE_TRIES` slots it goes anyway.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ from rxnb.llm._usage import Usage
 from rxnb.store import EVERYTHING, Reader, Write
 
 CANCEL_TICK = 0.1
+LATE_SECONDS = 0.5
+"""A generation that reaches its slot later than this takes a new one (rule 5)."""
+LATE_TRIES = 5
+"""Slots a generation takes at most before it goes, however late (rule 5)."""
 REPORT_AFTER = 0.5
 DEFINITIONS = frozenset({LlmLimit.__tablename__, LlmBudget.__tablename__})
 WATCHED = DEFINITIONS | {LlmReservation.__tablename__}
@@ -154,15 +162,19 @@ class Admission:
                 return self.went(False)
             if not matching(limits, self.model):
                 return True
-            held = self._wait_out(gate, self._reserve)
-            if held is None:
-                return self.went(False)
-            self.held = held
-            if held.at > time.time():  # its slot (rule 2 of `_limits`)
-                self._waiting(held.reason or "rate limit", held.at)
-                if self.ctx.wait_for_stop(held.at - time.time()):
-                    self.refused()
+            for _ in range(LATE_TRIES):
+                held = self._wait_out(gate, self._reserve)
+                if held is None:
                     return self.went(False)
+                self.held = held
+                if held.at > time.time():  # its slot (rule 2 of `_limits`)
+                    self._waiting(held.reason or "rate limit", held.at)
+                    if self.ctx.wait_for_stop(held.at - time.time()):
+                        self.refused()
+                        return self.went(False)
+                if time.time() - held.at <= LATE_SECONDS:
+                    break
+                self.refused()  # rule 5: this process stalled past its slot
             return True  # the caller says `went()` once the call went (rule 3)
         except BaseException:
             self.went(False)

@@ -123,6 +123,31 @@ def test_a_limit_of_300_rpm_holds_across_two_workers_under_a_provider_of_5_a_sec
     assert len({run.run().owner for run in runs}) == 2  # both workers generated
 
 
+def test_generations_a_stalled_process_held_past_their_slots_take_new_ones(
+    url: str, server: FakeOpenAI
+) -> None:
+    """A stall of this whole process (one thread holds the GIL for 1.5 s, as a long
+    garbage collection does) makes the generations whose slots pass meanwhile late:
+    they take new slots rather than all calling the provider as it ends."""
+    rx.open(url)
+    warm_up(server)
+    server.throttle = Throttle(per_second=5)
+    rx.llm.limit("openai/*", rpm=240)
+    runs = list(start_answers(server, 16).values())
+    until(lambda: server.requests >= 4, timeout=30, interval=0.01)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(3.0)  # no other thread runs until this one waits
+    try:
+        stall_until = time.monotonic() + 1.5
+        while time.monotonic() < stall_until:
+            pass
+    finally:
+        sys.setswitchinterval(interval)
+    for run in runs:
+        assert run.result(60) == "".join(TOKENS)
+    assert (server.throttled, server.requests) == (0, 17)
+
+
 def test_a_token_limit_holds_a_generation_until_the_one_before_settles_its_usage(
     url: str, server: FakeOpenAI
 ) -> None:
