@@ -128,13 +128,7 @@ class Message(SQLModel, table=True):
     @property
     def file_ids(self) -> list[str]:
         """The ids of the message's stored files, in order."""
-        if not self.files:
-            return []
-        try:
-            found = json.loads(self.files)
-        except ValueError:  # written by another program: no ids to show
-            return []
-        return [f for f in found if isinstance(f, str)] if isinstance(found, list) else []
+        return file_ids_of(self.files)
 
     @property
     def parts(self) -> list[dict[str, Any]]:
@@ -168,3 +162,14 @@ class Message(SQLModel, table=True):
         value: dict[str, Any] = json.loads(self.usage)
         value["cost"] = self.cost
         return value
+
+
+def file_ids_of(files: str | None) -> list[str]:
+    """The file ids a message's `files` column lists, in order."""
+    if not files:
+        return []
+    try:
+        found = json.loads(files)
+    except ValueError:  # written by another program: no ids to show
+        return []
+    return [f for f in found if isinstance(f, str)] if isinstance(found, list) else []

@@ -20,17 +20,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, delete, select
-
 from rxnb.agents._model import Message, MessageStatus, Role
-from rxnb.agents._threads import provider_messages
+from rxnb.agents._threads import model_input
 from rxnb.errors import Cancelled
 from rxnb.execution import ActionContext, error_details, error_line
 from rxnb.llm import PAUSED_REASON, Usage, add_to_run, stream
-from rxnb.store import Reader, Writer
+from rxnb.store import Reader, Row, Writer, delete_row, insert_row, load_rows, update_row
+from rxnb.workflows import WorkflowContext
 
 if TYPE_CHECKING:
     from rxnb.agents._agent import Agent
@@ -38,6 +37,8 @@ if TYPE_CHECKING:
 THROTTLE = 0.1
 FIRST_AFTER = 0.05
 LINEAR_FROM = 4096
+
+_MESSAGES = Message.__table__  # type: ignore[attr-defined]
 
 
 def call_model(ctx: ActionContext, agent: Agent, thread_id: str, reply_id: int) -> dict[str, Any]:
@@ -110,11 +111,7 @@ class _ReplyWriter:
 
     def begin(self, db: Reader) -> list[dict[str, Any]]:
         """What the model is sent (a read: rule 1's reset is the first write's)."""
-        reply = db.get(Message, self.reply_id)
-        if reply is None:
-            raise Cancelled(f"reply {self.reply_id} was deleted; the turn stops")
-        self.step = reply.step
-        return provider_messages(
+        reply, messages = model_input(
             db,
             self.thread_id,
             instructions=self.agent.instructions,
@@ -122,6 +119,10 @@ class _ReplyWriter:
             context=self.agent.context,
             until=self.reply_id,
         )
+        if reply is None:
+            raise Cancelled(f"reply {self.reply_id} was deleted; the turn stops")
+        self.step = reply["step"]
+        return messages
 
     # -- pieces --------------------------------------------------------------------
 
@@ -152,45 +153,78 @@ class _ReplyWriter:
         self._written(self.ctx.store.database.write(self._write))
         self.last = now
 
-    def _write(self, db: Writer) -> dict[int, int]:
-        """One batch; the calls' rows it created (kept once it commits)."""
-        rows: dict[int, int] = {}
-        new: dict[int, Message] = {}
+    def _write(self, db: Writer, end: str | None = None, **ending: Any) -> dict[int, int]:
+        """One batch; with `end`, the last (rule 3): the reply's status, with `ending`
+        set on it too, and its calls readied. The calls' rows it created (kept once it
+        commits)."""
+        created: dict[int, int] = {}
         ids = [self.reply_id, *(self.rows[i] for i in self.arguments if i in self.rows)]
-        loaded = {m.id: m for m in db.exec(select(Message).where(col(Message.id).in_(ids)))}
+        if end is not None:
+            ids = [self.reply_id, *self.rows.values()]
+        loaded = {row["id"]: row for row in load_rows(db, _MESSAGES, _MESSAGES.c.id, ids)}
         reply = loaded.get(self.reply_id)
         if reply is None:
             raise Cancelled(f"reply {self.reply_id} was deleted; the turn stops")
-        if not self.begun:
-            self._start_over(db, reply)
+        changes = {} if self.begun else self._start_over(db, reply)
         if self.pending_text:
-            reply.text = (reply.text or "") + self.pending_text
-        for index in sorted(self.arguments):
-            piece = self.arguments[index]
+            changes["text"] = (changes.get("text", reply["text"]) or "") + self.pending_text
+        if end is not None:
+            changes.update(ending, status=end)
+        update_row(db, _MESSAGES, reply, changes)
+        readied = self._readied(end)
+        for index in sorted(self.arguments.keys() | (self.rows.keys() if end else set())):
+            piece = self.arguments.get(index, "")
             row = loaded.get(self.rows[index]) if index in self.rows else None
+            name = self.names.get(index, "")
+            ready = readied(name)
             if row is None:
-                row = Message(
-                    thread_id=self.thread_id,
-                    role=Role.TOOL.value,
-                    status=MessageStatus.STREAMING.value,
-                    agent=self.agent.name,
-                    run_id=self.ctx.run_id,
-                    step=self.step,
-                    parent_id=self.reply_id,
-                    call_id=self.ids[index],
-                    tool_name=self.names.get(index, ""),
-                    arguments=piece,
-                )
-                db.add(row)
-                new[index] = row
-            elif piece:
-                row.arguments = (row.arguments or "") + piece
-            if not row.tool_name and self.names.get(index):
-                row.tool_name = self.names[index]
-        if new:
-            db.flush()
-            rows = {index: row.id for index, row in new.items() if row.id is not None}
-        return rows
+                if ready is None:
+                    continue  # handed over: the call streams again
+                values = {
+                    "thread_id": self.thread_id,
+                    "role": Role.TOOL.value,
+                    "status": MessageStatus.STREAMING.value,
+                    "agent": self.agent.name,
+                    "run_id": self.ctx.run_id,
+                    "step": self.step,
+                    "parent_id": self.reply_id,
+                    "call_id": self.ids[index],
+                    "tool_name": name,
+                    "arguments": piece,
+                }
+                created[index] = insert_row(db, _MESSAGES, {**values, **ready})["id"]
+            elif ready is None:
+                delete_row(db, _MESSAGES, row)
+            else:
+                update = dict(ready)
+                if piece:
+                    update["arguments"] = (row["arguments"] or "") + piece
+                if not row["tool_name"] and name:
+                    update["tool_name"] = name
+                update_row(db, _MESSAGES, row, update)
+        return created
+
+    def _readied(self, end: str | None) -> Callable[[str], dict[str, Any] | None]:
+        """Rule 3: what a call of the named tool becomes once the reply ended with
+        `end` (nothing while it streams), or None when its row goes."""
+        if end is None:
+            return lambda name: {}
+        if end == MessageStatus.PENDING.value:  # handed over: the call streams again
+            return lambda name: None
+        if end != MessageStatus.DONE.value:
+            stopped = {"status": MessageStatus.CANCELLED.value, "note": "the model call stopped"}
+            return lambda name: stopped
+        tools = {t.name: t for t in self.agent.tools}
+        asks = any(getattr(tools.get(n), "approval", False) for n in self.names.values())
+        # the turn runs them next, unless a call of them waits for approval
+        go = MessageStatus.PENDING.value if asks else MessageStatus.RUNNING.value
+
+        def readied(name: str) -> dict[str, Any]:
+            if getattr(tools.get(name), "approval", False):
+                return {"status": MessageStatus.WAITING.value, "approval": "pending"}
+            return {"status": go}
+
+        return readied
 
     def held(self, reason: str | None) -> None:
         """Why the call waits (a model limit, the budget, a pause of the run), on the
@@ -218,23 +252,26 @@ class _ReplyWriter:
 
         self.ctx.store.database.write(body)
 
-    def _start_over(self, db: Writer, reply: Message) -> None:
+    def _start_over(self, db: Writer, reply: Row) -> dict[str, Any]:
         """Rule 1: what an interrupted try of this call wrote goes (only a later start
-        of the run can find any: a step is tried once per start)."""
+        of the run can find any: a step is tried once per start); the reply's changes."""
         if self.ctx.attempt > 1:
-            db.exec(
-                delete(Message).where(
-                    col(Message.parent_id) == self.reply_id, col(Message.role) == Role.TOOL.value
-                )  # its tool calls, not the context retrieved for it
-            )
-        note = reply.note
+            for row in load_rows(db, _MESSAGES, _MESSAGES.c.parent_id, [self.reply_id]):
+                if row["role"] == Role.TOOL.value:  # its tool calls, not the context
+                    delete_row(db, _MESSAGES, row)  # retrieved for it
+        note = reply["note"]
         if note and note.startswith("interrupted (") and ");" in note:
             why = note[len("interrupted (") : note.index(");")]
             note = f"resumed after {why} (attempt {self.ctx.attempt})"
-        reply.text, reply.status, reply.note = "", MessageStatus.STREAMING.value, note
-        reply.error = reply.detail = None
-        reply.model = self.agent.model
-        reply.run_id = reply.run_id or self.ctx.run_id
+        return {
+            "text": "",
+            "status": MessageStatus.STREAMING.value,
+            "note": note,
+            "error": None,
+            "detail": None,
+            "model": self.agent.model,
+            "run_id": reply["run_id"] or self.ctx.run_id,
+        }
 
     def _written(self, rows: dict[int, int]) -> None:
         """A batch has committed: what it wrote is no longer waiting. (A mutation body
@@ -259,39 +296,17 @@ class _ReplyWriter:
 
     def finish(self, status: str, usage: Usage, error: BaseException | str | None) -> None:
         """Rule 3, in one transaction with the last pieces."""
+        ending: dict[str, Any] = {"usage": json.dumps(usage.as_json()), "cost": usage.cost}
+        if isinstance(error, str):
+            ending["note"] = f"interrupted ({error}); it resumes where its agent is defined"
+        elif error is not None and status == MessageStatus.FAILED.value:
+            ending["error"], ending["detail"] = error_line(error, where=False), error_details(error)
 
         def body(db: Writer) -> dict[int, int]:
-            with db.no_autoflush:  # one flush, at the commit
-                rows = self._write(db)
-                reply = db.get(Message, self.reply_id)
-                if reply is None:
-                    return rows
-                reply.status = status
-                if isinstance(error, str):
-                    reply.note = f"interrupted ({error}); it resumes where its agent is defined"
-                elif error is not None and status == MessageStatus.FAILED.value:
-                    reply.error, reply.detail = error_line(error, where=False), error_details(error)
-                value = usage.as_json()
-                reply.usage, reply.cost = json.dumps(value), usage.cost
-                add_to_run(db, self.ctx.run_id, usage)
-                self._ready_calls(db, {**self.rows, **rows}.values(), status)
-                return rows
+            rows = self._write(db, status, **ending)
+            add_to_run(db, self.ctx.run_id, usage)
+            if status == MessageStatus.DONE.value and isinstance(self.ctx, WorkflowContext):
+                self.ctx.end_step(db, {"text": usage.text, "calls": self.calls})
+            return rows
 
         self._written(self.ctx.store.database.write(body))
-
-    def _ready_calls(self, db: Writer, row_ids: Iterable[int], status: str) -> None:
-        """Rule 3: the reply's tool calls, once it ended with `status`."""
-        tools = {t.name: t for t in self.agent.tools}
-        asks = any(getattr(tools.get(n), "approval", False) for n in self.names.values())
-        ids = list(row_ids)
-        if not ids:
-            return
-        for row in db.exec(select(Message).where(col(Message.id).in_(ids))):
-            if status == MessageStatus.PENDING.value:  # handed over: streamed again
-                db.delete(row)
-            elif status != MessageStatus.DONE.value:
-                row.status, row.note = MessageStatus.CANCELLED.value, "the model call stopped"
-            elif getattr(tools.get(row.tool_name or ""), "approval", False):
-                row.status, row.approval = MessageStatus.WAITING.value, "pending"
-            else:  # the turn runs them next, unless a call of them waits for approval
-                row.status = MessageStatus.PENDING.value if asks else MessageStatus.RUNNING.value

@@ -38,9 +38,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 
-from rxnb.agents._model import UNFINISHED, Message, MessageStatus, Role, Thread
+from rxnb.agents._model import UNFINISHED, Message, MessageStatus, Role, Thread, file_ids_of
 from rxnb.errors import RxnbError
 from rxnb.execution import (
     RUN_ENDED,
@@ -54,7 +55,7 @@ from rxnb.execution import (
     ties,
 )
 from rxnb.functions import Mutation, Query
-from rxnb.store import Reader, Writer
+from rxnb.store import Reader, Writer, load_rows
 from rxnb.workflows import send_event_in
 
 HISTORY = 100
@@ -230,86 +231,147 @@ def provider_messages(
     until: int,
 ) -> list[dict[str, Any]]:
     """Rule 2: what the model is sent for the reply `until` (messages before it)."""
+    return model_input(
+        db, thread_id, instructions=instructions, history=history, context=context, until=until
+    )[1]
+
+
+def model_input(
+    db: Reader,
+    thread_id: str,
+    *,
+    instructions: str,
+    history: int,
+    context: ContextFn | None,
+    until: int,
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """Reply `until` (None if it is gone), and what the model is sent for it (rule 2).
+
+    Rows are read as dicts, not ORM objects, and (without `context=`) in one statement:
+    this runs once per model call."""
     if context is not None:
-        rows = [m for m in context(db, thread_id) if m.id is not None and m.id < until]
-    else:
-        rows = list(
-            db.exec(
-                select(Message)
-                .where(Message.thread_id == thread_id, col(Message.id) < until)
-                .order_by(col(Message.id).desc())
-                .limit(history)
-            ).all()
-        )[::-1]
-    rows = _with_context(db, thread_id, rows, until)
-    while rows and rows[0].role == Role.TOOL.value:  # never start inside an exchange
+        found = load_rows(db, _MESSAGES, _MESSAGES.c.id, [until])
+        rows = [
+            {c.name: getattr(m, c.name) for c in _MESSAGES.c}
+            for m in context(db, thread_id)
+            if m.id is not None and m.id < until
+        ]
+        placed = _with_context(db, thread_id, rows, until)
+        return (found[0] if found else None), _sent(db, placed, instructions)
+    params = {"thread": thread_id, "until": until, "rows": history + 1 + _CONTEXT_ROWS}
+    newest = [dict(r) for r in db.connection().execute(_WINDOW, params).mappings()]
+    reply = next((r for r in newest if r["id"] == until), None)
+    rows = [r for r in newest if r["id"] < until][:history][::-1]
+    placed = _placed(rows, [r for r in newest if r["id"] > until], until)
+    return reply, _sent(db, placed, instructions)
+
+
+def _sent(db: Reader, rows: list[dict[str, Any]], instructions: str) -> list[dict[str, Any]]:
+    """Rule 2: `rows` (in order, context placed) in OpenAI's format."""
+    while rows and rows[0]["role"] == Role.TOOL.value:  # never start inside an exchange
         rows.pop(0)
     out: list[dict[str, Any]] = (
         [{"role": "system", "content": instructions}] if instructions else []
     )
-    calls: dict[int, list[Message]] = {}
+    calls: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
-        if row.role == Role.TOOL.value and row.parent_id is not None:
-            calls.setdefault(row.parent_id, []).append(row)
+        if row["role"] == Role.TOOL.value and row["parent_id"] is not None:
+            calls.setdefault(row["parent_id"], []).append(row)
     for row in rows:
-        if row.role == Role.USER.value:
+        role = row["role"]
+        if role == Role.USER.value:
             out.append({"role": "user", "content": _with_files(db, row)})
-        elif row.role == Role.SYSTEM.value:
-            out.append({"role": "system", "content": row.text})
-        elif row.role == Role.ASSISTANT.value:
-            mine = calls.get(row.id or -1, [])
-            if not row.text and not mine:
+        elif role == Role.SYSTEM.value:
+            out.append({"role": "system", "content": row["text"]})
+        elif role == Role.ASSISTANT.value:
+            mine = calls.get(row["id"] or -1, [])
+            if not row["text"] and not mine:
                 continue  # a reply that never streamed (cancelled before it began)
-            message: dict[str, Any] = {"role": "assistant", "content": row.text or None}
+            message: dict[str, Any] = {"role": "assistant", "content": row["text"] or None}
             if mine:
                 message["tool_calls"] = [
                     {
-                        "id": call.call_id,
+                        "id": call["call_id"],
                         "type": "function",
-                        "function": {"name": call.tool_name, "arguments": call.arguments or "{}"},
+                        "function": {
+                            "name": call["tool_name"],
+                            "arguments": call["arguments"] or "{}",
+                        },
                     }
                     for call in mine
                 ]
             out.append(message)
             out.extend(
-                {"role": "tool", "tool_call_id": call.call_id, "content": _told(call)}
+                {"role": "tool", "tool_call_id": call["call_id"], "content": _told(call)}
                 for call in mine
             )
     return out
 
 
-def _with_context(db: Reader, thread_id: str, rows: list[Message], until: int) -> list[Message]:
-    """Rule 2: the context retrieved for a reply (a `system` message whose `parent_id`
-    is that reply, written after it) goes just before it; that of reply `until` too."""
-    replies = {m.id for m in rows if m.role == Role.ASSISTANT.value} | {until}
-    start = min((m.id for m in rows if m.id is not None), default=until)
-    found = db.exec(
-        select(Message).where(
-            Message.thread_id == thread_id,
-            Message.role == Role.SYSTEM.value,
-            col(Message.parent_id) >= start,
-            col(Message.parent_id) <= until,
-        )
-    ).all()
-    have = {m.id for m in rows}
-    rows = [
-        m for m in rows if not (m.role == Role.SYSTEM.value and m.parent_id not in (None, *replies))
-    ]
-    rows += [m for m in found if m.parent_id in replies and m.id not in have]
+_MESSAGES = Message.__table__  # type: ignore[attr-defined]
+_CONTEXT_ROWS = 8
+"""How many rows of context retrieved for the reply (written after it) the window's
+statement leaves room for; one is written per retrieval."""
+_WINDOW = (
+    sa.select(_MESSAGES)
+    .where(
+        _MESSAGES.c.thread_id == sa.bindparam("thread"),
+        sa.or_(
+            _MESSAGES.c.id <= sa.bindparam("until"),
+            sa.and_(
+                _MESSAGES.c.parent_id == sa.bindparam("until"),
+                _MESSAGES.c.role == Role.SYSTEM.value,
+            ),
+        ),
+    )
+    .order_by(_MESSAGES.c.id.desc())
+    .limit(sa.bindparam("rows", type_=sa.Integer))
+)
+"""The reply, the thread's messages before it (newest first), and the context
+retrieved for it (written after it)."""
+_CONTEXT = sa.select(_MESSAGES).where(
+    _MESSAGES.c.thread_id == sa.bindparam("thread"),
+    _MESSAGES.c.role == Role.SYSTEM.value,
+    _MESSAGES.c.parent_id >= sa.bindparam("start"),
+    _MESSAGES.c.parent_id <= sa.bindparam("until"),
+)
 
-    def place(m: Message) -> tuple[int, int]:
-        if m.role == Role.SYSTEM.value and m.parent_id is not None:
-            return (m.parent_id, 0)
-        return (m.id or 0, 1)
+
+def _with_context(
+    db: Reader, thread_id: str, rows: list[dict[str, Any]], until: int
+) -> list[dict[str, Any]]:
+    """Rule 2 for `context=` rows: the context retrieved for their replies, placed."""
+    start = min((m["id"] for m in rows if m["id"] is not None), default=until)
+    params = {"thread": thread_id, "start": start, "until": until}
+    have = {m["id"] for m in rows}
+    found = [dict(m) for m in db.connection().execute(_CONTEXT, params).mappings()]
+    return _placed(rows, [m for m in found if m["id"] not in have], until)
+
+
+def _placed(
+    rows: list[dict[str, Any]], context: list[dict[str, Any]], until: int
+) -> list[dict[str, Any]]:
+    """Rule 2: the context retrieved for a reply (a `system` message whose `parent_id`
+    is that reply, written after it) goes just before it; that of reply `until` too.
+    Context for a reply not among `rows` is left out."""
+    system = Role.SYSTEM.value
+    replies = {m["id"] for m in rows if m["role"] == Role.ASSISTANT.value} | {until}
+    rows = [m for m in rows if not (m["role"] == system and m["parent_id"] not in (None, *replies))]
+    rows += [m for m in context if m["parent_id"] in replies]
+
+    def place(m: dict[str, Any]) -> tuple[int, int]:
+        if m["role"] == system and m["parent_id"] is not None:
+            return (m["parent_id"], 0)
+        return (m["id"] or 0, 1)
 
     return sorted(rows, key=place)
 
 
-def _with_files(db: Reader, row: Message) -> str:
+def _with_files(db: Reader, row: dict[str, Any]) -> str:
     """Rule 2: a user message's text, then a line per file sent with it (the model
     is told of a file, by id, not sent its bytes)."""
-    lines = [row.text] if row.text else []
-    for file_id in row.file_ids:
+    lines = [row["text"]] if row["text"] else []
+    for file_id in file_ids_of(row["files"]):
         found = db.get(File, file_id)
         if found is None:
             lines.append(f"[attached file {file_id}: deleted]")
@@ -321,13 +383,14 @@ def _with_files(db: Reader, row: Message) -> str:
     return "\n".join(lines)
 
 
-def _told(call: Message) -> str:
+def _told(call: dict[str, Any]) -> str:
     """What the model is told of a call: its result, or why there is none."""
-    if call.status == MessageStatus.DONE.value:
-        return call.text
-    if call.status in (MessageStatus.FAILED.value, MessageStatus.DENIED.value):
-        return f"error: {call.text or call.error or call.status}"
-    return f"error: the call was {call.status} ({call.note or 'no result'})"
+    status = call["status"]
+    if status == MessageStatus.DONE.value:
+        return str(call["text"])
+    if status in (MessageStatus.FAILED.value, MessageStatus.DENIED.value):
+        return f"error: {call['text'] or call['error'] or status}"
+    return f"error: the call was {status} ({call['note'] or 'no result'})"
 
 
 def end_messages(db: Writer, run: Run) -> None:

@@ -47,12 +47,14 @@ from rxnb.errors import AgentError, StepError
 from rxnb.execution import Action, error_details, error_line, one_line
 from rxnb.functions import Mutation
 from rxnb.reactive import Store
-from rxnb.store import Writer
+from rxnb.store import Writer, insert_row, load_rows, update_row
 from rxnb.workflows import WorkflowContext
 
 if TYPE_CHECKING:
     from rxnb.agents._agent import Agent
 
+
+_MESSAGES = Message.__table__  # type: ignore[attr-defined]
 
 ENDED = (
     MessageStatus.DONE.value,
@@ -258,43 +260,48 @@ def _mark_running(db: Writer, call_ids: list[str]) -> None:
 
 def _next_reply(db: Writer, after: int, run_id: str | None, step: int) -> int:
     """A new reply for model call `step`, after reply `after`."""
-    before = db.get(Message, after)
-    assert before is not None, f"reply {after} is gone"
-    reply = Message(
-        thread_id=before.thread_id,
-        role=Role.ASSISTANT.value,
-        status=MessageStatus.PENDING.value,
-        agent=before.agent,
-        model=before.model,
-        run_id=run_id,
-        step=step,
-    )
-    db.add(reply)
-    db.flush()
-    assert reply.id is not None
-    return reply.id
+    found = load_rows(db, _MESSAGES, _MESSAGES.c.id, [after])
+    assert found, f"reply {after} is gone"
+    before = found[0]
+    values = {
+        "thread_id": before["thread_id"],
+        "role": Role.ASSISTANT.value,
+        "status": MessageStatus.PENDING.value,
+        "agent": before["agent"],
+        "model": before["model"],
+        "run_id": run_id,
+        "step": step,
+    }
+    reply_id: int = insert_row(db, _MESSAGES, values)["id"]
+    return reply_id
 
 
 def _add_note(
     db: Writer, thread_id: str, text: str, run_id: str | None, after: int, step: int
 ) -> int:
     """A `system` message for the model (rule 2); the next reply's id."""
-    db.add(Message(thread_id=thread_id, role=Role.SYSTEM.value, text=text, run_id=run_id))
+    values = {"thread_id": thread_id, "role": Role.SYSTEM.value, "text": text, "run_id": run_id}
+    insert_row(db, _MESSAGES, values)
     return _next_reply(db, after, run_id, step)
 
 
 def _record_results(
     db: Writer, results: list[dict[str, Any]], after: int, run_id: str | None, step: int
 ) -> int:
-    """Rule 4: each call's outcome on its row; the next reply's id."""
+    """Rule 4: each call's outcome on its row; the next reply's id (rows, not ORM
+    objects: this runs once per model call that asked for tools)."""
     by_id = {r["call_id"]: r for r in results}
-    rows = db.exec(select(Message).where(col(Message.call_id).in_(list(by_id)))).all()
-    for row in rows:
-        outcome = by_id[row.call_id or ""]
-        row.status, row.text = outcome["status"], outcome["text"]
-        row.error, row.detail = outcome.get("error"), outcome.get("detail")
+    for row in load_rows(db, _MESSAGES, _MESSAGES.c.call_id, by_id):
+        outcome = by_id[row["call_id"]]
         listed = outcome.get("files") or []  # a step journaled before files had none
-        row.files = json.dumps(listed) if listed else None
+        changes = {
+            "status": outcome["status"],
+            "text": outcome["text"],
+            "error": outcome.get("error"),
+            "detail": outcome.get("detail"),
+            "files": json.dumps(listed) if listed else None,
+        }
+        update_row(db, _MESSAGES, row, changes)
     return _next_reply(db, after, run_id, step)
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from rxnb.execution._model import Run
-from rxnb.store import Writer
+from rxnb.store import Row, Writer, on_row_written
 
 CHILD = 1
 """The run is a child workflow's (a `ChildLink` names it): its end wakes its parent."""
@@ -36,8 +36,16 @@ with only such hooks changes no row but its own (see `_transitions.finish_untied
 
 
 def tie(model: type[Any], column: str, bit: int) -> None:
-    """Rows of `model` whose `column` names a run set `bit` on that run's `ties`."""
+    """Rows of `model` whose `column` names a run set `bit` on that run's `ties`
+    (written through the ORM, or as rows: `rxnb.store.insert_row`, `update_row`)."""
     _TIES.setdefault(model, []).append((column, bit))
+
+    def mark_row(db: Writer, row: Row, old: Row | None) -> None:
+        run_id = row.get(column)
+        if run_id is not None and (old is None or old.get(column) != run_id):
+            _set(db, run_id, bit)
+
+    on_row_written(model.__table__, mark_row)
 
 
 def tied(run: Run, bit: int) -> bool:
@@ -63,22 +71,30 @@ def _mark(session: Session, flush_context: Any, instances: Any) -> None:
             if run_id is not None:
                 marks[run_id] = marks.get(run_id, 0) | bit
     for run_id, bits in marks.items():
-        run = session.identity_map.get(session.identity_key(Run, run_id))
-        if run is None:
-            run = next((r for r in session.new if isinstance(r, Run) and r.id == run_id), None)
-        if isinstance(run, Run) and run in session.new:
-            if run.ties is not None:
-                run.ties |= bits
-            continue
-        table = Run.__table__  # type: ignore[attr-defined]
-        session.connection().execute(
-            sa.update(table)
-            .where(table.c.id == run_id, table.c.ties.is_not(None))
-            .where(table.c.ties.op("&")(bits) != bits)
-            .values(ties=table.c.ties.op("|")(bits))
-        )
-        if isinstance(run, Run) and run.ties is not None:
-            sa.orm.attributes.set_committed_value(run, "ties", run.ties | bits)
+        _set(session, run_id, bits)
+
+
+def _set(session: Session, run_id: str, bits: int) -> None:
+    """Set `bits` on run `run_id`'s `ties`, in `session`'s transaction."""
+    run = session.identity_map.get(session.identity_key(Run, run_id))
+    if run is None:
+        run = next((r for r in session.new if isinstance(r, Run) and r.id == run_id), None)
+    if isinstance(run, Run) and run in session.new:
+        if run.ties is not None:
+            run.ties |= bits
+        return
+    session.connection().execute(_SET_BITS, {"run": run_id, "bits": bits})
+    if isinstance(run, Run) and run.ties is not None:
+        sa.orm.attributes.set_committed_value(run, "ties", run.ties | bits)
+
+
+_RUNS = Run.__table__  # type: ignore[attr-defined]
+_SET_BITS = (
+    sa.update(_RUNS)
+    .where(_RUNS.c.id == sa.bindparam("run"), _RUNS.c.ties.is_not(None))
+    .where(_RUNS.c.ties.op("&")(sa.bindparam("bits")) != sa.bindparam("bits"))
+    .values(ties=_RUNS.c.ties.op("|")(sa.bindparam("bits")))
+)
 
 
 sa.event.listen(Writer, "before_flush", _mark)

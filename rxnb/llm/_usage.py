@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rxnb.execution import ActionContext, Run
-from rxnb.store import Writer
+from rxnb.store import Writer, load_rows, update_row
 
 
 class Usage:
@@ -94,12 +94,18 @@ def price(model: str, usage: Usage) -> None:
 
 
 def add_to_run(db: Writer, run_id: str | None, usage: Usage) -> None:
-    """Add one generation's `usage` (priced) to run `run_id`'s, in `db`'s transaction."""
-    run = db.get(Run, run_id) if run_id is not None else None
-    if run is not None:  # rule 4: a run's usage is the sum of its generations'
-        run.usage = json.dumps(_add_usage(_loads(run.usage), usage.as_json()))
+    """Add one generation's `usage` (priced) to run `run_id`'s, in `db`'s transaction
+    (as a row, not an ORM object: the caller must not hold the run as one)."""
+    table = Run.__table__  # type: ignore[attr-defined]
+    found = load_rows(db, table, table.c.id, [run_id] if run_id is not None else [])
+    if found:  # rule 4: a run's usage is the sum of its generations'
+        run = found[0]
+        changes: dict[str, Any] = {
+            "usage": json.dumps(_add_usage(_loads(run["usage"]), usage.as_json()))
+        }
         if usage.cost is not None:
-            run.cost = (run.cost or 0.0) + usage.cost
+            changes["cost"] = (run["cost"] or 0.0) + usage.cost
+        update_row(db, table, run, changes)
 
 
 def _loads(text: str | None) -> Any:

@@ -12,6 +12,14 @@ from rxnb.store._database import ChangeWatcher, CommitListener, Database
 from rxnb.store._paginate import Page, PinnedEnds
 from rxnb.store._postgres import PostgresDatabase, postgres_url
 from rxnb.store._readset import Equals, Range, ReadSet, TableRead
+from rxnb.store._rows import (
+    Row,
+    delete_row,
+    insert_row,
+    load_rows,
+    on_row_written,
+    update_row,
+)
 from rxnb.store._schema import DataProblem, own_table
 from rxnb.store._sessions import Reader, Writer
 from rxnb.store._sqlite import SQLiteDatabase
@@ -46,6 +54,7 @@ __all__ = [
     "Range",
     "ReadSet",
     "Reader",
+    "Row",
     "RowWrite",
     "SQLiteDatabase",
     "SearchTarget",
@@ -54,11 +63,16 @@ __all__ = [
     "Vector",
     "Write",
     "Writer",
+    "delete_row",
+    "insert_row",
+    "load_rows",
     "new_vector_index",
+    "on_row_written",
     "open_database",
     "own_table",
     "postgres_url",
     "provide_indexes",
+    "update_row",
 ]
 
 

@@ -21,12 +21,14 @@ from __future__ import annotations
 import datetime
 import json
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from sqlmodel import select
 
 from rxnb.errors import NonDeterminismError, ResultError, StepError, WorkflowError
@@ -42,7 +44,7 @@ from rxnb.execution import (
 )
 from rxnb.execution import clock as _clock
 from rxnb.reactive import to_jsonable
-from rxnb.store import Writer
+from rxnb.store import Writer, insert_row
 from rxnb.workflows import _checks
 from rxnb.workflows._model import (
     ChildLink,
@@ -101,6 +103,9 @@ class WorkflowContext(ActionContext):
         """The workflow's `version=` label, named in divergence errors."""
         self._seq = 0
         self._journal: dict[int, Recorded] = {}
+        self._steps = threading.local()
+        """The step running on this thread (`current`), and its entry once `end_step`
+        committed it (`ended`)."""
         self._halted: BaseException | None = None
         """A divergence or a parking the code swallowed (`except Exception` around a
         step, `except BaseException`): raised again by every later call on this context
@@ -160,13 +165,18 @@ class WorkflowContext(ActionContext):
     ) -> Any:
         """Run a step now, with retries, and journal its result or its last error."""
         started, attempt = clock(), 0
+        steps = self._steps
+        steps.ended = None
         while True:
             attempt += 1
             self.check_cancelled()
+            steps.current = (seq, label, started, attempt)
             try:
                 value = fn(*args, **kwargs)
                 break
             except Exception as exc:
+                if steps.ended is not None:  # its result committed: the step is done
+                    break
                 if attempt > retries:
                     failure = Failure.of(exc)
                     self._record(
@@ -175,10 +185,34 @@ class WorkflowContext(ActionContext):
                     raise StepError(f"step {seq} `{label}` failed: {failure.line}") from exc
                 if self.wait(backoff * 2 ** (attempt - 1)):
                     self.check_cancelled()
+            finally:
+                steps.current = None
+        ended: Recorded | None = steps.ended
+        if ended is not None:
+            self._journal[seq] = ended
+            return json.loads(ended.output or "null")
         output = self._encode(seq, label, value)
         self._record(seq, "step", label, output, None, started, attempt)
         # What a replay would return: the value read back from its JSON (a scalar is).
         return value if type(value) in _SCALARS else json.loads(output)
+
+    def end_step(self, db: Writer, value: Any) -> None:
+        """Journal the running step's result `value` in `db`'s transaction (a write the
+        step makes last): the result is then journaled exactly when that write commits,
+        in one commit instead of two, and the step returns it (as its JSON reads back)
+        without journaling again. Outside a step of this context, it does nothing.
+
+        For a step whose last write is its result, as an agent's model call: its reply
+        ends `done` and its step is journaled together."""
+        current = getattr(self._steps, "current", None)
+        if current is None or self.run_id is None:
+            return
+        seq, label, started, attempt = current
+        output = self._encode(seq, label, value)
+        entry = self._entry(seq, "step", label, output, None, started, attempt)
+        insert_row(db, JOURNAL, as_row(entry))
+        steps = self._steps
+        sa.event.listen(db, "after_commit", lambda _: setattr(steps, "ended", entry), once=True)
 
     def parallel(
         self, calls: Sequence[Callable[[], Any] | tuple[Any, ...]], *, retries: int = 0
@@ -292,7 +326,7 @@ class WorkflowContext(ActionContext):
             output = self._encode(seq, fn.name, latest.fn(db, **checked))
             done = self._entry(seq, "mutation", fn.name, output, None, started)
             if self.run_id is not None:
-                db.add(JournalEntry(**as_row(done)))
+                insert_row(db, JOURNAL, as_row(done))
             return done
 
         done = self._journal[seq] = self.store.database.write(body)

@@ -14,7 +14,10 @@ import rxnb as rx
 from rxnb.agents import Message
 from rxnb.execution import ties
 from rxnb.llm import Generation
+from rxnb.store import insert_row, update_row
 from rxnb.workflows import ChildLink
+
+MESSAGES = Message.__table__  # type: ignore[attr-defined]
 
 
 @rx.action
@@ -91,6 +94,24 @@ def test_a_row_given_a_run_later_marks_it_and_other_changes_write_no_mark(
 
     store.database.write(edit)  # its run was marked when it was set: no second mark
     assert marks == []
+
+
+def test_rows_written_as_rows_mark_their_run_as_orm_rows_do(store: rx.Store) -> None:
+    inserted, updated = _queued_run(store), _queued_run(store)
+    row = store.database.write(
+        lambda db: insert_row(db, MESSAGES, {"thread_id": "t", "role": "tool", "run_id": inserted})
+    )
+    assert _ties_of(store, inserted) == ties.MESSAGES
+    plain = store.database.write(
+        lambda db: insert_row(db, MESSAGES, {"thread_id": "t", "role": "assistant"})
+    )
+    assert _ties_of(store, updated) == 0
+    store.database.write(lambda db: update_row(db, MESSAGES, plain, {"run_id": updated}))
+    assert _ties_of(store, updated) == ties.MESSAGES
+    marks: list[str] = []
+    sa.event.listen(store.database.engines()[1], "before_cursor_execute", note_marks(marks))
+    store.database.write(lambda db: update_row(db, MESSAGES, row, {"text": "changed"}))
+    assert marks == [], "its run was marked when the row was inserted"
 
 
 def _new_message(db: rx.Writer, run_id: str | None) -> int:

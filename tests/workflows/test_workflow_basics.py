@@ -15,7 +15,10 @@ from sqlmodel import Field, SQLModel, select
 
 import rxnb as rx
 from rxnb.execution import executor_for
+from rxnb.store import insert_row
 from rxnb.workflows import advance_clock
+
+MESSAGES = rx.agents.Message.__table__  # type: ignore[attr-defined]
 
 # -- steps and replay ---------------------------------------------------------------------
 
@@ -45,6 +48,52 @@ def test_steps_run_once_and_replays_return_the_journaled_results(store: rx.Store
     recorded = datetime.datetime.fromtimestamp(json.loads(entries[1].output or ""), datetime.UTC)
     assert result["first"] == recorded.isoformat(), "ctx.now() is the same on replay"
     assert run.run().attempt == 2  # claimed twice: before and after the sleep
+
+
+@rx.workflow
+def saves_as_its_result(ctx: rx.WorkflowContext, fail: bool) -> Any:
+    def save() -> dict[str, int]:
+        def body(db: rx.Writer) -> None:
+            insert_row(db, MESSAGES, {"thread_id": ctx.run_id or "", "role": "user", "text": "s"})
+            ctx.end_step(db, {"saved": 1})  # journaled with this write
+            if fail:
+                raise ValueError("the write is rolled back, its journal entry with it")
+
+        CALLS["save"] += 1
+        ctx.store.database.write(body)
+        return {"saved": 1}
+
+    saved = ctx.step(save, name="save")
+    ctx.sleep(0.05)  # parks: the rest runs on a later claim, replaying `save`
+    return [saved, ctx.step(counted, "after")]
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_step_journaled_by_its_last_write_is_journaled_once(store: rx.Store, fail: bool) -> None:
+    commits: list[set[str]] = []
+    store.database.add_commit_listener(lambda writes: commits.append({w.table for w in writes}))
+    run = saves_as_its_result.start(fail=fail)
+    assert run.wait(10) == ("failed" if fail else "succeeded")
+    entries = journal(store, run.id)
+    assert CALLS["save"] == 1, "replayed after the sleep, not run again"
+    stored = store.database.read(
+        lambda db: db.exec(
+            select(rx.agents.Message).where(rx.agents.Message.thread_id == run.id)
+        ).all()
+    )[0]
+    if fail:
+        (entry,) = entries
+        assert (entry.seq, entry.output) == (0, None)
+        assert (entry.error or "").startswith(
+            "ValueError: the write is rolled back, its journal entry with it"
+        )
+        assert stored == []
+        return
+    assert [(e.seq, e.kind) for e in entries] == [(0, "step"), (1, "sleep"), (2, "step")]
+    assert (entries[0].output, entries[2].output) == ('{"saved": 1}', '"after"')
+    assert len(stored) == 1
+    assert {"rx_messages", "rx_journal"} in commits, "the row and the entry commit together"
+    assert run.result(timeout=1) == [{"saved": 1}, "after"]
 
 
 def test_a_sleeping_run_holds_no_thread(store: rx.Store) -> None:
