@@ -3,7 +3,9 @@
 A1  rxnb's own cost per agent step: the store work of a turn (journal entries and
     message writes, timed at the store's write/read calls) per model call, offline
     model with no delay and a tool that returns at once                   p50 <= 2 ms
+    (recording the run's end is run bookkeeping, left out like its claim: A1e)
 A1c the CPU time of that store work (its waits for the GIL and locks left out)   info
+A1e the store work of recording the turn's run's end, per turn                   info
 A1b the same turns' whole time besides the model's stream and the tool, per model
     call (includes the executor's claim and litellm's stream wrapper)          info
 A2  a tool call whose arguments stream 100,000 characters (1,000 pieces from a
@@ -33,6 +35,7 @@ import comm
 
 import rxnb as rx
 from rxnb.agents import _model_call
+from rxnb.execution import Executor
 from rxnb.llm import load_litellm
 
 HERE = Path(__file__).resolve().parent
@@ -44,17 +47,31 @@ from widgets import Recorder  # noqa: E402
 
 
 class StoreClock:
-    """Seconds spent in the store's write, insert and read calls (all threads)."""
+    """Seconds spent in the store's write, insert and read calls (all threads); those
+    recording a run's end (`Executor._record_end`) apart, in `ends`."""
 
     def __init__(self, store: rx.Store) -> None:
         self.seconds = 0.0
         self.cpu = 0.0
         """CPU seconds of the turn's threads in those calls (waits for locks excluded)."""
+        self.ends = 0.0
         self.by_thread: dict[str, float] = {}
         self.lock = threading.Lock()
+        self.ending = threading.local()
         database = store.database
         for name in ("write", "insert_rows", "read"):
             setattr(database, name, self._timed(getattr(database, name)))
+        real = Executor._record_end
+        ending = self.ending
+
+        def record_end(executor: Executor, *args: Any) -> None:
+            ending.on = True
+            try:
+                real(executor, *args)
+            finally:
+                ending.on = False
+
+        Executor._record_end = record_end  # type: ignore[method-assign]
 
     def _timed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -62,16 +79,15 @@ class StoreClock:
             try:
                 return fn(*args, **kwargs)
             finally:
+                spent, spent_cpu = time.perf_counter() - start, time.thread_time() - cpu
                 name = threading.current_thread().name
-                if name.startswith(("rxnb-run", "rxnb-step")):
-                    with self.lock:
-                        self.cpu += time.thread_time() - cpu
                 with self.lock:
-                    self.by_thread[name] = (
-                        self.by_thread.get(name, 0.0) + time.perf_counter() - start
-                    )
-                    if name.startswith(("rxnb-run", "rxnb-step")):  # the turn's own threads
-                        self.seconds += time.perf_counter() - start
+                    self.by_thread[name] = self.by_thread.get(name, 0.0) + spent
+                    if getattr(self.ending, "on", False):
+                        self.ends += spent
+                    elif name.startswith(("rxnb-run", "rxnb-step")):  # the turn's own threads
+                        self.seconds += spent
+                        self.cpu += spent_cpu
 
         return timed
 
@@ -83,6 +99,11 @@ class StoreClock:
     def take_cpu(self) -> float:
         with self.lock:
             value, self.cpu = self.cpu, 0.0
+        return value
+
+    def take_ends(self) -> float:
+        with self.lock:
+            value, self.ends = self.ends, 0.0
         return value
 
 
@@ -129,9 +150,9 @@ def a1(store: rx.Store, turns: int) -> list[Measured]:
     )
     agent.send("warm", "warm up").result(timeout=60)  # litellm's first call, the tables
     stores, streams = StoreClock(store), StreamClock()
-    per_step, besides, cpu = [], [], []
+    per_step, besides, cpu, ends = [], [], [], []
     for i in range(turns):
-        stores.take(), streams.take(), stores.take_cpu()
+        stores.take(), streams.take(), stores.take_cpu(), stores.take_ends()
         run = agent.send(f"a1-{i}", "go")
         run.result(timeout=60)
         row = run.run()
@@ -140,6 +161,7 @@ def a1(store: rx.Store, turns: int) -> list[Measured]:
         store_seconds, stream_seconds = stores.take(), streams.take()
         per_step.append(store_seconds / 2)
         cpu.append(stores.take_cpu() / 2)
+        ends.append(stores.take_ends())
         besides.append((row.finished_at - row.started_at - stream_seconds) / 2)
     spent = sorted(stores.by_thread.items(), key=lambda kv: -kv[1])[:6]
     print(
@@ -149,6 +171,7 @@ def a1(store: rx.Store, turns: int) -> list[Measured]:
     p50, p90 = percentile(per_step, 50) * 1000, percentile(per_step, 90) * 1000
     b50 = percentile(besides, 50) * 1000
     c50 = percentile(cpu, 50) * 1000
+    e50 = percentile(ends, 50) * 1000
     print(f"  store work per model call: p50 {p50:.2f} ms, p90 {p90:.2f} ms; whole {b50:.2f} ms")
     return [
         Measured(
@@ -159,6 +182,7 @@ def a1(store: rx.Store, turns: int) -> list[Measured]:
             p50 <= 2.0,
         ),
         Measured("A1c", "CPU of that store work per step", f"p50 {c50:.2f} ms", "info", None),
+        Measured("A1e", "recording the run's end, per turn", f"p50 {e50:.2f} ms", "info", None),
         Measured("A1b", "all besides model and tool, per step", f"p50 {b50:.2f} ms", "info", None),
     ]
 

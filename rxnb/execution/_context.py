@@ -58,6 +58,9 @@ class ActionContext:
         """Whether the action looked at a stop request once there was one (a hand-over
         it saw and returned from was cut short: its result is not taken)."""
         self._last_progress = 0.0
+        self._tied = False
+        """Whether rows pointed at the run when it was claimed (`Run.ties`): its end is
+        then recorded alone, not tried in a batch first (`Executor._record_end`)."""
         self._paused = False
         self._go = threading.Event()
         """Set unless paused (and set on a stop request, to release a paused wait)."""

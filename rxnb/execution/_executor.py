@@ -323,7 +323,8 @@ class Executor:
 
     def _start_some(self, look_first: bool = True) -> bool:
         """Claim as many due runs as there are free slots, in one transaction (one
-        commit and one notification for a burst, not one per run), and start them."""
+        commit and one notification for a burst, not one per run), and start them;
+        whether more may be due (the claim filled every slot it had)."""
         names = self.functions() if self.claims else []
         if not names or self.stopped.is_set():
             return False
@@ -335,13 +336,19 @@ class Executor:
             return self._claim_and_start(names)
 
     def _claim_and_start(self, names: list[str]) -> bool:
-        """The claim of `_start_some` and the start of its runs (under `claiming`)."""
+        """The claim of `_start_some` and the start of its runs (under `claiming`);
+        whether more may be due. A claim that saw fewer due runs than slots saw the
+        whole queue: claiming again at once would find none (a run queued since wakes
+        the scheduler again)."""
         slots = max(1, self._free_slots())
-        claimed = self.store.database.write(lambda db: claim(db, names, self.id, slots), claim=True)
-        for i, (run_id, function, args, attempt) in enumerate(claimed):
+        claimed, more = self.store.database.write(
+            lambda db: claim(db, names, self.id, slots), claim=True
+        )
+        for i, (run_id, function, args, attempt, tied) in enumerate(claimed):
             with self._lock:
                 action = self._functions[function]
             ctx = action.context(self.store, run_id, attempt)
+            ctx._tied = tied
             with self._lock:
                 self._running[run_id] = (ctx, attempt)
             try:
@@ -350,14 +357,14 @@ class Executor:
                 with self._lock:
                     self._running.pop(run_id, None)
                 self.stopped.set()
-                for back_id, _, _, back_attempt in claimed[i:]:
+                for back_id, _, _, back_attempt, _ in claimed[i:]:
                     self.store.database.write(
                         functools.partial(
                             unclaim, run_id=back_id, owner=self.id, attempt=back_attempt
                         )
                     )
                 return False
-        return bool(claimed)
+        return more
 
     def _next_due(self) -> float | None:
         names = self.functions() if self.claims else []
@@ -430,7 +437,12 @@ class Executor:
         end waiting then in one transaction at READ COMMITTED, each run's row locked,
         and the others wait for it, so that a burst of short runs costs a few commits,
         not one each. An end the batch leaves (rows point at its run) or cannot write (an
-        outcome that cannot be stored) is recorded alone, serializable."""
+        outcome that cannot be stored) is recorded alone, serializable; so is, at once,
+        the end of a run that rows pointed at when it was claimed (a batch would leave
+        it: an agent's turn, a chat reply)."""
+        if ctx._tied:
+            self._record(lambda db: finish(db, ctx, self.id, action, ended))
+            return
         end = _End(ctx, action, ended)
         with self._ends_done:
             self._ends.append(end)

@@ -37,10 +37,12 @@ run due at once."""
 
 def claim(
     db: Writer, names: list[str], owner: str, limit: int = 1
-) -> list[tuple[str, str, dict[str, Any], int]]:
+) -> tuple[list[tuple[str, str, dict[str, Any], int, bool]], bool]:
     """Up to `limit` due runs, highest priority then earliest first, that their
     queues' limits let start, marked running for `owner`: (id, function, arguments,
-    attempt) each; none when nothing is due."""
+    attempt, whether rows point at it already: `Run.ties`) each; none when nothing is
+    due. And whether more may be due: false when
+    it looked at every due run (claiming again now would find none)."""
     now = clock.now()
     due = [
         Run.status.in_(CLAIMABLE),  # type: ignore[attr-defined]
@@ -61,7 +63,7 @@ def claim(
             gate = gate or Gate(now)
             gate.add(db, queues, lock=True)
         if not runs:
-            return []
+            return [], False
         claimed = []
         for run in runs:
             if gate is not None and gate.why_not(run.queue, run.partition) is not None:
@@ -78,11 +80,11 @@ def claim(
             run.owner = owner
             run.attempt += 1
             run.started_at = now
-            claimed.append((run.id, run.function, args, run.attempt))
+            claimed.append((run.id, run.function, args, run.attempt, run.ties != 0))
         if claimed:
             if gate is not None:
                 gate.save(db)
-            return claimed
+            return claimed, len(runs) >= limit
         db.flush()  # every one failed or was held back: look again past them
 
 

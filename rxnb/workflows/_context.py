@@ -110,7 +110,7 @@ class WorkflowContext(ActionContext):
         """A divergence or a parking the code swallowed (`except Exception` around a
         step, `except BaseException`): raised again by every later call on this context
         and when the function returns (`Workflow`), so nothing runs past it."""
-        if run_id is not None:
+        if run_id is not None and attempt > 1:  # a run's first start has no journal yet
             self._journal = store.database.read(lambda db: read_journal(db, run_id))[0]
 
     @property

@@ -88,6 +88,10 @@ def test_a_turn_runs_two_tools_at_once_then_answers(
     usage = rx.agents.usage_of_thread("t-two")
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
     assert all(m.usage is not None for m in rows if m.role == "assistant")
+    replies = [json.loads(m.usage or "null") for m in rows if m.role == "assistant"]
+    turn = json.loads(run.run().usage or "null")  # the run's: the sum of its model calls'
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        assert turn[name] == sum(r[name] for r in replies) > 0, name
 
 
 def test_tool_errors_bad_arguments_and_unknown_tools_are_told_to_the_model(store: rx.Store) -> None:

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import run_jobs
@@ -32,6 +33,29 @@ def test_start_returns_at_once_and_result_arrives(store: rx.Store) -> None:
     assert row.due_at <= row.started_at <= row.finished_at  # type: ignore[operator]
     assert handle.status == "succeeded"
     assert handle.wait(1) == "succeeded"
+
+
+def test_a_claim_that_sees_the_whole_queue_is_not_followed_by_another(
+    store: rx.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One run started on an idle executor costs one claim: a claim that found fewer
+    due runs than free slots saw every due run, so claiming again at once is skipped."""
+    from rxnb.execution import _executor
+
+    claims: list[int] = []
+    real = _executor.claim
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        found, more = real(*args, **kwargs)
+        claims.append(len(found))
+        return found, more
+
+    monkeypatch.setattr(_executor, "claim", counted)
+    assert add.start(a=1, b=2).result(timeout=10) == 3
+    assert claims == [1]
+    many = [add.start(a=i, b=0) for i in range(12)]  # more than the pool's 8 threads
+    assert [h.result(timeout=10) for h in many] == list(range(12))
+    assert sum(claims) == 13, "every queued run was still claimed"
 
 
 def test_progress_is_recorded_on_the_run(store: rx.Store) -> None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 import rxnb as rx
 from rxnb.agents import Message
-from rxnb.execution import ties
+from rxnb.execution import Executor, ties
 from rxnb.llm import Generation
 from rxnb.store import insert_row, update_row
 from rxnb.workflows import ChildLink
@@ -202,3 +204,34 @@ def test_an_untied_run_ends_with_its_row_alone_and_hooks_of_others_still_run(
     finally:
         rx.execution.RUN_ENDED.remove(hook)
     assert seen == [(other.id, "succeeded")]
+
+
+def test_a_run_tied_when_claimed_ends_alone_at_once_and_ends_its_rows(
+    store: rx.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its end is recorded in one transaction, not first tried in a batch (which would
+    leave it, as rows point at it), and still ends the rows that point at it."""
+    batched: list[str] = []
+    real = Executor._write_ends
+
+    def write_ends(executor: Executor, batch: list[Any]) -> None:
+        batched.extend(end.ctx.run_id for end in batch)
+        real(executor, batch)
+
+    monkeypatch.setattr(Executor, "_write_ends", write_ends)
+
+    def send(db: rx.Writer) -> str:
+        run_id = db.schedule(add, a=2, b=3)
+        db.add(Message(thread_id="t", role="assistant", status="streaming", run_id=run_id))
+        return run_id
+
+    run_id = store.database.write(send)
+    assert rx.RunHandle(run_id, store).result(timeout=10) == 5
+    assert batched == []
+    status = store.database.read(
+        lambda db: db.exec(sa.select(Message.status).where(Message.run_id == run_id)).one()
+    )[0]
+    assert status[0] != "streaming"
+    untied = add.start(a=1, b=1)
+    assert untied.result(timeout=10) == 2
+    assert batched == [untied.id], "an untied run's end is still tried in a batch"
