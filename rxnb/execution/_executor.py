@@ -116,6 +116,10 @@ class Executor:
         self._ended = threading.Condition(self._lock)
         """Notified each time a run of this executor has ended and been recorded."""
         self._wake = threading.Event()
+        self._seen_all = False
+        """The last look at the queue saw every due run (it did not stop for want of a
+        free slot), and no write, registration or `wake()` has come since: a run ending
+        here then leaves nothing new to claim (only a due time can)."""
         self._controls_due = False
         """A write may have cancelled, paused or resumed a run running here."""
         self._controls_next = 0.0
@@ -157,9 +161,10 @@ class Executor:
             known = action.name in self._functions
             self._functions[action.name] = action
             names = sorted(self._functions)
-        if not known:
+        if not known:  # its runs may be waiting: look (a new definition changes none)
             self.heartbeat.write_owner(functions=names)
-        self._wake.set()
+            self._seen_all = False
+            self._wake.set()
 
     def functions(self) -> list[str]:
         with self._lock:
@@ -172,6 +177,7 @@ class Executor:
 
     def wake(self) -> None:
         """Look at the queue again now (after the due-time clock moved, say)."""
+        self._seen_all = False
         self._wake.set()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -186,6 +192,7 @@ class Executor:
     def _on_writes(self, writes: Sequence[Write]) -> None:
         # Every write is looked at (no short cut): each control among them is noted.
         if any([self._may_give_work(w) for w in writes]):  # noqa: C419
+            self._seen_all = False
             self._wake.set()
 
     def _may_give_work(self, write: Write) -> bool:
@@ -296,8 +303,14 @@ class Executor:
                     self._controls_next = time.monotonic() + CONTROLS_EVERY
                     self._deliver_controls()
                 if look_at_queue:
+                    self._seen_all = True  # before the reads: a later write clears it
                     look_first = True  # after a claim, more are likely due: claim at once
-                    while self._free_slots() > 0 and self._start_some(look_first):
+                    while True:
+                        if self._free_slots() <= 0:
+                            self._seen_all = False  # stopped for want of a slot
+                            break
+                        if not self._start_some(look_first):
+                            break
                         look_first = False
                     next_due = self._next_due() if self._free_slots() > 0 else None
             except Exception:
@@ -313,9 +326,11 @@ class Executor:
                 until_controls = max(0.0, self._controls_next - time.monotonic())
                 timeout = until_controls if timeout is None else min(timeout, until_controls)
             # Only a write, a run ending here or the next due time can change what the
-            # queue holds: a wake-up for the controls alone reads nothing else.
+            # queue holds: a wake-up for the controls alone reads nothing else, nor does
+            # a run ending here when the last look saw every due run (`_seen_all`).
             woken = self._wake.wait(timeout)
-            look_at_queue = woken or (due_in is not None and timeout == due_in)
+            due = due_in is not None and timeout == due_in
+            look_at_queue = due or (woken and not self._seen_all)
 
     def _free_slots(self) -> int:
         with self._lock:

@@ -16,6 +16,7 @@ from polling import until
 from run_jobs import add, describe, gated, record, run_status, runs_of, schedule_record
 
 import rxnb as rx
+from rxnb.execution import executor_for
 
 
 def count_runs(store: rx.Store, function: rx.Action) -> int:
@@ -38,21 +39,32 @@ def test_start_returns_at_once_and_result_arrives(store: rx.Store) -> None:
 def test_a_claim_that_sees_the_whole_queue_is_not_followed_by_another(
     store: rx.Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One run started on an idle executor costs one claim: a claim that found fewer
-    due runs than free slots saw every due run, so claiming again at once is skipped."""
+    """One run started on an idle executor costs one look at the queue and one claim:
+    a claim that found fewer due runs than free slots saw every due run, so neither
+    claiming again at once nor the run's end looks again (nothing was written since)."""
     from rxnb.execution import _executor
 
     claims: list[int] = []
-    real = _executor.claim
+    looks: list[bool] = []
+    real, real_look = _executor.claim, _executor.due_exists
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         found, more = real(*args, **kwargs)
         claims.append(len(found))
         return found, more
 
+    def look(*args: Any) -> bool:
+        looks.append(real_look(*args))
+        return looks[-1]
+
     monkeypatch.setattr(_executor, "claim", counted)
+    monkeypatch.setattr(_executor, "due_exists", look)
     assert add.start(a=1, b=2).result(timeout=10) == 3
+    executor = executor_for(store)
+    assert executor.wait_idle(10)
+    until(lambda: not executor._wake.is_set())  # the scheduler took the end's wake-up
     assert claims == [1]
+    assert looks[-1:] == [True], "the look that found it was the last: its end looked not"
     many = [add.start(a=i, b=0) for i in range(12)]  # more than the pool's 8 threads
     assert [h.result(timeout=10) for h in many] == list(range(12))
     assert sum(claims) == 13, "every queued run was still claimed"
