@@ -95,7 +95,10 @@ def update_row(db: Writer, table: sa.Table, row: Row, changes: Mapping[str, Any]
         db.connection().execute(_statement(table, "update"), {"_rx_key": key[0], **changed})
         for hook in _HOOKS.get(table, ()):
             hook(db, new, row)
-    tracker.record(RowWrite(table.fullname, key, _image(table, row), _image(table, new)))
+    old = _image(table, row)
+    kinds = _kinds(table)
+    now = {**old, **{name: _normal(value, kinds[name]) for name, value in changed.items()}}
+    tracker.record(RowWrite(table.fullname, key, old, now))
     return new
 
 
@@ -114,7 +117,18 @@ def _key(table: sa.Table, row: Row) -> tuple[Any, ...]:
 
 
 def _image(table: sa.Table, row: Row) -> dict[str, object]:
-    return {c.name: _normal(row.get(c.name, UNKNOWN), _kind(c)) for c in table.columns}
+    return {name: _normal(row.get(name, UNKNOWN), kind) for name, kind in _kinds(table).items()}
+
+
+_KINDS: dict[sa.Table, dict[str, str | None]] = {}
+
+
+def _kinds(table: sa.Table) -> dict[str, str | None]:
+    """Each column's kind (`_values.column_kind`), by name, worked out once per table."""
+    kinds = _KINDS.get(table)
+    if kinds is None:
+        kinds = _KINDS[table] = {c.name: _kind(c) for c in table.columns}
+    return kinds
 
 
 def _statement(table: sa.Table, what: str, column: str = "") -> Any:
