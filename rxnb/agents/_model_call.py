@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rxnb.agents._model import Message, MessageStatus, Role
@@ -158,9 +157,8 @@ class _ReplyWriter:
         set on it too, and its calls readied. The calls' rows it created (kept once it
         commits)."""
         created: dict[int, int] = {}
-        ids = [self.reply_id, *(self.rows[i] for i in self.arguments if i in self.rows)]
-        if end is not None:
-            ids = [self.reply_id, *self.rows.values()]
+        indexes = sorted(self.arguments.keys() | (self.rows.keys() if end else set()))
+        ids = [self.reply_id, *(self.rows[i] for i in indexes if i in self.rows)]
         loaded = {row["id"]: row for row in load_rows(db, _MESSAGES, _MESSAGES.c.id, ids)}
         reply = loaded.get(self.reply_id)
         if reply is None:
@@ -171,12 +169,11 @@ class _ReplyWriter:
         if end is not None:
             changes.update(ending, status=end)
         update_row(db, _MESSAGES, reply, changes)
-        readied = self._readied(end)
-        for index in sorted(self.arguments.keys() | (self.rows.keys() if end else set())):
+        for index in indexes:
             piece = self.arguments.get(index, "")
             row = loaded.get(self.rows[index]) if index in self.rows else None
             name = self.names.get(index, "")
-            ready = readied(name)
+            ready = self._readied(end, name)
             if row is None:
                 if ready is None:
                     continue  # handed over: the call streams again
@@ -204,27 +201,24 @@ class _ReplyWriter:
                 update_row(db, _MESSAGES, row, update)
         return created
 
-    def _readied(self, end: str | None) -> Callable[[str], dict[str, Any] | None]:
-        """Rule 3: what a call of the named tool becomes once the reply ended with
-        `end` (nothing while it streams), or None when its row goes."""
+    def _readied(self, end: str | None, name: str) -> dict[str, Any] | None:
+        """Rule 3: what a call of tool `name` becomes once the reply ended with `end`
+        (nothing while it streams), or None when its row goes."""
         if end is None:
-            return lambda name: {}
+            return {}
         if end == MessageStatus.PENDING.value:  # handed over: the call streams again
-            return lambda name: None
+            return None
         if end != MessageStatus.DONE.value:
-            stopped = {"status": MessageStatus.CANCELLED.value, "note": "the model call stopped"}
-            return lambda name: stopped
-        tools = {t.name: t for t in self.agent.tools}
-        asks = any(getattr(tools.get(n), "approval", False) for n in self.names.values())
+            return {"status": MessageStatus.CANCELLED.value, "note": "the model call stopped"}
+        if self._asks(name):
+            return {"status": MessageStatus.WAITING.value, "approval": "pending"}
         # the turn runs them next, unless a call of them waits for approval
-        go = MessageStatus.PENDING.value if asks else MessageStatus.RUNNING.value
+        asks = any(self._asks(n) for n in self.names.values())
+        return {"status": MessageStatus.PENDING.value if asks else MessageStatus.RUNNING.value}
 
-        def readied(name: str) -> dict[str, Any]:
-            if getattr(tools.get(name), "approval", False):
-                return {"status": MessageStatus.WAITING.value, "approval": "pending"}
-            return {"status": go}
-
-        return readied
+    def _asks(self, name: str) -> bool:
+        """Whether a call of tool `name` waits for approval."""
+        return bool(getattr(self.agent.tool_named(name), "approval", False))
 
     def held(self, reason: str | None) -> None:
         """Why the call waits (a model limit, the budget, a pause of the run), on the

@@ -221,21 +221,6 @@ def stop_in(db: Writer, message_id: int) -> int:
     return 1
 
 
-def provider_messages(
-    db: Reader,
-    thread_id: str,
-    *,
-    instructions: str,
-    history: int,
-    context: ContextFn | None,
-    until: int,
-) -> list[dict[str, Any]]:
-    """Rule 2: what the model is sent for the reply `until` (messages before it)."""
-    return model_input(
-        db, thread_id, instructions=instructions, history=history, context=context, until=until
-    )[1]
-
-
 def model_input(
     db: Reader,
     thread_id: str,

@@ -41,8 +41,8 @@ def claim(
     """Up to `limit` due runs, highest priority then earliest first, that their
     queues' limits let start, marked running for `owner`: (id, function, arguments,
     attempt, whether rows point at it already: `Run.ties`) each; none when nothing is
-    due. And whether more may be due: false when
-    it looked at every due run (claiming again now would find none)."""
+    due. And whether more may be due: false when it looked at every due run
+    (claiming again now would find none)."""
     now = clock.now()
     due = [
         Run.status.in_(CLAIMABLE),  # type: ignore[attr-defined]

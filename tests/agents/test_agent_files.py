@@ -13,7 +13,7 @@ from sqlmodel import select
 
 import rxnb as rx
 from rxnb.agents import Message
-from rxnb.agents._threads import provider_messages
+from rxnb.agents._threads import model_input
 from rxnb.errors import RxnbError
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -55,9 +55,9 @@ def test_a_message_carries_files_the_collector_keeps_and_the_model_is_told_of(
     ]
     reply = thread("t-files")[1]
     sent = store.database.read(
-        lambda db: provider_messages(
+        lambda db: model_input(
             db, "t-files", instructions="", history=100, context=None, until=reply.id or 0
-        )
+        )[1]
     )[0]
     assert sent == [
         {
