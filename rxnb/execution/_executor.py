@@ -432,7 +432,10 @@ class Executor:
                 failed = ("final", Failure.of(exc, "could not store the outcome: "))
                 self.store.database.write(lambda db: finish(db, ctx, self.id, action, failed))
         except Exception:
-            log.exception("rxnb: could not record the end of run %s", ctx.run_id)
+            if self.store.closed:  # recovery hands it over: its owner row says why it stopped
+                log.info("rxnb: run %s stopped after its store closed", ctx.run_id)
+            else:
+                log.exception("rxnb: could not record the end of run %s", ctx.run_id)
         finally:
             if timer is not None:
                 timer.cancel()

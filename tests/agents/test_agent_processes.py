@@ -153,3 +153,28 @@ def test_an_approval_from_another_process_while_the_only_thread_is_busy(
         "from afar",
         "sent to ana@example.com",
     )
+
+
+def test_an_approval_given_while_no_worker_runs_is_acted_on_by_the_next_one(
+    url: str, queuing: rx.Store, procs: Processes, tmp_path: Path
+) -> None:
+    effects = tmp_path / "effects"
+    procs.env.update(RXNB_TEST_EFFECTS=str(effects))
+    first = procs.worker(url, "agent_jobs")
+    run = agent_jobs.mailer.send("t-approve-kill", "Email Ana")
+    call = until(
+        lambda: next((m for m in tool_rows("t-approve-kill") if m.approval == "pending"), None),
+        timeout=60,
+    )
+    until(lambda: run.status == "waiting", timeout=10)
+    first.kill()  # kill -9 while the turn waits for a person
+    first.wait(10)
+    # Approved here, where nothing executes: the decision waits in the store.
+    assert rx.agents.approve(call.call_id, approved=True, note="after the crash") == "approved"
+    assert agent_jobs.effects(effects) == []
+    second = procs.worker(url, "agent_jobs")
+    assert run.result(timeout=60) == "Done.", procs.output(second)
+    assert agent_jobs.effects(effects) == ["email ana@example.com"]
+    done = next(m for m in tool_rows("t-approve-kill"))
+    assert (done.status, done.approval, done.note) == ("done", "approved", "after the crash")
+    assert [m.status for m in rx.agents.messages("t-approve-kill")] == ["done"] * 4

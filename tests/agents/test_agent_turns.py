@@ -85,6 +85,10 @@ def test_a_turn_runs_two_tools_at_once_then_answers(
         "start Paris",
         "start Rome",
     ]
+    thread = store.database.read(lambda db: db.get(rx.agents.Thread, "t-two"))[0]
+    assert thread is not None
+    assert (thread.agent, thread.title) == ("two-at-once", "Weather in Paris and Rome?")
+    assert thread.created_at == thread.updated_at == rows[0].created_at
     usage = rx.agents.usage_of_thread("t-two")
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
     assert all(m.usage is not None for m in rows if m.role == "assistant")

@@ -18,7 +18,9 @@ from test_chat import call, replay, rows
 import rxnb as rx
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "agents"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "llm"))
 from agent_jobs import send_email
+from fake_openai import FakeOpenAI, ToolCalls
 
 
 def ask(comms: Comms, widget: Any, fn: str, n: int, args: dict[str, Any]) -> dict[str, Any]:
@@ -111,6 +113,49 @@ def test_an_agent_chat_shows_tool_calls_and_approves_through_its_own_function(
     expected = [("user", "done"), ("assistant", "done"), ("tool", "done"), ("assistant", "done")]
     until(lambda: [(r["role"], r["status"]) for r in browser.rows()] == expected, timeout=10)
     assert browser.rows()[-1]["text"] == "Sent."
+
+
+def test_tool_arguments_show_as_they_stream_and_stop_ends_the_turn_with_nothing_streaming(
+    store: rx.Store, comms: Comms
+) -> None:
+    arguments = json.dumps({"to": "ana@example.com", "body": "word " * 400})
+    server = FakeOpenAI(plan=[ToolCalls(["Writing"], [("send_email", arguments)], 0.05, 60)])
+    try:
+        agent = rx.Agent(
+            "chat-stopper",
+            model="openai/fake",
+            api_base=server.api_base,
+            api_key="not-a-secret",
+            tools=[send_email],
+        )
+        widget = agent.chat("t-stop")
+        browser = Follower(BrowserModel(widget.get_state()["payload"]), comms)
+        sent = call(comms, widget, "send", 1, thread_id="t-stop", text="Email Ana")
+        assert sent["ok"] is True, sent
+        reply_id = sent["result"]
+
+        def partial() -> dict[str, object] | None:
+            return next(
+                (
+                    r
+                    for r in browser.rows()
+                    if r["role"] == "tool" and 10 < len(str(r["arguments"])) < len(arguments) // 2
+                ),
+                None,
+            )
+
+        # The call's arguments reach the browser piece by piece, while the model streams.
+        seen = until(partial, timeout=30)
+        assert arguments.startswith(str(seen["arguments"])) and seen["status"] == "streaming"
+        stop = call(comms, widget, "cancel", 2, message_id=reply_id)
+        assert stop["ok"] is True, stop
+        ended = ["done", "cancelled", "cancelled"]  # the message, the reply, its tool call
+        until(lambda: all(m.status != "streaming" for m in rx.agents.messages("t-stop")), 30)
+        assert [m.status for m in rx.agents.messages("t-stop")] == ended
+        until(lambda: [r["status"] for r in browser.rows()] == ended)
+        assert len(server.bodies) == 1  # no further model call after the stop
+    finally:
+        server.close()
 
 
 def test_an_agent_chat_refuses_calls_of_other_threads(store: rx.Store, comms: Comms) -> None:
