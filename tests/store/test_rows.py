@@ -4,12 +4,15 @@ subscriptions, the change log and other processes see does not depend on the pat
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from polling import until
-from sqlmodel import select
+from sqlmodel import Field, SQLModel, select
 
 import rxnb as rx
 from rxnb.agents import Message
@@ -142,3 +145,55 @@ def test_a_live_query_sees_rows_written_on_the_core_path(store: rx.Store) -> Non
         until(lambda: seen[-1:] == [[]])  # the old image matched: the query ran again
     finally:
         sub.close()
+
+
+class Typed(SQLModel, table=True):
+    """Columns whose values SQLAlchemy converts on their way in or out on some dialect."""
+
+    __tablename__ = "rows_typed"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = ""  # a keyword of SQL
+    flag: bool = False
+    at: datetime.datetime | None = None
+    data: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
+    amount: float = 0.0
+
+
+def test_rows_read_and_written_in_a_write_are_those_read_in_a_query(store: rx.Store) -> None:
+    db, table = store.database, Typed.__table__  # type: ignore[attr-defined]
+    when = datetime.datetime(2026, 12, 4, 18, 30, 15, 123456, tzinfo=datetime.UTC)
+    values = {"key": "k", "flag": True, "at": when, "data": {"a": [1, 2]}, "amount": 1.5}
+    first = db.write(lambda w: insert_row(w, table, values))
+    second = db.write(lambda w: insert_row(w, table, {"key": "other"}))
+    assert (first["id"], second["id"]) == (1, 2)
+    changes = {"flag": False, "at": when + datetime.timedelta(days=1), "data": {"b": None}}
+    updated = db.write(
+        lambda w: update_row(w, table, load_rows(w, table, table.c.id, [1])[0], changes)
+    )
+
+    in_write = db.write(lambda w: load_rows(w, table, table.c.id, [2, 1]))
+    in_query = db.read(lambda r: load_rows(r, table, table.c.id, [1, 2]))[0]
+    by_orm = db.read(lambda r: [t.model_dump() for t in r.exec(select(Typed).order_by(Typed.id))])[
+        0
+    ]
+    ordered = sorted(in_write, key=lambda row: row["id"])
+    assert ordered == sorted(in_query, key=lambda row: row["id"]) == by_orm
+    assert ordered[0] == updated == {**values, **changes, "id": 1}
+    assert isinstance(ordered[0]["flag"], bool) and isinstance(ordered[0]["at"], datetime.datetime)
+
+
+def test_a_row_the_database_refuses_raises_sqlalchemys_error_and_leaves_nothing(
+    store: rx.Store,
+) -> None:
+    db, table = store.database, Typed.__table__  # type: ignore[attr-defined]
+    db.write(lambda w: insert_row(w, table, {"id": 7, "key": "a"}))
+
+    def twice(w: Writer) -> None:
+        insert_row(w, table, {"id": 8, "key": "b"})
+        insert_row(w, table, {"id": 7, "key": "again"})
+
+    with pytest.raises(sa.exc.IntegrityError):
+        db.write(twice)
+    rows = db.read(lambda r: load_rows(r, table, table.c.id, [7, 8]))[0]
+    assert [(row["id"], row["key"]) for row in rows] == [(7, "a")]
+    db.write(lambda w: insert_row(w, table, {"id": 8, "key": "b"}))  # the store goes on
