@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from rxnb.errors import RunCancelledError, RunFailedError, RunNotFoundError, RxnbError
+from rxnb.errors import (
+    ArgumentError,
+    RunCancelledError,
+    RunFailedError,
+    RunNotFoundError,
+    RxnbError,
+)
 from rxnb.execution._control import cancel, pause, resume
 from rxnb.execution._failures import one_line
 from rxnb.execution._model import TERMINAL, Run, RunStatus
 from rxnb.execution._owners import can_run
-from rxnb.functions import query
 from rxnb.reactive import Store
+from rxnb.store import EVERYTHING, UNKNOWN, Reader, RowWrite, Write
 
 Follower = Callable[["RunHandle", "float | None"], "str | None"]
 
@@ -82,7 +88,7 @@ class RunHandle:
                 final.append(row["status"])
                 done.set()
 
-        sub = self.store.subscribe(run_state, {"run_id": self.id}, seen)
+        sub = self.store.subscribe(RunState(self.id), {"run_id": self.id}, seen)
         try:
             if not done.wait(timeout):
                 raise TimeoutError(
@@ -120,11 +126,43 @@ class RunHandle:
         raise RunFailedError(f"run {self.id} ({row.function}) failed: {row.error}")
 
 
-@query
-def run_state(db: Any, run_id: str) -> dict[str, Any] | None:
-    """A run's status and attempt (what `RunHandle.wait` follows)."""
-    row = db.get(Run, run_id)
-    return None if row is None else {"status": row.status, "attempt": row.attempt}
+class RunState:
+    """Run `run_id`'s status and attempt (what `RunHandle.wait` follows), subscribable.
+
+    A write of the run's row brings the new values with it (`patch`): following a run
+    reads nothing as it streams its usage and progress into that row."""
+
+    name = "rxnb.run_state"
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        if dict(args) != {"run_id": self.run_id}:
+            raise ArgumentError(f"a run's state takes run_id={self.run_id!r}, not {args!r}")
+        return {"run_id": self.run_id}
+
+    def run(self, reader: Reader, args: Mapping[str, Any]) -> dict[str, Any] | None:
+        row = reader.get(Run, self.run_id)
+        return None if row is None else {"status": row.status, "attempt": row.attempt}
+
+    def patch(self, result: Any, writes: Sequence[Write]) -> dict[str, Any] | None:
+        """The state the last write of the run's row left, or None to read it."""
+        for write in reversed(writes):
+            if write.table not in (_RUNS, EVERYTHING):
+                continue  # the commit's writes of other tables: the run's row is not in them
+            if not isinstance(write, RowWrite):
+                return None
+            if write.key != (self.run_id,):
+                continue
+            new = write.new
+            if new is None or UNKNOWN in (new.get("status", UNKNOWN), new.get("attempt", UNKNOWN)):
+                return None
+            return {"status": new["status"], "attempt": new["attempt"]}
+        return None
+
+
+_RUNS = Run.__table__.fullname  # type: ignore[attr-defined]
 
 
 def run_note(run: Run, registered: set[str], waits: dict[str, str] | None = None) -> str:

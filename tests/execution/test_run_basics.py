@@ -59,8 +59,14 @@ def test_a_claim_that_sees_the_whole_queue_is_not_followed_by_another(
 
     monkeypatch.setattr(_executor, "claim", counted)
     monkeypatch.setattr(_executor, "due_exists", look)
-    assert add.start(a=1, b=2).result(timeout=10) == 3
     executor = executor_for(store)
+    # A first run registers `add`: that wakes the scheduler too, and its look may race
+    # the insert (finding the run before the insert's notification clears what it saw).
+    assert add.start(a=0, b=0).result(timeout=10) == 0
+    assert executor.wait_idle(10)
+    until(lambda: not executor._wake.is_set())
+    claims.clear(), looks.clear()
+    assert add.start(a=1, b=2).result(timeout=10) == 3
     assert executor.wait_idle(10)
     until(lambda: not executor._wake.is_set())  # the scheduler took the end's wake-up
     assert claims == [1]
@@ -68,6 +74,33 @@ def test_a_claim_that_sees_the_whole_queue_is_not_followed_by_another(
     many = [add.start(a=i, b=0) for i in range(12)]  # more than the pool's 8 threads
     assert [h.result(timeout=10) for h in many] == list(range(12))
     assert sum(claims) == 13, "every queued run was still claimed"
+
+
+def test_following_a_run_reads_its_row_once_however_often_it_changes(store: rx.Store) -> None:
+    """What `RunHandle.wait` follows: each write of the run's row carries its new state,
+    so a run writing its row often (usage, progress) costs its followers no read."""
+    from rxnb.execution._handles import RunState
+    from rxnb.execution._model import Run
+
+    handle = gated.start(name="followed")
+    until(lambda: handle.status == "running")
+    states: list[dict[str, Any] | None] = []
+    sub = store.subscribe(RunState(handle.id), {"run_id": handle.id}, states.append)
+
+    def step(db: rx.Writer, n: int) -> None:
+        run = db.get(Run, handle.id)
+        assert run is not None
+        run.progress = json.dumps({"done": n, "total": 20, "message": "writing"})
+
+    try:
+        for n in range(20):
+            store.database.write(lambda db, n=n: step(db, n))
+        run_jobs.gate("followed").set()
+        assert handle.wait(10) == "succeeded"
+        until(lambda: states[-1:] == [{"status": "succeeded", "attempt": 1}])
+        assert sub.runs == 1, "read once, when subscribed; every change after was patched"
+    finally:
+        sub.close()
 
 
 def test_progress_is_recorded_on_the_run(store: rx.Store) -> None:
