@@ -230,13 +230,22 @@ class WorkflowContext(ActionContext):
             seq, _ = self._next("step", label)
             planned.append((seq, label, fn, tuple(args)))
         pending = [p for p in planned if p[0] not in self._journal]
-        if pending:
+        errors: list[BaseException | None] = []
+        if len(pending) == 1 and getattr(self._steps, "current", None) is None:  # no thread for one
+            only = pending[0]
+            try:
+                self._run_step(*only, {}, retries, 1.0)
+                errors.append(None)
+            except Exception as exc:  # journaled by the step, as in a thread
+                errors.append(exc)
+        elif pending:
             with ThreadPoolExecutor(min(8, len(pending)), thread_name_prefix="rxnb-step") as pool:
                 futures = [
                     pool.submit(self._run_step, seq, label, fn, args, {}, retries, 1.0)
                     for seq, label, fn, args in pending
                 ]
                 errors = [future.exception() for future in futures]  # each journals itself
+        if pending:
             for (seq, *_), error in zip(pending, errors, strict=True):
                 if seq not in self._journal and error is not None:
                     raise error  # not journaled: cancelled, or an output JSON cannot hold
