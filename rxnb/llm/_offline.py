@@ -239,11 +239,30 @@ class OfflineLLM(CustomLLM):
 _handler = OfflineLLM()
 
 
+FREE = {
+    "litellm_provider": PROVIDER,
+    "input_cost_per_token": 0.0,
+    "output_cost_per_token": 0.0,
+    "cache_creation_input_token_cost": 0.0,
+    "cache_read_input_token_cost": 0.0,
+}
+"""The price litellm is told for the offline models: nothing. Without it litellm
+searches its whole cost map for them on every call (over a millisecond of CPU), and
+their usage would have no cost rather than a cost of 0."""
+
+
 def register() -> None:
-    """Make `rxnb/echo` and `rxnb/scripted` known to litellm (idempotent)."""
+    """Make `rxnb/echo`, `rxnb/scripted` and `rxnb/embed` known to litellm, at no
+    cost (idempotent)."""
     if not any(item.get("provider") == PROVIDER for item in litellm.custom_provider_map):
         litellm.custom_provider_map = [
             *litellm.custom_provider_map,
             {"provider": PROVIDER, "custom_handler": _handler},
         ]
         litellm.utils.custom_llm_setup()  # type: ignore[no-untyped-call]
+        litellm.register_model(
+            {
+                f"{PROVIDER}/{name}": {**FREE, "mode": mode}
+                for name, mode in (("echo", "chat"), ("scripted", "chat"), ("embed", "embedding"))
+            }
+        )
