@@ -40,11 +40,48 @@ LINEAR_FROM = 4096
 _MESSAGES = Message.__table__  # type: ignore[attr-defined]
 
 
-def call_model(ctx: ActionContext, agent: Agent, thread_id: str, reply_id: int) -> dict[str, Any]:
+Prepared = tuple[int, int, list[dict[str, Any]]]
+"""What a model call is sent, read ahead in the transaction that added its reply:
+(the reply's id, its `step`, the messages)."""
+
+
+def prepare(db: Reader, agent: Agent, thread_id: str, reply_id: int) -> Prepared:
+    """What the model call of reply `reply_id` is sent, read in `db`'s transaction."""
+    reply, messages = _input(db, agent, thread_id, reply_id)
+    return reply_id, reply["step"], messages
+
+
+def _input(
+    db: Reader, agent: Agent, thread_id: str, reply_id: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    reply, messages = model_input(
+        db,
+        thread_id,
+        instructions=agent.instructions,
+        history=agent.history,
+        context=agent.context,
+        until=reply_id,
+    )
+    if reply is None:
+        raise Cancelled(f"reply {reply_id} was deleted; the turn stops")
+    return reply, messages
+
+
+def call_model(
+    ctx: ActionContext,
+    agent: Agent,
+    thread_id: str,
+    reply_id: int,
+    prepared: Prepared | None = None,
+) -> dict[str, Any]:
     """Stream one model call into reply `reply_id`; what a step journals: the text and
-    the tool calls (`call_id`, `name`, `arguments`)."""
+    the tool calls (`call_id`, `name`, `arguments`). `prepared`: its input, read ahead
+    with its reply (`prepare`); else it is read first."""
     writer = _ReplyWriter(ctx, agent, thread_id, reply_id)
-    messages = ctx.store.database.read(writer.begin)[0]
+    if prepared is not None and prepared[0] == reply_id:
+        _, writer.step, messages = prepared
+    else:
+        messages = ctx.store.database.read(writer.begin)[0]
     usage = Usage()
     usage.on_tool_call = writer.tool_piece
     kwargs = dict(agent.litellm_kwargs)
@@ -110,16 +147,7 @@ class _ReplyWriter:
 
     def begin(self, db: Reader) -> list[dict[str, Any]]:
         """What the model is sent (a read: rule 1's reset is the first write's)."""
-        reply, messages = model_input(
-            db,
-            self.thread_id,
-            instructions=self.agent.instructions,
-            history=self.agent.history,
-            context=self.agent.context,
-            until=self.reply_id,
-        )
-        if reply is None:
-            raise Cancelled(f"reply {self.reply_id} was deleted; the turn stops")
+        reply, messages = _input(db, self.agent, self.thread_id, self.reply_id)
         self.step = reply["step"]
         return messages
 

@@ -24,7 +24,8 @@ defines the agent, and a finished tool is never called again:
    one after another. A tool that raises, arguments that do not validate and a tool
    the agent does not have become that call's error, told to the model; the turn
    goes on. Their results are written to their rows in one mutation step, with the
-   next model call's reply.
+   next model call's reply; what that call is sent is read in the same transaction
+   (`prepared`), so the call reads nothing before it streams (a resumed one reads it).
 5. Back to 1, up to `max_steps` model calls; a model that still asks for tools at the
    last one ends the turn failed, its calls cancelled, saying so.
 """
@@ -33,13 +34,14 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pydantic
 from sqlmodel import col, select
 
 from rxnb.agents._model import Message, MessageStatus, Role
-from rxnb.agents._model_call import call_model
+from rxnb.agents._model_call import Prepared, call_model, prepare
 from rxnb.agents._retrieve import add_context, retrieve
 from rxnb.agents._threads import APPROVAL, decision_of, send_in
 from rxnb.agents._tools import ToolInputError, declared_files, result_of
@@ -47,7 +49,7 @@ from rxnb.errors import AgentError, StepError
 from rxnb.execution import Action, error_details, error_line, one_line
 from rxnb.functions import Mutation
 from rxnb.reactive import Store
-from rxnb.store import Writer, insert_row, load_rows, update_row
+from rxnb.store import Row, Writer, insert_row, load_rows, update_row
 from rxnb.workflows import WorkflowContext
 
 if TYPE_CHECKING:
@@ -73,8 +75,12 @@ def run_turn(agent: Agent, ctx: WorkflowContext, thread_id: str, message_id: int
             ctx.mutation(
                 add_context, thread_id=thread_id, reply_id=message_id, run_id=ctx.run_id, hits=hits
             )
+    prepared: Prepared | None = None
     for step in range(agent.max_steps):
-        answer = ctx.step(call_model, ctx, agent, thread_id, reply_id, name="model")  # rule 1
+        answer = ctx.step(
+            call_model, ctx, agent, thread_id, reply_id, prepared, name="model"
+        )  # rule 1
+        prepared = None
         calls: list[dict[str, str]] = answer["calls"]
         if not calls:
             if agent.output_type is None:  # rule 2
@@ -115,13 +121,17 @@ def run_turn(agent: Agent, ctx: WorkflowContext, thread_id: str, message_id: int
             ctx.mutation(end_calls, call_ids=left, note="a new message was sent", reply_id=None)
             return answer["text"]
         outcomes.update(_run_calls(agent, ctx, thread_id, calls, outcomes))  # rule 4
+        _prepared.value = None
         reply_id = ctx.mutation(
             record_results,
             results=[outcomes[c["call_id"]] for c in calls],
             after=reply_id,
             run_id=ctx.run_id,
             step=step + 1,
+            agent=agent.name,
         )
+        prepared = _prepared.value  # committed with it (None when replayed from the journal)
+        _prepared.value = None
     raise AssertionError("unreachable: the last step returns or raises")  # pragma: no cover
 
 
@@ -258,8 +268,19 @@ def _mark_running(db: Writer, call_ids: list[str]) -> None:
 # -- the mutation steps (journaled with their transaction) ------------------------------
 
 
+_prepared = threading.local()
+"""Rule 4: `.value`, the next model call's input read by the mutation step that added
+its reply (on the turn's thread, which reads it once the step has committed)."""
+
+
 def _next_reply(db: Writer, after: int, run_id: str | None, step: int) -> int:
-    """A new reply for model call `step`, after reply `after`."""
+    """A new reply for model call `step`, after reply `after`; its id."""
+    reply_id: int = _new_reply(db, after, run_id, step)["id"]
+    return reply_id
+
+
+def _new_reply(db: Writer, after: int, run_id: str | None, step: int) -> Row:
+    """A new reply for model call `step`, after reply `after`: its row."""
     found = load_rows(db, _MESSAGES, _MESSAGES.c.id, [after])
     assert found, f"reply {after} is gone"
     before = found[0]
@@ -272,8 +293,7 @@ def _next_reply(db: Writer, after: int, run_id: str | None, step: int) -> int:
         "run_id": run_id,
         "step": step,
     }
-    reply_id: int = insert_row(db, _MESSAGES, values)["id"]
-    return reply_id
+    return insert_row(db, _MESSAGES, values)
 
 
 def _add_note(
@@ -286,10 +306,16 @@ def _add_note(
 
 
 def _record_results(
-    db: Writer, results: list[dict[str, Any]], after: int, run_id: str | None, step: int
+    db: Writer,
+    results: list[dict[str, Any]],
+    after: int,
+    run_id: str | None,
+    step: int,
+    agent: str | None = None,
 ) -> int:
     """Rule 4: each call's outcome on its row; the next reply's id (rows, not ORM
-    objects: this runs once per model call that asked for tools)."""
+    objects: this runs once per model call that asked for tools). With `agent` (its
+    name), what the next model call is sent, read here, is left in `_prepared`."""
     by_id = {r["call_id"]: r for r in results}
     for row in load_rows(db, _MESSAGES, _MESSAGES.c.call_id, by_id):
         outcome = by_id[row["call_id"]]
@@ -302,7 +328,13 @@ def _record_results(
             "files": json.dumps(listed) if listed else None,
         }
         update_row(db, _MESSAGES, row, changes)
-    return _next_reply(db, after, run_id, step)
+    reply = _new_reply(db, after, run_id, step)
+    if agent is not None:
+        from rxnb.agents._agent import agent_named
+
+        _prepared.value = prepare(db, agent_named(agent), reply["thread_id"], reply["id"])
+    reply_id: int = reply["id"]
+    return reply_id
 
 
 def _end_calls(db: Writer, call_ids: list[str], note: str, reply_id: int | None) -> int:

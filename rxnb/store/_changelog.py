@@ -16,7 +16,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from rxnb.store._tracking import RowWrite, TableWrite, Write
-from rxnb.store._values import UNKNOWN, loggable
+from rxnb.store._values import MAX_LOGGED_STRING, UNKNOWN, loggable
 
 internal_metadata: Final = sa.MetaData()
 
@@ -55,13 +55,19 @@ class LoggedChange:
     """None for the reader's own entries, which it does not decode."""
 
 
+_PLAIN: Final = (int, float, bool, type(None))
+
+
 def _image(image: Mapping[str, object] | None) -> str | None:
     if image is None:
         return None
-    return json.dumps(
-        {k: v for k, v in image.items() if v is not UNKNOWN and loggable(v)},
-        separators=(",", ":"),
-    )
+    kept = {}
+    for k, v in image.items():  # once per column of every row written: plain types first
+        kind = type(v)
+        short = kind is str and len(v) <= MAX_LOGGED_STRING  # type: ignore[arg-type]
+        if kind in _PLAIN or short or (v is not UNKNOWN and loggable(v)):
+            kept[k] = v
+    return json.dumps(kept, separators=(",", ":"))
 
 
 def _key(key: tuple[Any, ...]) -> str | None:

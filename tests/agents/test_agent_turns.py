@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agent_jobs import Verdict, count, effects, explode, send_email, weather
@@ -412,3 +413,52 @@ def test_stop_denies_the_approval_and_cancels_the_calls_not_started(store: rx.St
     tools = {m.tool_name: m for m in settled("t-stop3") if m.role == "tool"}
     assert (tools["send_email"].status, tools["send_email"].approval) == ("denied", "denied")
     assert (tools["count"].status, tools["count"].note) == ("cancelled", "the turn was stopped")
+
+
+def test_a_call_after_tools_is_sent_what_a_read_after_its_reply_finds(
+    store: rx.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mutation step that records the tools' results reads the next call's input in
+    its transaction: that call reads nothing first, and is sent what a read finds."""
+    from rxnb.agents import _model_call
+    from rxnb.agents._threads import model_input
+
+    sent: list[list[dict[str, Any]]] = []
+    reads: list[int] = []
+    real_stream, real_begin = _model_call.stream, _model_call._ReplyWriter.begin
+
+    def stream(*args: Any, **kwargs: Any) -> Any:
+        sent.append(kwargs["messages"])
+        return real_stream(*args, **kwargs)
+
+    def begin(writer: Any, db: Any) -> Any:
+        reads.append(writer.reply_id)
+        return real_begin(writer, db)
+
+    monkeypatch.setattr(_model_call, "stream", stream)
+    monkeypatch.setattr(_model_call._ReplyWriter, "begin", begin)
+    agent = rx.Agent(
+        "prepared",
+        model="rxnb/scripted",
+        instructions="Count.",
+        tools=[count],
+        turns=[
+            {"tool_calls": calls(("count", {"n": 1}), ("count", {"n": 2}))},
+            {"tool_calls": calls(("count", {"n": 3}))},
+            {"script": "6"},
+        ],
+    )
+    run = agent.send("t-prep", "Count")
+    assert run.result(timeout=30) == "6"
+    replies = [m.id for m in settled("t-prep") if m.role == "assistant"]
+    assert len(replies) == len(sent) == 3
+    assert reads == [run.message_id], "only the first call reads its input itself"
+    for reply_id, given in zip(replies, sent, strict=True):
+        _, expected = store.database.read(
+            lambda db, r=reply_id: model_input(
+                db, "t-prep", instructions="Count.", history=100, context=None, until=r
+            )
+        )[0]
+        assert given == expected
+    roles = ["system", "user", "assistant", "tool", "tool", "assistant", "tool"]
+    assert [m["role"] for m in sent[-1]] == roles
