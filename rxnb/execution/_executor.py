@@ -122,6 +122,9 @@ class Executor:
         here then leaves nothing new to claim (only a due time can)."""
         self._controls_due = False
         """A write may have cancelled, paused or resumed a run running here."""
+        self._due_here = False
+        """A commit of this process queued a run that is due and claimable here: the
+        next look claims at once, without reading first whether one is due."""
         self._controls_next = 0.0
         self.stopped = threading.Event()
         self._stop_lock = threading.Lock()
@@ -220,6 +223,14 @@ class Executor:
             return True  # a run of a queue stopped running: its queue may take another
         with self._lock:
             if claimable and (not isinstance(function, str) or function in self._functions):
+                due_at = new.get("due_at")
+                if (
+                    isinstance(due_at, float)
+                    and due_at <= clock.now()
+                    and new.get("queue") is None
+                    and not self.store.from_elsewhere()  # another process may claim it first
+                ):
+                    self._due_here = True
                 return True
             entry = self._running.get(write.key[0]) if write.key else None
         if entry is None:
@@ -304,7 +315,11 @@ class Executor:
                     self._deliver_controls()
                 if look_at_queue:
                     self._seen_all = True  # before the reads: a later write clears it
-                    look_first = True  # after a claim, more are likely due: claim at once
+                    # After a claim, more are likely due: claim at once. So too when this
+                    # process just queued a due run (the read first spares the write lock
+                    # a wake-up that finds nothing due, as when another owner took it).
+                    look_first = not self._due_here
+                    self._due_here = False
                     while True:
                         if self._free_slots() <= 0:
                             self._seen_all = False  # stopped for want of a slot

@@ -42,6 +42,10 @@ class ChangeFeed:
         self._thread = threading.Thread(target=self._loop, name="rxnb-change-feed", daemon=True)
         self._thread.start()
 
+    def reporting(self) -> bool:
+        """Whether the caller is this feed's thread (reporting other processes' writes)."""
+        return threading.current_thread() is self._thread
+
     def stop(self) -> None:
         self._stop.set()
         self._watcher.interrupt()

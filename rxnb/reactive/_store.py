@@ -120,6 +120,11 @@ class Store:
         feed) of another; after a gap in the feed, with one write of everything."""
         self._write_listeners.append(fn)
 
+    def from_elsewhere(self) -> bool:
+        """Inside a write listener: whether the writes it is told of are another
+        process's (read from the change feed), not this process's own commit."""
+        return self._feed.reporting()
+
     def _on_writes(self, writes: Sequence[Write]) -> None:
         self._reactor.notify_writes(writes)
         self._tell_listeners(writes)
