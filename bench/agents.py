@@ -8,6 +8,10 @@ A1c the CPU time of that store work (its waits for the GIL and locks left out)  
 A1e the store work of recording the turn's run's end, per turn                   info
 A1b the same turns' whole time besides the model's stream and the tool, per model
     call (includes the executor's claim and litellm's stream wrapper)          info
+A1l the CPU time of litellm's own threads (its logging after each stream, its cost
+    lookups) per model call: A1's store work shares the one GIL with it, so A1 less
+    A1c is mostly time spent waiting while these (and rxnb's scheduler and reactor,
+    A1o) run                                                                   info
 A2  a tool call whose arguments stream 100,000 characters (1,000 pieces from a
     loopback OpenAI-compatible server, litellm's real HTTP path), shown in
     `agent.chat`: bytes the widget sends / the arguments' length            <= 1.2x
@@ -107,6 +111,23 @@ class StoreClock:
         return value
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds so far of each live thread, by name (Linux)."""
+    found: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            clock = time.pthread_getcpuclockid(thread.ident or 0)
+            found[f"{thread.name}#{thread.ident}"] = time.clock_gettime(clock)
+        except (OSError, AttributeError):  # ended meanwhile, or not Linux
+            continue
+    return found
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float], *prefixes: str) -> float:
+    """CPU seconds the threads named with one of `prefixes` spent from `before` to `after`."""
+    return sum(v - before.get(k, 0.0) for k, v in after.items() if k.startswith(prefixes))
+
+
 class StreamClock:
     """Seconds spent inside the model's stream (litellm and the provider)."""
 
@@ -150,11 +171,15 @@ def a1(store: rx.Store, turns: int) -> list[Measured]:
     )
     agent.send("warm", "warm up").result(timeout=60)  # litellm's first call, the tables
     stores, streams = StoreClock(store), StreamClock()
-    per_step, besides, cpu, ends = [], [], [], []
+    per_step, besides, cpu, ends, litellm, others = [], [], [], [], [], []
     for i in range(turns):
         stores.take(), streams.take(), stores.take_cpu(), stores.take_ends()
+        before = thread_cpu()
         run = agent.send(f"a1-{i}", "go")
         run.result(timeout=60)
+        after = thread_cpu()
+        litellm.append(cpu_spent(before, after, "litellm") / 2)
+        others.append(cpu_spent(before, after, "rxnb-reactor", "rxnb-scheduler", "rxnb-change") / 2)
         row = run.run()
         assert row.started_at is not None
         assert row.finished_at is not None
@@ -172,6 +197,7 @@ def a1(store: rx.Store, turns: int) -> list[Measured]:
     b50 = percentile(besides, 50) * 1000
     c50 = percentile(cpu, 50) * 1000
     e50 = percentile(ends, 50) * 1000
+    l50, o50 = percentile(litellm, 50) * 1000, percentile(others, 50) * 1000
     print(f"  store work per model call: p50 {p50:.2f} ms, p90 {p90:.2f} ms; whole {b50:.2f} ms")
     return [
         Measured(
@@ -184,6 +210,8 @@ def a1(store: rx.Store, turns: int) -> list[Measured]:
         Measured("A1c", "CPU of that store work per step", f"p50 {c50:.2f} ms", "info", None),
         Measured("A1e", "recording the run's end, per turn", f"p50 {e50:.2f} ms", "info", None),
         Measured("A1b", "all besides model and tool, per step", f"p50 {b50:.2f} ms", "info", None),
+        Measured("A1l", "CPU of litellm's threads, per step", f"p50 {l50:.2f} ms", "info", None),
+        Measured("A1o", "CPU of rxnb's scheduler/reactor/feed", f"p50 {o50:.2f} ms", "info", None),
     ]
 
 
