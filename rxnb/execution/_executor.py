@@ -75,6 +75,10 @@ said one changed: a cancel that lands while its run is claimed but not yet in
 `_running`, or one written with plain SQL, is seen by the next look."""
 
 
+_DUE_NOW = object()
+"""`_may_give_work`: a run this process queued, due now and claimable here."""
+
+
 def worker_count() -> int:
     return max(1, int(os.environ.get("RXNB_WORKERS", "8")))
 
@@ -125,6 +129,11 @@ class Executor:
         self._due_here = False
         """A commit of this process queued a run that is due and claimable here: the
         next look claims at once, without reading first whether one is due."""
+        self._next_known: float | None = None
+        self._next_stale = 1
+        """`_next_due`'s last answer, and whether it must be read again (non-zero: a
+        count of what made it stale, so that a read that raced one is not kept)."""
+        self._next_lock = threading.Lock()
         self._controls_next = 0.0
         self.stopped = threading.Event()
         self._stop_lock = threading.Lock()
@@ -167,6 +176,7 @@ class Executor:
         if not known:  # its runs may be waiting: look (a new definition changes none)
             self.heartbeat.write_owner(functions=names)
             self._seen_all = False
+            self._stale_next()
             self._wake.set()
 
     def functions(self) -> list[str]:
@@ -181,6 +191,7 @@ class Executor:
     def wake(self) -> None:
         """Look at the queue again now (after the due-time clock moved, say)."""
         self._seen_all = False
+        self._stale_next()
         self._wake.set()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -194,11 +205,14 @@ class Executor:
 
     def _on_writes(self, writes: Sequence[Write]) -> None:
         # Every write is looked at (no short cut): each control among them is noted.
-        if any([self._may_give_work(w) for w in writes]):  # noqa: C419
+        gives = [self._may_give_work(w) for w in writes]
+        if any(gives):
             self._seen_all = False
+            if any(give is not _DUE_NOW for give in gives):
+                self._stale_next()  # a run queued due now leaves the next due time
             self._wake.set()
 
-    def _may_give_work(self, write: Write) -> bool:
+    def _may_give_work(self, write: Write) -> bool | object:
         """Whether `write` may leave the scheduler something to do: a claimable run of
         a function registered here (rule 1), or a cancel of a run running here (rule
         5). Other owners' claims, progress and ends wake nothing: with several
@@ -231,6 +245,7 @@ class Executor:
                     and not self.store.from_elsewhere()  # another process may claim it first
                 ):
                     self._due_here = True
+                    return _DUE_NOW
                 return True
             entry = self._running.get(write.key[0]) if write.key else None
         if entry is None:
@@ -397,10 +412,25 @@ class Executor:
         return more
 
     def _next_due(self) -> float | None:
+        """When a run may next be due here. Read again only when a write or a new
+        function may have changed it, or once it has come: claims take only runs due
+        by now, and a run queued here due now is claimed, not waited for."""
+        known = self._next_known
+        if not self._next_stale and (known is None or known > clock.now()):
+            return known
         names = self.functions() if self.claims else []
         if not names:
             return None
-        return self.store.database.read(lambda db: next_due(db, names))[0]
+        stale = self._next_stale
+        found = self.store.database.read(lambda db: next_due(db, names))[0]
+        with self._next_lock:
+            if self._next_stale == stale:  # nothing made it stale while it was read
+                self._next_known, self._next_stale = found, 0
+        return found
+
+    def _stale_next(self) -> None:
+        with self._next_lock:
+            self._next_stale += 1
 
     def _deliver_controls(self) -> None:
         """Pass cancel, pause and resume requests to the runs running here (rule 5)."""

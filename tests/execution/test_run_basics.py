@@ -77,6 +77,39 @@ def test_a_claim_that_sees_the_whole_queue_is_not_followed_by_another(
     assert sum(claims) == 13, "every queued run was still claimed"
 
 
+def test_the_next_due_time_is_read_again_only_when_it_may_have_changed(
+    store: rx.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs queued here due now are claimed without reading when the next run is due
+    (it stays what it was); a run queued for later is read, and starts on time."""
+    from rxnb.execution import _executor
+
+    reads: list[float | None] = []
+    real = _executor.next_due
+
+    def counted(*args: Any) -> float | None:
+        reads.append(real(*args))
+        return reads[-1]
+
+    monkeypatch.setattr(_executor, "next_due", counted)
+    executor = executor_for(store)
+    assert add.start(a=0, b=0).result(timeout=10) == 0  # registers `add`
+    assert executor.wait_idle(10)
+    until(lambda: not executor._wake.is_set())
+    reads.clear()
+    assert [add.start(a=i, b=1).result(timeout=10) for i in range(3)] == [1, 2, 3]
+    assert executor.wait_idle(10)
+    until(lambda: not executor._wake.is_set())
+    assert reads == [], "due now and queued here: the next due time was not read"
+    when = datetime.datetime.now() + datetime.timedelta(seconds=0.6)
+    later = rx.run_at(when, add, a=20, b=22)
+    until(lambda: any(r is not None for r in reads), timeout=10)  # read again, and found
+    assert later.status == "queued"
+    assert later.result(timeout=10) == 42
+    started = later.run().started_at
+    assert started is not None and started >= when.timestamp() - 0.05
+
+
 def test_following_a_run_reads_its_row_once_however_often_it_changes(store: rx.Store) -> None:
     """What `RunHandle.wait` follows: each write of the run's row carries its new state,
     so a run writing its row often (usage, progress) costs its followers no read."""
