@@ -37,6 +37,16 @@ def tool_rows(thread_id: str) -> list[rx.agents.Message]:
     return [m for m in rx.agents.messages(thread_id) if m.role == "tool"]
 
 
+def waiting_for_approval(run: rx.RunHandle, thread_id: str) -> rx.agents.Message:
+    """The tool call of `thread_id` pending approval, once `run` waits for it."""
+    call: rx.agents.Message = until(
+        lambda: next((m for m in tool_rows(thread_id) if m.approval == "pending"), None),
+        timeout=60,
+    )
+    until(lambda: run.status == "waiting", timeout=10)
+    return call
+
+
 def test_a_turn_killed_after_two_tools_resumes_without_calling_them_again(
     url: str, queuing: rx.Store, procs: Processes, tmp_path: Path
 ) -> None:
@@ -124,11 +134,7 @@ def test_an_approval_from_another_process_while_the_only_thread_is_busy(
     procs.env.update(RXNB_TEST_EFFECTS=str(effects), RXNB_WORKERS="1")
     worker = procs.worker(url, "agent_jobs")
     run = agent_jobs.mailer.send("t-approve", "Email Ana")
-    call = until(
-        lambda: next((m for m in tool_rows("t-approve") if m.approval == "pending"), None),
-        timeout=60,
-    )
-    until(lambda: run.status == "waiting", timeout=10)
+    call = waiting_for_approval(run, "t-approve")
     # The turn waits holding no thread: the pool's only one runs another run meanwhile.
     held = agent_jobs.hold.start(release=str(release))
     until(lambda: agent_jobs.effects(effects) == ["hold start"], timeout=30)
@@ -162,11 +168,7 @@ def test_an_approval_given_while_no_worker_runs_is_acted_on_by_the_next_one(
     procs.env.update(RXNB_TEST_EFFECTS=str(effects))
     first = procs.worker(url, "agent_jobs")
     run = agent_jobs.mailer.send("t-approve-kill", "Email Ana")
-    call = until(
-        lambda: next((m for m in tool_rows("t-approve-kill") if m.approval == "pending"), None),
-        timeout=60,
-    )
-    until(lambda: run.status == "waiting", timeout=10)
+    call = waiting_for_approval(run, "t-approve-kill")
     first.kill()  # kill -9 while the turn waits for a person
     first.wait(10)
     # Approved here, where nothing executes: the decision waits in the store.
