@@ -1,4 +1,4 @@
-"""The durable workflow notebook (examples/02_durable_workflow.ipynb) in a real
+"""The durable workflow notebook (examples/03_durable_workflow.ipynb) in a real
 JupyterLab, in Debian's chromium: the reviewer approves in the browser.
 
 The notebook is the example's cells, verbatim, up to and including the cell that waits
@@ -41,7 +41,7 @@ from test_examples import EXAMPLES
 
 pytestmark = pytest.mark.browser
 
-NOTEBOOK = "02_durable_workflow.ipynb"
+NOTEBOOK = "03_durable_workflow.ipynb"
 TIMELINE = '.rxnb-live[data-kind="timeline"]'
 LANE = f"{TIMELINE} .rxnb-tl-lane"
 REVIEWS = '.rxnb-live[data-kind="table"]'
@@ -113,7 +113,7 @@ def store_beside_the_notebook(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def workflow_notebook() -> nbformat.NotebookNode:
-    """02_durable_workflow.ipynb's cells up to and including the wait for `waiting`."""
+    """03_durable_workflow.ipynb's cells up to and including the wait for `waiting`."""
     nb = nbformat.read(EXAMPLES / NOTEBOOK, as_version=4)
     code = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     last = next(i for i, s in code if s.startswith('while run.status != "waiting"'))
