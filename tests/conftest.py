@@ -9,14 +9,14 @@ it. `@pytest.mark.sqlite_only` keeps a test about SQLite files on SQLite alone.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pgtools import ensure_pgvector, pg_admin, schema_url
+from pgtools import PG_URL, ensure_pgvector
 
 import rxnb as rx
+from rxnb.testing import temporary_schema
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -84,20 +84,8 @@ def url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterato
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
     request.getfixturevalue("pgvector_missing")  # installed before any schema exists
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = pg_admin()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    try:
-        yield schema_url(schema)
-    finally:
-        for store in rx.reactive.open_stores():
-            if store.url.endswith(schema) or schema in store.url:
-                store.close()
-        with admin.connect() as conn:
-            conn.exec_driver_sql("SET lock_timeout = '10s'")
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
+    with temporary_schema(PG_URL) as schema_url:  # rxnb's pytest plugin, as users have it
+        yield schema_url
 
 
 @pytest.fixture

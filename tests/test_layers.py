@@ -29,6 +29,7 @@ LAYERS = [
     "ipython",
     "cli",
     "__init__",
+    "testing",
 ]
 """The layer order of docs/architecture.md: each layer imports only those before it."""
 

@@ -1,0 +1,120 @@
+"""rxnb.testing, the pytest plugin, as a user meets it: a test file of theirs, run by
+pytest in a process of its own, with the plugin loaded through its entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pgtools import PG_URL
+
+USER_TESTS = '''
+import datetime
+import time
+
+import pytest
+
+import rxnb as rx
+from rxnb.testing import scripted
+
+CALLS = []
+
+
+@rx.tool
+def weather(city: str) -> str:
+    """Today's weather in `city`."""
+    CALLS.append(city)
+    return "sunny" if city == "Paris" else "rain"
+
+
+def test_an_agent_calls_its_tool_once(rx_store):
+    helper = rx.Agent("helper", tools=[weather], **scripted(turns=[
+        {"tool_calls": [{"name": "weather", "arguments": {"city": "Paris"}}]},
+        {"script": "Sunny in Paris."},
+    ]))
+    assert helper.send("t1", "Weather in Paris?").result(timeout=30) == "Sunny in Paris."
+    assert [m.text for m in rx.agents.messages("t1") if m.role == "tool"] == ["sunny"]
+    assert CALLS == ["Paris"]
+
+
+def test_the_store_is_new_for_each_test(rx_store):
+    assert rx.agents.messages("t1") == []
+
+
+@rx.workflow
+def remind(ctx: rx.WorkflowContext, days: int) -> str:
+    ctx.sleep(datetime.timedelta(days=days))
+    return "reminded"
+
+
+def test_a_month_passes_at_once(rx_store, rx_clock, rx_runs_idle):
+    run = remind.start(days=30)
+    rx_runs_idle()
+    assert run.status == "sleeping"
+    rx_clock.advance(days=29)
+    rx_runs_idle()
+    assert run.status == "sleeping"
+    rx_clock.advance(datetime.timedelta(days=1, seconds=1))
+    assert run.result(timeout=10) == "reminded"
+
+
+def test_the_clock_was_put_back(rx_clock):
+    assert abs(rx_clock.now().timestamp() - time.time()) < 60
+
+
+def test_idle_names_the_busy_run(rx_store, rx_runs_idle):
+    @rx.action
+    def slow_job(ctx: rx.ActionContext) -> None:
+        ctx.wait(30)
+
+    run = slow_job.start()
+    with pytest.raises(TimeoutError, match="slow_job"):
+        rx_runs_idle(timeout=0.5)
+    run.cancel()
+    assert run.wait(timeout=10) == "cancelled"
+
+
+def test_a_wrong_expectation_still_fails(rx_store):
+    helper = rx.Agent("plain", **scripted("Hello."))
+    assert helper.send("t2", "Hi").result(timeout=30) == "Goodbye."
+'''
+
+
+def run_user_tests(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "test_my_agent.py").write_text(USER_TESTS)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *options,
+            "test_my_agent.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_users_tests_run_with_the_plugins_fixtures(tmp_path: Path, backend: str) -> None:
+    options = ["--rxnb-url", PG_URL] if backend == "postgres" else []
+    done = run_user_tests(tmp_path, *options)
+    out = done.stdout + done.stderr
+    assert "1 failed, 5 passed" in out, out
+    assert "test_a_wrong_expectation_still_fails" in out, out
+    assert "'Hello.' == 'Goodbye.'" in out, out
+
+
+def test_a_url_that_is_not_postgres_is_refused_with_the_fix(tmp_path: Path) -> None:
+    done = run_user_tests(tmp_path, "--rxnb-url", "mysql://root@127.0.0.1/test", "-k", "new_for")
+    out = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "is not a PostgreSQL URL" in out and "postgresql+psycopg://" in out, out
