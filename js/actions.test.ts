@@ -10,6 +10,7 @@ function mount(payload: unknown, functions = FUNCTIONS, views = 1) {
   const model = new FakeModel(payload, "", functions);
   const widget = createWidget();
   const disposeModel = widget.initialize({ model: model.proxy() });
+  model.answerConnect();
   const els = Array.from({ length: views }, () => document.body.appendChild(document.createElement("div")));
   const disposeViews = els.map((el) => widget.render({ model: model.proxy(), el }));
   return { model, el: els[0]!, els, disposeModel, disposeViews };

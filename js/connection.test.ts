@@ -117,6 +117,7 @@ function mount(payload: unknown, { views = 2, functions = ["send", "cancel", "re
   model.kernel = new FakeKernel();
   const widget = createWidget();
   widget.initialize({ model: model.proxy() });
+  model.answerConnect();
   const els = Array.from({ length: views }, () => document.body.appendChild(document.createElement("div")));
   for (const el of els) widget.render({ model: model.proxy(), el });
   return { model, kernel: model.kernel, els, widget };
@@ -221,11 +222,11 @@ describe("every view of a model whose kernel went", () => {
     vi.useFakeTimers();
     const { model, kernel, els } = mount(tablePayload([]), { views: 1 });
     model.message(diff(5, {})); // a gap: ask for a full
-    expect(model.sent).toEqual([{ type: "resync" }]);
+    expect(model.sent).toEqual([{ type: "resync", version: 1 }]);
     kernel.dispose();
     vi.advanceTimersByTime(RESYNC_RETRY_MS * 10);
     model.message(diff(9, {}));
-    expect(model.sent).toEqual([{ type: "resync" }]);
+    expect(model.sent).toEqual([{ type: "resync", version: 1 }]);
     expect(status(els[0]!).dataset.status).toBe("disconnected");
   });
 
@@ -239,6 +240,8 @@ describe("every view of a model whose kernel went", () => {
     widget.initialize({ model: model.proxy() });
     const el = document.body.appendChild(document.createElement("div"));
     widget.render({ model: model.proxy(), el });
+    expect(status(el).dataset.status).toBe("confirming"); // asked the kernel
+    model.answerConnect();
     expect(status(el).dataset.status).toBe("live");
     expect(status(old.els[0]!).dataset.status).toBe("disconnected");
   });

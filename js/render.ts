@@ -52,6 +52,11 @@ function element<K extends keyof HTMLElementTagNameMap>(tag: K, className: strin
 
 /** The header's status while the kernel side is gone. */
 export const DISCONNECTED_TEXT = "disconnected — run this cell to reconnect";
+/** The header's words while the view is not known to be current (state.ts). */
+const SYNC_TEXT: Record<"confirming" | "resyncing", string> = {
+  confirming: "connecting…",
+  resyncing: "resyncing…",
+};
 
 function plural(n: number, noun: string): string {
   return `${n.toLocaleString("en")} ${noun}${n === 1 ? "" : "s"}`;
@@ -130,10 +135,10 @@ export class LiveView {
 
   #showStatus(): void {
     const gone = this.#connection === "disconnected";
-    const resyncing = this.#sync === "resyncing";
-    const status = gone ? "disconnected" : resyncing ? "resyncing" : this.#state === "error" ? "error" : "live";
+    const waiting = this.#sync !== "live"; // confirming or resyncing: not known to be current
+    const status = gone ? "disconnected" : waiting ? this.#sync : this.#state === "error" ? "error" : "live";
     this.#status.setAttribute("data-status", status);
-    this.#status.textContent = gone ? DISCONNECTED_TEXT : resyncing ? "resyncing…" : status;
+    this.#status.textContent = gone ? DISCONNECTED_TEXT : waiting ? SYNC_TEXT[this.#sync as "confirming" | "resyncing"] : status;
     this.#status.title = gone
       ? `The kernel behind this view is gone (restarted or shut down): it shows version ${this.#version}, ` +
         "the last it received, and changes no more. Run the cell again for a live view."

@@ -3,6 +3,11 @@
  *
  * Responsibilities:
  * - hold the payload: first the `payload` trait, then as updated by custom messages;
+ * - when the page (re)connects, ask the kernel whether the state it starts from is
+ *   current (`resync` with the version held: a host may replay the state the widget was
+ *   made with, as marimo does after a reload) and show it as `confirming`, not `live`,
+ *   until the kernel says so (`current`), sends a full, or sends an update that builds
+ *   on the version held;
  * - ask the kernel for a full (`resync`) on a gap, and ignore updates until it comes;
  *   ask again if it does not come, waiting longer each time (a message can be lost:
  *   ipykernel drops one it routes to a subshell that no longer exists);
@@ -19,8 +24,12 @@ export const RESYNC_RETRY_MS = 2_000;
  */
 export const RESYNC_RETRY_MAX_MS = 30_000;
 
-/** Whether the payload held is trusted to be current. */
-export type SyncStatus = "live" | "resyncing";
+/**
+ * Whether the payload held is trusted to be current: `live`; `confirming`, just
+ * (re)connected, updates applied while the kernel is asked; `resyncing`, a gap seen,
+ * updates ignored until a full.
+ */
+export type SyncStatus = "live" | "confirming" | "resyncing";
 
 export type Listener = (payload: Payload, sync: SyncStatus) => void;
 
@@ -48,12 +57,39 @@ export class LiveState {
     return this.#sync;
   }
 
+  /**
+   * The page has (re)connected: ask the kernel whether the payload held is current, and
+   * mark it `confirming` until it answers. A model whose kernel is gone stays as it is.
+   */
+  confirm(): void {
+    if (this.#halted || this.#sync !== "live") return;
+    this.#sync = "confirming";
+    this.#retryMs = RESYNC_RETRY_MS;
+    try {
+      this.#askForFull();
+    } catch {
+      // No comm to send on (a host without a kernel): nothing can confirm or update it.
+      this.#stopAsking();
+      this.#sync = "live";
+      return;
+    }
+    this.#notify();
+  }
+
   /** A custom message from the kernel. */
   receive(message: unknown): void {
+    if (isCurrent(message)) {
+      // The kernel's answer to a `resync` whose version it still holds.
+      if (this.#sync === "confirming" && message.version === this.#payload.version) {
+        this.#set(this.#payload, "live");
+      }
+      return;
+    }
     const outcome = applyMessage(this.#payload, message);
     switch (outcome.status) {
       case "applied":
-        // Until the full asked for arrives, updates may build on what we missed.
+        // Until the full asked for arrives, updates may build on what we missed. An
+        // update that applies while confirming builds on the version held: it is current.
         if (this.#sync === "resyncing" && outcome.by !== "full") return;
         this.#set(outcome.payload, "live");
         return;
@@ -94,13 +130,13 @@ export class LiveState {
 
   /** Send `resync`, and again after a wait (doubled each time) until a full ends it. */
   #askForFull(): void {
-    this.#send({ type: "resync" });
+    this.#send({ type: "resync", version: this.#payload.version });
     this.#retry = setTimeout(() => this.#askAgain(), this.#retryMs);
   }
 
   #askAgain(): void {
     this.#retry = null;
-    if (this.#sync !== "resyncing") return;
+    if (this.#sync === "live") return;
     this.#retryMs = Math.min(this.#retryMs * 2, RESYNC_RETRY_MAX_MS);
     try {
       this.#askForFull();
@@ -125,4 +161,14 @@ export class LiveState {
   #notify(): void {
     for (const listener of this.#listeners) listener(this.#payload, this.#sync);
   }
+}
+
+/** `{"type": "current", "version": v}`: the kernel holds version `v` as the page does. */
+function isCurrent(message: unknown): message is { type: "current"; version: number } {
+  return (
+    typeof message === "object" &&
+    message !== null &&
+    (message as { type?: unknown }).type === "current" &&
+    typeof (message as { version?: unknown }).version === "number"
+  );
 }

@@ -106,6 +106,19 @@ export class FakeModel {
     for (const handler of this.#handlers.get("msg:custom") ?? []) handler(content, []);
   }
 
+  /**
+   * The kernel answers the `resync` a page sends as it connects (state.ts, `confirming`)
+   * with `current`, as a kernel that holds the same version does; what the page sent
+   * so far is forgotten.
+   */
+  answerConnect(): void {
+    const asked = this.sent.find((m) => (m as { type?: unknown }).type === "resync") as
+      | { version: number }
+      | undefined;
+    if (asked !== undefined) this.message({ type: "current", version: asked.version });
+    this.sent.length = 0;
+  }
+
   /** The kernel sets the `payload` trait. */
   setPayload(payload: unknown): void {
     this.#traits.payload = payload;

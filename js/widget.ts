@@ -57,6 +57,7 @@ function feed(model: Model): Feed {
   model.on("msg:custom", onMessage);
   model.on("change:payload", onPayload);
   if (connection.state === "disconnected") state.halt();
+  else state.confirm(); // the state this page starts from may be older than the kernel's
   connection.subscribe(() => state.halt());
   return {
     state,

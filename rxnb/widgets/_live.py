@@ -23,7 +23,7 @@ from rxnb.reactive import JSONValue, Store, Subscribable, current_store, to_json
 from rxnb.widgets._cells import owners
 from rxnb.widgets._dispatcher import Dispatcher
 from rxnb.widgets._files import FILE, answer_shown, declared_file_columns, with_file_formats
-from rxnb.widgets._payload import Message, Payload, empty, encode, full, message
+from rxnb.widgets._payload import Message, Payload, current, empty, encode, full, message
 from rxnb.widgets._snapshot import plain_text, snapshot_html
 
 log = logging.getLogger("rxnb.widgets")
@@ -154,6 +154,9 @@ class LiveWidget(anywidget.AnyWidget):
         self._sent: Payload = empty(self._title)
         self._version = 0
         self._resync = False
+        self._resync_held: int | None = None
+        """The version every `resync` since the last flush said the page holds, or None
+        (a page that holds the current version is told so, not sent a full)."""
         self._state_stale = False
         self._outbox: list[Message] = []
         self._last_send = -1e9
@@ -325,7 +328,10 @@ class LiveWidget(anywidget.AnyWidget):
         with self._lock:
             outbox, self._outbox = self._outbox, []
             update: Message | None = None
-            if self._resync or (
+            if self._resync and self._pending is None and self._resync_held == self._version:
+                update = current(self._version)  # a page that (re)connected is up to date
+                self._resync = False
+            elif self._resync or (
                 self._pending is not None
                 and now >= self._last_send + self._frame_for(self._pending)
             ):
@@ -389,8 +395,13 @@ class LiveWidget(anywidget.AnyWidget):
         """The trust boundary: only `resync` and calls of bound functions get through."""
         kind = content.get("type") if isinstance(content, dict) else None
         if kind == "resync":
+            held = content.get("version")
+            held = held if isinstance(held, int) and not isinstance(held, bool) else None
             with self._lock:
-                self._resync = True
+                if not self._resync:
+                    self._resync, self._resync_held = True, held
+                elif self._resync_held != held:
+                    self._resync_held = None  # pages that hold different versions: a full
             self._dispatcher.post(self)
         elif kind == "call" and self._valid_call(content):
             self._answer(content)

@@ -149,6 +149,11 @@ def full(payload: Payload, version: int) -> Message:
     return {"type": "full", "payload": payload.to_json(version)}
 
 
+def current(version: int) -> Message:
+    """The answer to a `resync` from a page that holds `version`, the last one sent."""
+    return {"type": "current", "version": version}
+
+
 def message(old: Payload | None, new: Payload, version: int) -> Message:
     """The message that takes a browser holding `old` (at `version - 1`) to `new`.
 

@@ -24,7 +24,7 @@ class BrowserModel:
             if message["payload"]["version"] >= self.payload["version"]:
                 self.payload = copy.deepcopy(message["payload"])
             return
-        if kind == "reply":
+        if kind in ("reply", "current"):
             return
         if message["version"] <= self.payload["version"]:
             return  # stale

@@ -169,6 +169,28 @@ def test_resync_sends_the_whole_state(store: rx.Store, comms: Comms) -> None:
     assert full[0]["payload"]["rows"] == widget.data["rows"]
 
 
+def test_a_resync_from_a_page_holding_the_current_version_is_told_so(
+    store: rx.Store, comms: Comms
+) -> None:
+    """A page that (re)connects asks with the version it holds: the kernel answers
+    `current` when that is the last version sent, else with a full (a host may replay
+    the state a widget was made with, as marimo does after a reload)."""
+    send(thread_id="t", text="a")
+    widget = messages.live(thread_id="t")
+    until(lambda: len(widget.get_state()["payload"]["rows"]) == 1)
+    held = widget.get_state()["payload"]["version"]  # what a reconnecting page gets
+    comms.receive(widget, {"type": "resync", "version": held})
+    answer = until(lambda: [m for m in comms.custom() if m["type"] in ("current", "full")])
+    assert answer == [{"type": "current", "version": held}]
+
+    send(thread_id="t", text="b")  # the kernel moves on; this page replays the old state
+    until(lambda: len(widget.get_state()["payload"]["rows"]) == 2)
+    comms.receive(widget, {"type": "resync", "version": held})
+    full = until(lambda: [m for m in comms.custom() if m["type"] == "full"])
+    assert full[0]["payload"]["rows"] == widget.data["rows"]
+    assert full[0]["payload"]["version"] > held
+
+
 def test_closing_the_widget_closes_its_subscription(store: rx.Store, comms: Comms) -> None:
     widget = messages.live(thread_id="t")
     assert len(store.subscriptions()) == 1
