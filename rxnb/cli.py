@@ -3,6 +3,7 @@
 rxnb worker [--url URL] [--import MODULE ...] [--concurrency N]
 rxnb runs [--url URL] [--limit N]
 rxnb demo [--dir DIR] [--worker] [--port N] [--no-browser]
+rxnb app NOTEBOOK [--port N] [--no-browser] [--worker MODULE ...]
 """
 
 from __future__ import annotations
@@ -54,7 +55,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--worker", action="store_true", help="also run an `rxnb worker` there")
     demo.add_argument("--port", type=int, default=8888)
     demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    app = commands.add_parser(
+        "app", help="serve a notebook as an app with Voila: its widgets, no code"
+    )
+    app.add_argument("notebook", help="the notebook (.ipynb) to serve")
+    app.add_argument("--port", type=int, default=8866)
+    app.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    app.add_argument(
+        "--worker",
+        dest="modules",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="also run an `rxnb worker --import MODULE` beside it (repeatable)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "app":
+        return _app(Path(args.notebook), args.port, not args.no_browser, args.modules)
     if args.command == "worker":
         return _worker(args.url, args.modules, args.concurrency)
     if args.command == "demo":
@@ -171,22 +188,55 @@ def _demo(folder: Path, *, worker: bool, port: int, browser: bool) -> int:
     lab += [] if browser else ["--no-browser"]
     lab += ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
     server = subprocess.Popen(lab, cwd=folder, env=env)
+    return _serve(server, [helper] if helper is not None else [])
+
+
+def _app(notebook: Path, port: int, browser: bool, modules: list[str]) -> int:
+    """Serve `notebook` with Voila (cells run top to bottom for each visitor's page, code
+    hidden), with an `rxnb worker` for `modules` beside it if asked."""
+    if not notebook.is_file() or notebook.suffix != ".ipynb":
+        print(f"rxnb app: {notebook} is not a notebook file; give a .ipynb path", file=sys.stderr)
+        return 2
+    if importlib.util.find_spec("voila") is None:
+        print(
+            "rxnb app needs Voila: pip install 'rxnb[app]' (or pip install voila)", file=sys.stderr
+        )
+        return 2
+    folder = notebook.resolve().parent
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    helpers = []
+    if modules:
+        command = [sys.executable, "-m", "rxnb", "worker"]
+        command += [arg for module in modules for arg in ("--import", module)]
+        helpers.append(subprocess.Popen(command, cwd=folder, env=env))
+    voila = [sys.executable, "-m", "voila", notebook.name, f"--port={port}"]
+    voila += ["--Voila.ip=127.0.0.1", "--show_tracebacks=True"]
+    voila += [] if browser else ["--no-browser"]
+    print(
+        f"rxnb app: {notebook} at http://127.0.0.1:{port}/ (store: RXNB_URL or .rxnb/)", flush=True
+    )
+    server = subprocess.Popen(voila, cwd=folder, env=env)
+    return _serve(server, helpers)
+
+
+def _serve(server: subprocess.Popen[bytes], helpers: list[subprocess.Popen[bytes]]) -> int:
+    """Wait for `server`; then (or on SIGTERM or Ctrl-C) stop and reap it and `helpers`."""
     signal.signal(signal.SIGTERM, _stop)
+    children = [server, *helpers]
     try:
         return server.wait()
     except (KeyboardInterrupt, SystemExit):
         return 0
-    finally:  # stop and reap both children, however this ends
-        for child in (server, helper):
-            if child is not None and child.poll() is None:
+    finally:  # stop and reap every child, however this ends
+        for child in children:
+            if child.poll() is None:
                 child.terminate()
-        for child in (server, helper):
-            if child is not None:
-                try:
-                    child.wait(15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
+        for child in children:
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 def _stop(*_: object) -> None:

@@ -106,3 +106,44 @@ def test_the_reconnect_line_goes_with_the_snapshot_the_live_view_hides() -> None
     assert elements.texts[-1][0] == RECONNECT
     # Inert: front ends strip <style> and scripts from untrusted outputs.
     assert elements.tags <= {"div", "b", "table", "thead", "tbody", "tr", "th", "td", "pre"}
+
+
+def test_markdown_is_rendered_inert() -> None:
+    """A reader without a kernel (nbconvert, GitHub) reads markdown as markdown; model
+    output in it stays text: no raw HTML, no image load, no script link."""
+    text = (
+        "# Plan\n\n- **one**\n- [docs](https://example.com) [x](javascript:alert(1))\n\n"
+        "<script>alert(1)</script> <img src=x onerror=alert(1)>\n\n![pixel](https://t.example/p.png)"
+    )
+    html = snapshot_html(encode("answer()", text, text), 3, SNAPSHOT_ID)
+    elements = parsed(html)
+    assert {"h1", "ul", "li", "strong", "a"} <= elements.tags
+    assert not {"script", "img", "pre"} & elements.tags
+    assert 'href="https://example.com"' in html
+    assert "javascript:" not in html.replace("[x](javascript:alert(1))", "")
+    assert "&lt;script&gt;" in html and "&lt;img" in html
+
+
+def test_times_and_durations_show_as_times() -> None:
+    rows = [{"id": "r1", "created_at": 1796400000.5, "took": [1796400000.0, 1796400002.25]}]
+    payload = dataclasses.replace(
+        encode("runs()", rows, rows),
+        view=(("formats", {"created_at": "time", "took": "elapsed"}),),
+    )
+    html = snapshot_html(payload, 1, SNAPSHOT_ID)
+    assert "2026-12-04 16:00:00 UTC" in html and "1796400000" not in html
+    assert "2.2 s" in html
+
+
+def test_a_chat_shows_as_its_messages(store: rx.Store, comms: Comms) -> None:
+    reply = send(thread_id="snap", text="Say **hello**")
+    widget = rx.chat("snap", send=send, messages=messages)
+    rows = widget.data["rows"]
+    assert any(r for r in rows), rows
+    html = snapshot_html(widget._sent, 1, SNAPSHOT_ID)
+    elements = parsed(html)
+    assert "strong" in elements.tags  # the user's markdown, rendered
+    assert "table" not in elements.tags
+    assert "<strong>hello</strong>" in html and "**" not in html
+    widget.close()
+    assert reply
