@@ -141,9 +141,7 @@ def _body(payload: Payload) -> str:
         head = "".join(f'<th style="{_CELL}">{escape(payload.columns[i])}</th>' for i in shown)
         body = "".join(
             "<tr>"
-            + "".join(
-                f'<td style="{_CELL}">{escape(_cell(row[i], forms[i]))}</td>' for i in shown
-            )
+            + "".join(f'<td style="{_CELL}">{escape(_cell(row[i], forms[i]))}</td>' for i in shown)
             + "</tr>"
             for row in payload.rows[:MAX_ROWS]
         )
