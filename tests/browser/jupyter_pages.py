@@ -192,11 +192,14 @@ class JupyterServer:
                 self.proc.wait(timeout)
 
 
-def start_server(flavor: Flavor, base: Path, timeout: float = 30) -> JupyterServer:
+def start_server(
+    flavor: Flavor, base: Path, timeout: float = 30, python: str = sys.executable
+) -> JupyterServer:
     """Start a server for `flavor` under `base` (root at base/root) and wait until it serves.
 
     Config, data, runtime and IPython dirs are fresh under `base`; the data dir holds the
-    only kernelspec, `python3` running this interpreter.
+    only kernelspec, `python3` running `python` (the server runs on it too; by default
+    this interpreter).
     """
     root, home = base / "root", base / "jupyter"
     config, data, runtime = home / "config", home / "data", home / "runtime"
@@ -204,8 +207,13 @@ def start_server(flavor: Flavor, base: Path, timeout: float = 30) -> JupyterServ
         d.mkdir(parents=True, exist_ok=True)
     # ipykernel's own spec (protocol version, interrupt mode, logos), for this interpreter.
     write_kernel_spec(
-        data / "kernels" / KERNEL_NAME, overrides={"display_name": KERNEL_DISPLAY_NAME}
+        data / "kernels" / KERNEL_NAME,
+        overrides={"display_name": KERNEL_DISPLAY_NAME},
     )
+    spec = data / "kernels" / KERNEL_NAME / "kernel.json"
+    kernel = json.loads(spec.read_text())
+    kernel["argv"][0] = python
+    spec.write_text(json.dumps(kernel))
     # No "Jupyter news" toast over the page.
     settings = config / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
@@ -229,7 +237,7 @@ def start_server(flavor: Flavor, base: Path, timeout: float = 30) -> JupyterServ
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
-                sys.executable,
+                python,
                 "-m",
                 module,
                 "--no-browser",
