@@ -36,7 +36,9 @@ def test_reminder_after_a_month(rx_store, rx_clock, rx_runs_idle):
   raises `TimeoutError` naming the busy runs after `timeout` seconds (default 30).
 - `scripted(...)`: the keyword arguments that make `rx.Agent`, `rx.llm.stream` or
   `rx.llm.stream_into` use the embedded offline model, which answers with your script
-  and tool calls, streamed as a provider streams them, at no cost and with no key.
+  and tool calls, streamed as a provider streams them, at no cost and with no key; at
+  the speed you set (`delay=`), and with a provider's faults if asked (`rate_limited=`
+  429s, `cut_after=` a stream cut midway).
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ def scripted(
     tool_calls: list[dict[str, Any]] | None = None,
     turns: list[dict[str, Any]] | None = None,
     delay: float = 0.0,
+    rate_limited: int = 0,
+    retry_after: float = 0.01,
+    cut_after: int | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for the offline model `rxnb/scripted`.
 
@@ -81,10 +86,20 @@ def scripted(
     ...]` scripts an agent's model calls instead: the call after the tool results gets
     the next turn, and a call asked again (a turn resumed) gets the same one. `delay`
     is seconds per token (0: as fast as it goes).
+
+    Faults, as providers have them: `rate_limited=N` answers the first N requests made
+    with these arguments with a 429 (`Retry-After: retry_after` seconds), which rxnb
+    waits out and counts in the run's usage; `cut_after=K` breaks every stream after K
+    tokens, as a dropped connection does (the row keeps those K tokens and fails).
     """
     if turns is not None and (script is not None or tool_calls is not None):
         raise ArgumentError("scripted: give turns=, or script= and tool_calls=, not both")
     options: dict[str, Any] = {"model": "rxnb/scripted", "delay": delay}
+    if rate_limited:
+        options.update(rate_limited=rate_limited, retry_after=retry_after)
+        options["faults"] = uuid.uuid4().hex  # the requests these arguments make, counted
+    if cut_after is not None:
+        options["cut_after"] = cut_after
     if turns is not None:
         options["turns"] = turns
     else:

@@ -12,9 +12,11 @@ from pgtools import PG_URL
 
 USER_TESTS = '''
 import datetime
+import json
 import time
 
 import pytest
+from sqlmodel import Field, SQLModel
 
 import rxnb as rx
 from rxnb.testing import scripted
@@ -76,6 +78,41 @@ def test_idle_names_the_busy_run(rx_store, rx_runs_idle):
     assert run.wait(timeout=10) == "cancelled"
 
 
+class Note(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    content: str = ""
+    status: str = "pending"
+
+
+@rx.mutation
+def new_note(db: rx.Writer) -> int:
+    note = Note()
+    db.add(note)
+    db.flush()
+    return note.id
+
+
+@rx.action
+def write(ctx: rx.ActionContext, note_id: int, options: dict) -> str:
+    messages = [{"role": "user", "content": "hi"}]
+    return rx.llm.stream_into(ctx, Note, note_id, messages=messages, **options)
+
+
+def test_429s_are_waited_out_and_counted(rx_store):
+    run = write.start(note_id=new_note(), options=scripted("Fine now.", rate_limited=2))
+    assert run.result(timeout=30) == "Fine now."
+    assert json.loads(run.run().usage)["rate_limited"] == 2
+
+
+def test_a_stream_cut_midway_fails_keeping_its_text(rx_store):
+    note_id = new_note()
+    run = write.start(note_id=note_id, options=scripted("one two three four", cut_after=2))
+    with pytest.raises(rx.RunFailedError, match="cut after 2 tokens"):
+        run.result(timeout=30)
+    note = rx_store.database.read(lambda db: db.get(Note, note_id))[0]
+    assert (note.status, note.content) == ("failed", "one two")
+
+
 def test_a_wrong_expectation_still_fails(rx_store):
     helper = rx.Agent("plain", **scripted("Hello."))
     assert helper.send("t2", "Hi").result(timeout=30) == "Goodbye."
@@ -108,7 +145,7 @@ def test_users_tests_run_with_the_plugins_fixtures(tmp_path: Path, backend: str)
     options = ["--rxnb-url", PG_URL] if backend == "postgres" else []
     done = run_user_tests(tmp_path, *options)
     out = done.stdout + done.stderr
-    assert "1 failed, 5 passed" in out, out
+    assert "1 failed, 7 passed" in out, out
     assert "test_a_wrong_expectation_still_fails" in out, out
     assert "'Hello.' == 'Goodbye.'" in out, out
 

@@ -15,18 +15,25 @@
 Both take `delay=` (seconds per token, default 0.02) and report usage, so examples,
 tests and Binder run with no key and no network. Options are checked when the
 completion is asked for, not midway through its stream.
+
+Faults, for tests (`rxnb.testing.scripted` sets them): `rate_limited=N` answers the
+first N requests that carry the same `faults=` key with a 429 (`Retry-After:
+retry_after=`, default 0.01 s), as a provider over its limit does; `cut_after=K`
+breaks the stream after K tokens, as a dropped connection does.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import litellm
-from litellm.exceptions import BadRequestError, NotFoundError
+from litellm.exceptions import APIConnectionError, BadRequestError, NotFoundError, RateLimitError
 from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk
 
@@ -122,6 +129,46 @@ def _tool_calls(params: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def _count(model: str, params: dict[str, Any], name: str) -> int | None:
+    """Option `name` as a count (an int >= 0), None when not given, or a clear error."""
+    value = params.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _bad(model, f"rxnb/{model}: {name}= is a count (an int >= 0), not {value!r}")
+    return value
+
+
+_REQUESTS: dict[str, int] = {}
+"""Requests seen so far per `faults=` key (this process), for `rate_limited=`."""
+_requests_lock = threading.Lock()
+
+
+def _rate_limit(model: str, params: dict[str, Any]) -> None:
+    """Rule `rate_limited=N`: the first N requests with this `faults=` key get a 429."""
+    limited = _count(model, params, "rate_limited")
+    if not limited:
+        return
+    key = params.get("faults")
+    if not isinstance(key, str) or not key:
+        raise _bad(
+            model,
+            f"rxnb/{model}: rate_limited= counts requests by a faults='key' (a str); "
+            "rxnb.testing.scripted(rate_limited=N) sets one",
+        )
+    after = params.get("retry_after", 0.01)
+    with _requests_lock:
+        seen = _REQUESTS[key] = _REQUESTS.get(key, 0) + 1
+    if seen <= limited:
+        request = httpx.Request("POST", "http://rxnb.offline/chat/completions")
+        raise RateLimitError(
+            message=f"rxnb/{model}: rate limited ({seen} of {limited}, rate_limited=)",
+            llm_provider=PROVIDER,
+            model=model,
+            response=httpx.Response(429, headers={"retry-after": str(after)}, request=request),
+        )
+
+
 def _delay(model: str, params: dict[str, Any]) -> float:
     """`delay=` as seconds per token, or a clear error."""
     value = params.get("delay", 0.02)
@@ -160,7 +207,9 @@ class OfflineLLM(CustomLLM):
         text = _answer(model, messages, params)
         delay = _delay(model, params)
         calls = _tool_calls(params) if model == "scripted" else []
-        return self._chunks(text, delay, calls, messages)
+        cut = _count(model, params, "cut_after")
+        _rate_limit(model, params)
+        return self._chunks(text, delay, calls, messages, cut)
 
     def _chunks(
         self,
@@ -168,9 +217,16 @@ class OfflineLLM(CustomLLM):
         delay: float,
         calls: list[tuple[str, str]],
         messages: list[dict[str, Any]],
+        cut: int | None = None,
     ) -> Iterator[GenericStreamingChunk]:
         pieces = tokens(text)
-        for piece in pieces:
+        for sent, piece in enumerate(pieces):
+            if cut is not None and sent >= cut:
+                raise APIConnectionError(
+                    message=f"rxnb/scripted: the stream was cut after {cut} tokens (cut_after)",
+                    llm_provider=PROVIDER,
+                    model="scripted",
+                )
             if delay > 0:
                 time.sleep(delay)
             yield _chunk(piece)
