@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from pgtools import PG_URL
 
+import rxnb as rx
+from rxnb.testing import temporary_schema
+
 USER_TESTS = '''
 import datetime
 import json
@@ -155,3 +158,11 @@ def test_a_url_that_is_not_postgres_is_refused_with_the_fix(tmp_path: Path) -> N
     out = done.stdout + done.stderr
     assert done.returncode != 0
     assert "is not a PostgreSQL URL" in out and "postgresql+psycopg://" in out, out
+
+
+def test_a_temporary_schema_closes_the_stores_left_open_on_it() -> None:
+    """A store a test leaves open on its schema is closed before the schema is dropped:
+    left open, it would take part in later tests' registrations on a dropped schema."""
+    with temporary_schema(PG_URL) as url:
+        left_open = rx.open(url)
+    assert left_open.closed
