@@ -209,10 +209,11 @@ class OfflineLLM(CustomLLM):
         calls = _tool_calls(params) if model == "scripted" else []
         cut = _count(model, params, "cut_after")
         _rate_limit(model, params)
-        return self._chunks(text, delay, calls, messages, cut)
+        return self._chunks(model, text, delay, calls, messages, cut)
 
     def _chunks(
         self,
+        model: str,
         text: str,
         delay: float,
         calls: list[tuple[str, str]],
@@ -223,9 +224,9 @@ class OfflineLLM(CustomLLM):
         for sent, piece in enumerate(pieces):
             if cut is not None and sent >= cut:
                 raise APIConnectionError(
-                    message=f"rxnb/scripted: the stream was cut after {cut} tokens (cut_after)",
+                    message=f"rxnb/{model}: the stream was cut after {cut} tokens (cut_after)",
                     llm_provider=PROVIDER,
-                    model="scripted",
+                    model=model,
                 )
             if delay > 0:
                 time.sleep(delay)

@@ -75,8 +75,8 @@ def _hidden(payload: Payload) -> frozenset[str]:
 
 
 def _markdown(text: str) -> str:
-    """Untrusted markdown as inert HTML: raw HTML is escaped, images become their alt
-    text, and links keep only http(s) and mailto targets."""
+    """Untrusted markdown as inert HTML: raw HTML is escaped, an image is not loaded (it
+    shows as a link to it), and links keep only http(s) and mailto targets."""
     return str(_MD.render(text))
 
 
