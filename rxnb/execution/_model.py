@@ -107,6 +107,12 @@ class Run(SQLModel, table=True):
     messages: see `rxnb.execution._ties`), so that its end looks up only those; 0 from
     the start for a run `start` inserts. NULL (a row from before the column, a run
     inserted by hand or with plain SQL) looks up every kind."""
+    forked_from: str | None = None
+    """The run this one was forked from (`rx.fork`): the journal of that run up to the
+    fork's step was copied into this one's, replayed rather than run again."""
+    trace: str | None = None
+    """With the `otel` extra: the W3C trace context (`traceparent`) of the span that
+    started the run, so that the process executing it continues that trace."""
 
     def arguments(self) -> dict[str, Any]:
         """The arguments as a dict; ValueError if `args` is not a JSON object."""
