@@ -13,6 +13,7 @@ from rxnb.llm._chunking import Chunker, Chunking
 from rxnb.llm._embed import OFFLINE_MODEL, embed, offline_embedding
 from rxnb.llm._limits import limit
 from rxnb.llm._model import Generation, end_generations, key_json, target_row
+from rxnb.llm._observe import GenerationEvent, on_generation
 from rxnb.llm._stream import PAUSED_REASON, load_litellm, stream, stream_into
 from rxnb.llm._usage import Usage, add_to_run
 
@@ -26,6 +27,7 @@ __all__ = [
     "Chunker",
     "Chunking",
     "Generation",
+    "GenerationEvent",
     "Scope",
     "Usage",
     "add_to_run",
@@ -36,6 +38,7 @@ __all__ = [
     "limit",
     "load_litellm",
     "offline_embedding",
+    "on_generation",
     "spent_since",
     "stream",
     "stream_into",

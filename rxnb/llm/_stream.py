@@ -83,6 +83,12 @@ from rxnb.llm._arguments import check_messages, check_row_id, check_target, chec
 from rxnb.llm._chunking import Chunker, Chunking
 from rxnb.llm._gate import Admission, Report
 from rxnb.llm._model import Generation, key_json
+from rxnb.llm._observe import (
+    GENERATION_OBSERVERS,
+    GenerationEvent,
+    observed,
+    public_parameters,
+)
 from rxnb.llm._usage import Usage, price, record_usage
 from rxnb.store import Writer
 
@@ -170,6 +176,7 @@ def _generate(
     secrets = secrets_of(litellm_kwargs)  # rule 8
     admission = Admission(ctx, model, messages, litellm_kwargs, report)
     response = None
+    started, failure = time.time(), None
     try:
         if not ctx.cancelled:  # rule 7: a cancelled run opens no stream
             response = _open(
@@ -193,16 +200,30 @@ def _generate(
             return
         if ctx.handing_over is not None:  # broken by the process stopping (rule 10)
             return
-        clean = redact(exc, secrets)
-        if clean is exc:
+        failure = redact(exc, secrets)
+        if failure is exc:
             raise
-        raise clean from None
+        raise failure from None
     finally:
         admission.settle_usage(usage)  # rule 11: the tokens it really used
         if record:  # rule 4: also when the stream failed to open
             record_usage(ctx, model, usage)
         else:
             price(model, usage)
+        if GENERATION_OBSERVERS:
+            observed(
+                GenerationEvent(
+                    ctx=ctx,
+                    model=model,
+                    messages=messages,
+                    parameters=public_parameters(litellm_kwargs),
+                    usage=usage,
+                    started_at=started,
+                    first_token_at=usage.first_at,
+                    ended_at=time.time(),
+                    error=failure,
+                )
+            )
 
 
 def _read(
@@ -229,6 +250,8 @@ def _read(
                 usage.completion_tokens = getattr(reported, "completion_tokens", None)
             if chunk.choices:
                 delta = chunk.choices[0].delta
+                if usage.first_at is None and (delta.content or getattr(delta, "tool_calls", None)):
+                    usage.first_at = time.time()
                 for call in getattr(delta, "tool_calls", None) or ():
                     usage.add_tool_call_delta(call)
                 text, held = _storable(held + (delta.content or ""))

@@ -24,6 +24,8 @@ class Usage:
         self.rate_limited = 0
         """How many times the provider answered 429 before streaming."""
         self.text = ""
+        self.first_at: float | None = None
+        """When the first text or tool call arrived (epoch seconds), if one did."""
         self._calls: dict[int, dict[str, str]] = {}
         self.on_tool_call: Callable[[int, dict[str, str], str], None] | None = None
         """Called with each streamed piece of a tool call: its index, the call so far
