@@ -70,7 +70,7 @@ from rxnb.functions import Mutation, Query, mutation, query
 from rxnb.functions import set_live_view as _set_live_view
 from rxnb.reactive import Store, Subscription, current_store, open
 from rxnb.store import DataProblem, Hit, Page, Reader, Vector, Writer
-from rxnb.workflows import Workflow, WorkflowContext, restart, send_event, workflow
+from rxnb.workflows import Workflow, WorkflowContext, fork, restart, send_event, workflow
 
 from rxnb.agents import Agent, tool  # isort: skip
 from rxnb.agents import set_chat_view as _set_chat_view  # isort: skip
@@ -201,6 +201,7 @@ __all__ = [
     "crons",
     "current_store",
     "files",
+    "fork",
     "mutation",
     "open",
     "pause",

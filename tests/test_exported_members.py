@@ -65,6 +65,7 @@ PUBLIC = [
     "crons",
     "current_store",
     "files",
+    "fork",
     "mutation",
     "open",
     "pause",

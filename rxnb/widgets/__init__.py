@@ -8,6 +8,7 @@ between the two are described in `docs/widget-protocol.md`.
 from rxnb.widgets._agent_chat import agent_chat
 from rxnb.widgets._cells import CellOwners, CellRun, current_cell, owners
 from rxnb.widgets._chat import ChatWidget, chat
+from rxnb.widgets._compare import compare, compare_rows
 from rxnb.widgets._dispatcher import Dispatcher
 from rxnb.widgets._live import LiveWidget, dispatcher_for, live, live_widgets, settle
 from rxnb.widgets._payload import Payload, encode, message
@@ -23,6 +24,8 @@ __all__ = [
     "Payload",
     "agent_chat",
     "chat",
+    "compare",
+    "compare_rows",
     "current_cell",
     "dispatcher_for",
     "encode",

@@ -7,6 +7,7 @@ claims it, and `WorkflowContext` replays its journal.
 
 from rxnb.execution import delete_with_runs, keep_while_parent
 from rxnb.workflows._context import WorkflowContext
+from rxnb.workflows._fork import fork, fork_in, fork_step
 from rxnb.workflows._model import ChildLink, Event, JournalEntry
 from rxnb.workflows._workflow import (
     RESUMES,
@@ -39,6 +40,9 @@ __all__ = [
     "Workflow",
     "WorkflowContext",
     "advance_clock",
+    "fork",
+    "fork_in",
+    "fork_step",
     "restart",
     "send_event",
     "send_event_in",
