@@ -5,6 +5,7 @@ tool call a journaled step, an approval a durable wait).
     rx.agents.messages("t1")            # a query: the thread's messages, with parts
     rx.agents.approve(call_id, approved=True, note="")   # a mutation, from anywhere
     rx.agents.stop(message_id)          # a mutation: cancel the turn writing it
+    rx.agents.fork("t1", at_message=12) # a new thread: copies of messages <= 12
     rx.Agent(..., retrieve=rx.agents.search(Doc.embedding, text=Doc.body, k=5))
 """
 
@@ -20,6 +21,7 @@ from rxnb.agents._chats import (
     cancel_mutation,
     send_mutation,
 )
+from rxnb.agents._fork import fork
 from rxnb.agents._model import Message, MessageStatus, Role, Thread
 from rxnb.agents._pages import CURSOR, PAGE_SIZE, AgentChatPages
 from rxnb.agents._retrieve import Retrieval, search
@@ -50,6 +52,7 @@ __all__ = [
     "approve",
     "cancel_mutation",
     "chat_functions",
+    "fork",
     "messages",
     "search",
     "send_mutation",

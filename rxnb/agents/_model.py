@@ -80,6 +80,11 @@ class Thread(SQLModel, table=True):
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
     """When its last message was sent."""
+    forked_from: str | None = None
+    """The thread this one was forked from (`rx.agents.fork`), if any."""
+    forked_at: int | None = None
+    """The id of the source thread's message it was forked at: its copies of the
+    messages up to that one (included) begin this thread."""
 
 
 class Message(SQLModel, table=True):
