@@ -45,6 +45,7 @@ from rxnb.agents._model_call import Prepared, call_model, prepare
 from rxnb.agents._retrieve import add_context, retrieve
 from rxnb.agents._threads import APPROVAL, decision_of, send_in
 from rxnb.agents._tools import ToolInputError, declared_files, result_of
+from rxnb.agents.hooks import TOOL_CALLING, calling
 from rxnb.errors import AgentError, StepError
 from rxnb.execution import Action, error_details, error_line, one_line
 from rxnb.functions import Mutation
@@ -181,7 +182,14 @@ def _run_calls(
 
 
 def run_call(agent: Agent, store: Store, call: dict[str, str]) -> dict[str, Any]:
-    """Rule 4: one call, as a step; its outcome (an error is an outcome, not a raise)."""
+    """Rule 4: one call, as a step; its outcome (an error is an outcome, not a raise),
+    told to the `TOOL_CALLING` hooks (the tracing layer's: empty unless it is on)."""
+    if TOOL_CALLING:
+        return calling(agent.name, call, lambda: _call(agent, store, call))
+    return _call(agent, store, call)
+
+
+def _call(agent: Agent, store: Store, call: dict[str, str]) -> dict[str, Any]:
     tool = agent.tool_named(call["name"])
     if tool is None:
         return _outcome(call, MessageStatus.FAILED.value, _unknown(agent, call["name"]))

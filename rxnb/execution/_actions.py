@@ -16,6 +16,7 @@ from sqlmodel import select
 
 from rxnb.errors import ArgumentError, FunctionError
 from rxnb.execution import _clock as clock
+from rxnb.execution import hooks
 from rxnb.execution._arguments import encode_args, takes_context
 from rxnb.execution._context import ActionContext
 from rxnb.execution._executor import executor_for
@@ -226,6 +227,8 @@ def insert_run(
         priority=start.priority,
         ties=0,  # nothing points at it yet: see rxnb.execution._ties
     )
+    if hooks.RUN_INSERTING:  # the tracing layer records the trace the run continues
+        hooks.inserting(run)
     db.add(run)
     return run.id
 

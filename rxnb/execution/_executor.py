@@ -35,6 +35,7 @@ from rxnb.execution._transitions import (
     next_due,
     unclaim,
 )
+from rxnb.execution.hooks import RUN_EXECUTING, executing
 from rxnb.reactive import Store
 from rxnb.store import EVERYTHING, RowWrite, Write, Writer
 
@@ -456,7 +457,9 @@ class Executor:
             timer.daemon = True
             timer.start()
         try:
-            ended = outcome(action, ctx, args)
+            ended = (
+                outcome(action, ctx, args) if not RUN_EXECUTING else executing(action, ctx, args)
+            )
             if timer is not None:
                 timer.cancel()
             why = ctx._handover if ctx._cancel.is_set() else None

@@ -54,6 +54,7 @@ from rxnb.workflows._model import (
     as_row,
     read_journal,
 )
+from rxnb.workflows.hooks import STEP_RUNNING, stepping
 
 if TYPE_CHECKING:
     from rxnb.reactive import Store
@@ -172,7 +173,10 @@ class WorkflowContext(ActionContext):
             self.check_cancelled()
             steps.current = (seq, label, started, attempt)
             try:
-                value = fn(*args, **kwargs)
+                if STEP_RUNNING:  # the tracing layer's hooks: empty unless tracing is on
+                    value = stepping(self, seq, label, attempt, fn, args, kwargs)
+                else:
+                    value = fn(*args, **kwargs)
                 break
             except Exception as exc:
                 if steps.ended is not None:  # its result committed: the step is done
