@@ -80,6 +80,7 @@ from rxnb.agents import set_chat_view as _set_chat_view  # isort: skip
 # litellm itself is imported on the first generation.
 from rxnb.llm import end_generations as _end_generations  # noqa: F401  isort: skip
 from rxnb.llm import budget  # isort: skip
+from rxnb.otel import tracing  # isort: skip  (spans, with the otel extra)
 
 
 __version__ = "0.1.0"
@@ -218,5 +219,6 @@ __all__ = [
     "send_event",
     "signal",
     "tool",
+    "tracing",
     "workflow",
 ]

@@ -30,6 +30,7 @@ BOTH_DIALECTS = (
     "flow",
     "pg",
     "data",
+    "otel",
 )
 TESTS = Path(__file__).parent
 

@@ -82,6 +82,7 @@ PUBLIC = [
     "send_event",
     "signal",
     "tool",
+    "tracing",
     "workflow",
 ]
 
@@ -107,6 +108,7 @@ def test_public_names_not_in_all_are_modules() -> None:
         "llm",
         "workflows",
         "agents",
+        "otel",  # rx.tracing's layer, imported by `import rxnb` (opentelemetry is not)
         "cli",  # imported by `rxnb` the command (and by tests)
         "testing",  # the pytest plugin, loaded by pytest (and so in rxnb's own tests)
     }

@@ -25,6 +25,7 @@ LAYERS = [
     "workflows",
     "llm",
     "agents",
+    "otel",
     "widgets",
     "ipython",
     "cli",
