@@ -48,7 +48,12 @@ export interface Payload {
   chat?: ChatView;
   /** Kind "table": show the rows (steps) as bars on a time axis (absent: a table). */
   timeline?: TimelineView;
+  /** Kind "table": show the rows as model columns side by side (models.ts; absent: a table). */
+  models?: FieldMap;
 }
+
+/** A view field naming which column holds each part it shows (`{part: column}`). */
+export type FieldMap = Readonly<Record<string, string>>;
 
 /**
  * The `chat` field: which columns of the rows mean what, and which bound functions the
@@ -240,6 +245,12 @@ export function normalizePayload(raw: unknown): Payload {
   if (chat !== null) payload.chat = chat;
   const timeline = payload.kind === "table" ? normalizeTimeline(raw.timeline) : null;
   if (timeline !== null) payload.timeline = timeline;
+  for (const name of ["models"] as const) {
+    const parts = raw[name];
+    if (payload.kind === "table" && isRecord(parts)) {
+      payload[name] = Object.fromEntries(Object.entries(parts).filter((e): e is [string, string] => typeof e[1] === "string"));
+    }
+  }
   return payload;
 }
 

@@ -23,16 +23,18 @@ import { browserMotion, type Motion } from "./smooth";
 import type { SyncStatus } from "./state";
 import { TableView } from "./table";
 import { TimelinePanel } from "./timeline";
+import { ModelsPanel } from "./models";
 
 /**
  * What a view shows: a payload's kind, a chat (a table payload with `chat`) or a step
  * timeline (one with `timeline`; a payload with both shows the chat).
  */
-export type ViewKind = Kind | "chat" | "timeline";
+export type ViewKind = Kind | "chat" | "timeline" | "models";
 
 export function viewKind(payload: Payload): ViewKind {
   if (payload.kind !== "table") return payload.kind;
   if (payload.chat !== undefined) return "chat";
+  if (payload.models !== undefined) return "models";
   return payload.timeline !== undefined ? "timeline" : "table";
 }
 
@@ -40,6 +42,7 @@ type Body =
   | { kind: "table"; view: TableView }
   | { kind: "chat"; view: ChatPanel }
   | { kind: "timeline"; view: TimelinePanel }
+  | { kind: "models"; view: ModelsPanel }
   | { kind: "markdown"; el: HTMLDivElement; text: string | null }
   | { kind: "value"; el: HTMLDivElement }
   | { kind: "json"; el: HTMLPreElement };
@@ -148,14 +151,14 @@ export class LiveView {
   /** The body's parts that call the kernel or move follow the connection. */
   #connectBody(): void {
     const body = this.#body;
-    if (body?.kind === "table" || body?.kind === "chat" || body?.kind === "timeline") {
+    if (body !== null && "view" in body) {
       body.view.setConnection(this.#connection);
     }
   }
 
   #disposeBody(): void {
     const body = this.#body;
-    if (body?.kind === "table" || body?.kind === "chat" || body?.kind === "timeline") body.view.dispose();
+    if (body !== null && "view" in body) body.view.dispose();
   }
 
   #updateBody(payload: Payload, kind: ViewKind): void {
@@ -169,6 +172,7 @@ export class LiveView {
       case "table":
       case "chat":
       case "timeline":
+      case "models":
         body.view.update(payload);
         return;
       case "markdown":
@@ -197,6 +201,8 @@ export class LiveView {
         return { kind, view: new ChatPanel(this.#content, this.#caller, this.#motion ?? browserMotion()) };
       case "timeline":
         return { kind, view: new TimelinePanel(this.#content) };
+      case "models":
+        return { kind, view: new ModelsPanel(this.#content) };
       case "markdown":
         return { kind, el: this.#content.appendChild(element("div", "rxnb-markdown")), text: null };
       case "value":

@@ -123,6 +123,17 @@ _set_live_view(_live_view)
 _set_follower(_follow)
 _set_chat_view(_agent_chat)
 
+from rxnb.llm import set_comparison_view as _set_comparison_view  # noqa: E402  isort: skip
+
+
+def _comparison_view(comparison: _Any) -> _Any:
+    from rxnb.widgets import comparison_view
+
+    return comparison_view(comparison)
+
+
+_set_comparison_view(_comparison_view)  # `rx.llm.compare(...)` shows as this widget
+
 
 def chat(thread_id: object, **options: _Any) -> _Any:
     """A live chat widget of one thread: `rx.chat("t1", send=send, messages=messages)`.

@@ -10,6 +10,16 @@ litellm is imported on first use, not by `import rxnb`.
 from rxnb.execution import delete_with_runs
 from rxnb.llm._budget import SCOPES, Scope, budget, spent_since
 from rxnb.llm._chunking import Chunker, Chunking
+from rxnb.llm._compare import (
+    Comparison,
+    ComparisonColumn,
+    LiveComparison,
+    as_messages,
+    cache_option,
+    check_parameters,
+    compare,
+    set_comparison_view,
+)
 from rxnb.llm._embed import OFFLINE_MODEL, embed, offline_embedding
 from rxnb.llm._limits import limit
 from rxnb.llm._model import Generation, end_generations, key_json, target_row
@@ -26,12 +36,19 @@ __all__ = [
     "SCOPES",
     "Chunker",
     "Chunking",
+    "Comparison",
+    "ComparisonColumn",
     "Generation",
     "GenerationEvent",
+    "LiveComparison",
     "Scope",
     "Usage",
     "add_to_run",
+    "as_messages",
     "budget",
+    "cache_option",
+    "check_parameters",
+    "compare",
     "embed",
     "end_generations",
     "key_json",
@@ -39,6 +56,7 @@ __all__ = [
     "load_litellm",
     "offline_embedding",
     "on_generation",
+    "set_comparison_view",
     "spent_since",
     "stream",
     "stream_into",
