@@ -50,6 +50,8 @@ export interface Payload {
   timeline?: TimelineView;
   /** Kind "table": show the rows as model columns side by side (models.ts; absent: a table). */
   models?: FieldMap;
+  /** Kind "table": show the rows as an eval grid, case x model (evals.ts; absent: a table). */
+  evals?: FieldMap;
 }
 
 /** A view field naming which column holds each part it shows (`{part: column}`). */
@@ -245,7 +247,7 @@ export function normalizePayload(raw: unknown): Payload {
   if (chat !== null) payload.chat = chat;
   const timeline = payload.kind === "table" ? normalizeTimeline(raw.timeline) : null;
   if (timeline !== null) payload.timeline = timeline;
-  for (const name of ["models"] as const) {
+  for (const name of ["models", "evals"] as const) {
     const parts = raw[name];
     if (payload.kind === "table" && isRecord(parts)) {
       payload[name] = Object.fromEntries(Object.entries(parts).filter((e): e is [string, string] => typeof e[1] === "string"));

@@ -23,18 +23,20 @@ import { browserMotion, type Motion } from "./smooth";
 import type { SyncStatus } from "./state";
 import { TableView } from "./table";
 import { TimelinePanel } from "./timeline";
+import { EvalsPanel } from "./evals";
 import { ModelsPanel } from "./models";
 
 /**
  * What a view shows: a payload's kind, a chat (a table payload with `chat`) or a step
  * timeline (one with `timeline`; a payload with both shows the chat).
  */
-export type ViewKind = Kind | "chat" | "timeline" | "models";
+export type ViewKind = Kind | "chat" | "timeline" | "models" | "evals";
 
 export function viewKind(payload: Payload): ViewKind {
   if (payload.kind !== "table") return payload.kind;
   if (payload.chat !== undefined) return "chat";
   if (payload.models !== undefined) return "models";
+  if (payload.evals !== undefined) return "evals";
   return payload.timeline !== undefined ? "timeline" : "table";
 }
 
@@ -43,6 +45,7 @@ type Body =
   | { kind: "chat"; view: ChatPanel }
   | { kind: "timeline"; view: TimelinePanel }
   | { kind: "models"; view: ModelsPanel }
+  | { kind: "evals"; view: EvalsPanel }
   | { kind: "markdown"; el: HTMLDivElement; text: string | null }
   | { kind: "value"; el: HTMLDivElement }
   | { kind: "json"; el: HTMLPreElement };
@@ -173,6 +176,7 @@ export class LiveView {
       case "chat":
       case "timeline":
       case "models":
+      case "evals":
         body.view.update(payload);
         return;
       case "markdown":
@@ -203,6 +207,8 @@ export class LiveView {
         return { kind, view: new TimelinePanel(this.#content) };
       case "models":
         return { kind, view: new ModelsPanel(this.#content) };
+      case "evals":
+        return { kind, view: new EvalsPanel(this.#content) };
       case "markdown":
         return { kind, el: this.#content.appendChild(element("div", "rxnb-markdown")), text: null };
       case "value":

@@ -87,7 +87,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    """`rx.widgets` and `rx.llm` import their layers on first use."""
+    """`rx.widgets`, `rx.llm` and `rx.evals` import their layers on first use."""
     if name == "widgets":
         import rxnb.widgets
 
@@ -96,6 +96,10 @@ def __getattr__(name: str) -> object:
         import rxnb.llm
 
         return rxnb.llm
+    if name == "evals":
+        import rxnb.evals
+
+        return rxnb.evals
     raise AttributeError(f"module 'rxnb' has no attribute {name!r}")
 
 

@@ -109,6 +109,7 @@ def test_public_names_not_in_all_are_modules() -> None:
         "workflows",
         "agents",
         "otel",  # rx.tracing's layer, imported by `import rxnb` (opentelemetry is not)
+        "evals",  # rx.evals, imported on first use
         "cli",  # imported by `rxnb` the command (and by tests)
         "testing",  # the pytest plugin, loaded by pytest (and so in rxnb's own tests)
     }

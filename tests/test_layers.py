@@ -27,6 +27,7 @@ LAYERS = [
     "agents",
     "otel",
     "widgets",
+    "evals",
     "ipython",
     "cli",
     "__init__",
