@@ -204,7 +204,7 @@ export class LiveView {
       case "chat":
         return { kind, view: new ChatPanel(this.#content, this.#caller, this.#motion ?? browserMotion()) };
       case "timeline":
-        return { kind, view: new TimelinePanel(this.#content) };
+        return { kind, view: new TimelinePanel(this.#content, this.#caller) };
       case "models":
         return { kind, view: new ModelsPanel(this.#content) };
       case "evals":

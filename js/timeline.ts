@@ -25,11 +25,17 @@
  *    ids, labels, statuses, kinds, previews.
  * 4. Colours follow `data-status`, hatching follows `data-kind` (sleep, event), and a
  *    going lane has `data-going`: all in the stylesheet.
+ * 5. Only when the model binds `fork` (`rx.widgets.timeline(fork=True)`): each lane has a
+ *    `button.rxnb-tl-fork` that calls `fork` with its run and step (`from_step` = its
+ *    seq); it stays disabled until the reply, and all are once the kernel side is gone.
+ *    The reply shows in `.rxnb-tl-forked` above the axis: the new run's id, or the
+ *    error (`role="alert"`), as text.
  */
+import type { Caller } from "./calls";
 import { formatValue } from "./cells";
 import type { Connection } from "./connection";
 import { formatDuration, formatTime } from "./formats";
-import type { Json, Payload, Row, TimelineView } from "./protocol";
+import type { Json, Payload, Reply, Row, TimelineView } from "./protocol";
 import { identify, MAX_ROWS } from "./table";
 
 const TICK_MS = 1000;
@@ -139,12 +145,22 @@ class Lane {
   readonly #duration = element("span", "rxnb-tl-duration");
   readonly #preview = element("span", "rxnb-tl-preview");
   #attempts: HTMLSpanElement | null = null;
+  /** Rule 5: the Fork button, when the model binds `fork`. */
+  readonly fork: HTMLButtonElement | null = null;
 
-  constructor(key: string | null, step: Step) {
+  constructor(key: string | null, step: Step, onFork: ((lane: Lane) => void) | null = null) {
     if (key !== null) this.el.setAttribute("data-key", key);
     const track = element("div", "rxnb-tl-track");
     track.append(this.#bar);
     this.el.append(this.#label, track, this.#duration, this.#preview);
+    if (onFork !== null) {
+      const button = element("button", "rxnb-tl-fork");
+      button.type = "button";
+      button.textContent = "Fork";
+      button.addEventListener("click", () => onFork(this));
+      this.el.append(button);
+      this.fork = button;
+    }
     this.step = step;
     this.set(step);
   }
@@ -165,6 +181,10 @@ class Lane {
     if (this.#label.title !== step.label) this.#label.title = step.label;
     setText(this.#preview, step.preview);
     if (this.#preview.title !== step.preview) this.#preview.title = step.preview;
+    if (this.fork !== null) {
+      const title = `Fork run ${step.run} here: a new run replays its steps before ${step.seq} and runs on from step ${step.seq}`;
+      if (this.fork.title !== title) this.fork.title = title;
+    }
     if (step.attempts > 1) {
       this.#attempts ??= this.el.insertBefore(element("span", "rxnb-tl-attempts"), this.#preview);
       setText(this.#attempts, `×${step.attempts}`);
@@ -222,15 +242,49 @@ export class TimelinePanel {
   #groups = new Map<string, Group>();
   #timer: ReturnType<typeof setInterval> | null = null;
   #connection: Connection = "connected";
+  readonly #caller: Caller | null;
+  readonly #forked = element("div", "rxnb-tl-forked");
+  /** Fork buttons whose call waits for its reply (rule 5). */
+  readonly #forking = new Set<HTMLButtonElement>();
+  readonly #forget: (() => void)[] = [];
 
-  constructor(parent: HTMLElement) {
+  /** `caller`: the model's functions; a Fork button per step only if it has `fork`. */
+  constructor(parent: HTMLElement, caller: Caller | null = null) {
     this.root = element("div", "rxnb-timeline");
+    this.#caller = caller !== null && caller.functions.has("fork") ? caller : null;
     const scale = element("div", "rxnb-tl-scale");
     scale.append(this.#axisFrom, this.#axisTo);
     this.#axis.append(scale);
     this.#more.hidden = true;
-    this.root.append(this.#axis, this.#more);
+    this.#forked.hidden = true;
+    this.root.append(this.#forked, this.#axis, this.#more);
+    this.root.toggleAttribute("data-fork", this.#caller !== null);
     parent.append(this.root);
+  }
+
+  /** Rule 5: call `fork` for `lane`'s step; show the reply. */
+  #fork(lane: Lane): void {
+    const button = lane.fork;
+    if (this.#caller === null || button === null || this.#connection !== "connected") return;
+    if (this.#forking.has(button)) return;
+    this.#forking.add(button);
+    button.disabled = true;
+    const args = { run_id: lane.step.run, from_step: Number(lane.step.seq) };
+    const forget = this.#caller.call("fork", args, (reply: Reply) => {
+      this.#forking.delete(button);
+      button.disabled = this.#connection !== "connected";
+      this.#forked.hidden = false;
+      if (reply.ok) {
+        this.#forked.removeAttribute("role");
+        this.#forked.setAttribute("data-state", "ok");
+        this.#forked.textContent = `forked run ${args.run_id} from step ${args.from_step}: new run ${formatValue(reply.result)}`;
+      } else {
+        this.#forked.setAttribute("role", "alert");
+        this.#forked.setAttribute("data-state", "error");
+        this.#forked.textContent = `${reply.error.type}: ${reply.error.message}`;
+      }
+    });
+    this.#forget.push(forget);
   }
 
   /** Whether the view's timer runs (some step is going). */
@@ -256,7 +310,10 @@ export class TimelinePanel {
     const runs = new Map<string, Lane[]>();
     for (const { id, key, row } of entries.slice(0, MAX_ROWS)) {
       let lane = this.#lanes.get(id);
-      if (lane === undefined) lane = new Lane(key, stepOf(row, columns));
+      if (lane === undefined) {
+        lane = new Lane(key, stepOf(row, columns), this.#caller === null ? null : (l) => this.#fork(l));
+        if (lane.fork !== null) lane.fork.disabled = this.#connection !== "connected";
+      }
       else if (lane.row !== row) lane.set(stepOf(row, columns));
       lane.row = row;
       lanes.set(id, lane);
@@ -277,12 +334,16 @@ export class TimelinePanel {
   setConnection(connection: Connection): void {
     this.#connection = connection;
     this.#runTimer();
+    for (const lane of this.#lanes.values()) {
+      if (lane.fork !== null) lane.fork.disabled = connection !== "connected" || this.#forking.has(lane.fork);
+    }
   }
 
-  /** Stop the timer; the view is going away. */
+  /** Stop the timer and forget calls waiting; the view is going away. */
   dispose(): void {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
+    for (const forget of this.#forget) forget();
     this.root.remove();
   }
 

@@ -11,7 +11,7 @@ from rxnb.execution import Run
 from rxnb.functions import query
 from rxnb.store import Reader
 from rxnb.widgets._live import LiveWidget
-from rxnb.workflows import JournalEntry
+from rxnb.workflows import JournalEntry, fork_step
 
 PREVIEW = 120
 """Characters of a step's output (or error) shown beside its bar."""
@@ -125,6 +125,13 @@ def timeline_rows(db: Reader, run_id: str | None = None, limit: int = 20) -> lis
     return rows
 
 
-def timeline(run_id: str | None = None, limit: int = 20) -> LiveWidget:
-    """A live chart of the steps of workflow run `run_id` (or of the newest runs)."""
-    return LiveWidget(timeline_rows, {"run_id": run_id, "limit": limit}, view=VIEW)
+def timeline(run_id: str | None = None, limit: int = 20, *, fork: bool = False) -> LiveWidget:
+    """A live chart of the steps of workflow run `run_id` (or of the newest runs).
+
+    `fork=True` gives each step a Fork button, bound to `rx.workflows.fork_step` alone:
+    a click forks the step's run from that step (`rx.fork(run_id, from_step=seq)`, with
+    the run's own arguments); the view shows the new run's id, and with `run_id=None`
+    its steps, among the newest runs'.
+    """
+    bind = {"fork": fork_step} if fork else None
+    return LiveWidget(timeline_rows, {"run_id": run_id, "limit": limit}, bind=bind, view=VIEW)
