@@ -145,3 +145,20 @@ def test_wrong_arguments_say_what_to_do_and_store_nothing(
     with pytest.raises(rx.ArgumentError, match=problem):
         rx.llm.compare("hi", **kwargs)
     assert store.database.read(lambda db: db.exec(select(ComparisonColumn)).all())[0] == []
+
+
+def test_without_a_kernel_the_snapshot_shows_each_column_inert(store: rx.Store) -> None:
+    cmp = rx.llm.compare(
+        "<script>alert(1)</script> hi",
+        models=["rxnb/echo", "rxnb/missing"],
+    )
+    cmp.wait(30)
+    widget = cmp.widget()
+    try:
+        until(lambda: [r[2] for r in widget.data["rows"]] == ["done", "failed"], timeout=10)  # type: ignore[index]
+        html = widget.snapshot()
+    finally:
+        widget.close()
+    assert "rxnb/echo" in html and "rxnb/missing" in html
+    assert "NotFoundError: rxnb has no offline model" in html
+    assert "<script>" not in html and "&lt;script&gt;" in html
