@@ -19,9 +19,10 @@ from typing import Any
 
 from sqlmodel import select
 
-from rxnb.errors import RunError
+from rxnb.errors import RunError, RunNotFoundError
 from rxnb.execution import Run
 from rxnb.functions import query
+from rxnb.reactive import current_store
 from rxnb.store import Reader
 from rxnb.widgets._live import LiveWidget
 from rxnb.workflows import JournalEntry
@@ -108,4 +109,13 @@ def compare(a: Any, b: Any) -> LiveWidget:
 
         rx.widgets.compare(run.id, child.id)   # e.g. a run and its fork (rx.fork)
     """
-    return LiveWidget(compare_rows, {"a": _id(a), "b": _id(b)}, view=VIEW)
+    ids = [_id(a), _id(b)]
+    store = current_store()
+    found = store.database.read(lambda db: [db.get(Run, run_id) for run_id in ids])[0]
+    for run_id, run in zip(ids, found, strict=True):
+        if run is None:
+            raise RunNotFoundError(
+                f"rx.widgets.compare: no run has id {run_id!r}; pass the ids (or handles) "
+                "of two runs in this store (rx.runs() lists them)"
+            )
+    return LiveWidget(compare_rows, {"a": ids[0], "b": ids[1]}, store=store, view=VIEW)

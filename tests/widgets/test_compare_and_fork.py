@@ -78,9 +78,14 @@ def test_compare_marks_the_changed_step_live_and_in_its_snapshot(
     assert "&lt;b&gt;plain&lt;/b&gt;" in html and "<b>plain" not in html
 
 
-def test_compare_says_what_to_pass() -> None:
+def test_compare_says_what_to_pass(store: rx.Store) -> None:
+    GATE.set()
+    source = story.start(middle="m")
+    source.result(timeout=10)
     with pytest.raises(rx.RunError, match=r"give two run ids \(or run handles\), not None"):
         rx.widgets.compare(None, "x")
+    with pytest.raises(rx.RunNotFoundError, match=r"no run has id 'x'; pass the ids"):
+        rx.widgets.compare(source.id, "x")
 
 
 def call(comms: Comms, widget: Any, call_id: int, fn: str, **args: Any) -> dict[str, Any]:
