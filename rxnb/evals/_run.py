@@ -55,7 +55,7 @@ from rxnb.errors import ArgumentError, Cancelled, RxnbError
 from rxnb.evals._model import Eval, EvalResult
 from rxnb.evals._scorers import Judge, run_judge, run_scorer, scorer_name
 from rxnb.execution import ActionContext, Queue, Run, RunHandle, action, error_line
-from rxnb.llm import Usage, cache_option, check_parameters, stream_into
+from rxnb.llm import Usage, check_parameters, stream_into
 from rxnb.reactive import Store, current_store
 
 QUEUE = "rxnb.evals"
@@ -135,7 +135,7 @@ def _answer(
             messages=[{"role": "user", "content": _fill(ev.template, case_input)}],
             usage=Usage(),
             **json.loads(ev.parameters),
-            **cache_option(ev.cache),
+            cache=ev.cache,
         )
     assert plan is not None
     task = plan.task

@@ -17,7 +17,7 @@ from typing import Any
 
 from rxnb.errors import ArgumentError
 from rxnb.execution import ActionContext, error_line
-from rxnb.llm import Usage, cache_option, stream
+from rxnb.llm import Usage, stream
 
 Scorer = Callable[[Any, Any], "float | bool | None"]
 
@@ -132,7 +132,7 @@ def run_judge(
             messages=[{"role": "user", "content": prompt}],
             usage=usage,
             **described.get("parameters", {}),
-            **cache_option(cache),
+            cache=cache,
         )
     )
     return parse_score(text)

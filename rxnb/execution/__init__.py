@@ -45,11 +45,14 @@ from rxnb.execution._model import (
 from rxnb.execution._owners import recover_orphans
 from rxnb.execution._queues import Queue, QueueLimits, save_defined, waits
 from rxnb.execution._retention import (
+    DAY,
+    PASS_TASKS,
     Pruned,
     Retention,
     delete_with_runs,
     keep_while_parent,
     prune,
+    read_retention,
     retention,
 )
 from rxnb.execution._secrets import SECRET_NAME, redact, scrub, secrets_of
@@ -72,6 +75,8 @@ def _store_opened(store: Store) -> None:
 on_open(_store_opened)
 
 __all__ = [
+    "DAY",
+    "PASS_TASKS",
     "PROGRESSED",
     "RUN_ENDED",
     "RUN_REQUEUED",
@@ -118,6 +123,7 @@ __all__ = [
     "pause_run",
     "process_stopping",
     "prune",
+    "read_retention",
     "recover_orphans",
     "redact",
     "remove_cron",

@@ -22,7 +22,9 @@ made, then every `PRUNE_EVERY` seconds) applies these rules, cited by number:
    and renewed by every batch); a process that finds it held by another skips the
    pass. A holder that died mid-pass leaves a lease that expires.
 6. Not deleted: agent threads and messages (what people wrote and read; a message's
-   `run_id` may then name a run that is gone), the rows of user tables, a cron's
+   `run_id` may then name a run that is gone), the results people compare and score
+   (`rx.llm.compare`'s columns, `rx.evals` results, `%%ai` cells), the rows of user
+   tables, a cron's
    row (its `last_run_id` may then be gone: its next tick fires), and the change log,
    which each store's change feed trims by itself to what other processes may still
    read (`RXNB_CHANGE_RETENTION`, 10 minutes; a process away longer re-runs all).

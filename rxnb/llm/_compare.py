@@ -21,7 +21,7 @@ Persist first, like every generation of rxnb:
    like a secret (`api_key`) is refused, give keys through the provider's environment
    variable (`OPENAI_API_KEY`, ...).
 5. `cache=` (True, False; None: the process's setting, `rx.llm.configure(cache=)`) is
-   passed to each generation, once rxnb's LLM cache is present.
+   passed to each generation.
 
 The widget is made by the widgets layer, which registers itself here
 (`set_comparison_view`): this layer imports no widget.
@@ -29,7 +29,6 @@ The widget is made by the widgets layer, which registers itself here
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 import uuid
@@ -126,14 +125,6 @@ def as_messages(messages: str | Sequence[dict[str, Any]], where: str) -> list[di
     return out
 
 
-def cache_option(cache: bool | None) -> dict[str, Any]:
-    """`{"cache": cache}` for `stream_into`/`stream` when they take it (rxnb's LLM
-    cache), else nothing: without the cache every call goes to the provider."""
-    if "cache" in inspect.signature(stream_into).parameters:
-        return {"cache": cache}
-    return {}
-
-
 class _FirstToken(Usage):
     """Usage that writes the column's `first_token_at` the moment the first token comes
     (`Usage.first_at`), so the widget shows the latency while the rest streams."""
@@ -187,8 +178,8 @@ def compare_column(ctx: ActionContext, column_id: int) -> str:
             model=column.model,
             messages=json.loads(comparison.messages),
             usage=usage,
+            cache=comparison.cache,
             **{**json.loads(comparison.parameters), **json.loads(column.parameters)},
-            **cache_option(comparison.cache),
         )
     except Cancelled:
         raise
@@ -314,34 +305,64 @@ def compare(
     if unknown:
         raise ArgumentError(f"{where}: per_model= names {unknown[0]!r}, which is not in models=")
     store = store if store is not None else current_store()
+    comparison_id = store.database.write(
+        lambda db: _insert(db, chat, names, title, cache, parameters, own)
+    )
+    return LiveComparison(comparison_id, store)
+
+
+def compare_in(
+    db: Any,
+    messages: str | Sequence[dict[str, Any]],
+    models: Sequence[str],
+    *,
+    title: str | None = None,
+    cache: bool | None = None,
+    **litellm_kwargs: Any,
+) -> str:
+    """`compare` in the transaction of `db` (a mutation's, say): the comparison's id;
+    it and its runs exist if that transaction commits."""
+    where = "rx.llm.compare"
+    chat = as_messages(messages, where)
+    names = _check_models(models, where)
+    parameters = check_parameters(litellm_kwargs, where)
+    return _insert(db, chat, names, title, cache, parameters, {})
+
+
+def _insert(
+    db: Any,
+    chat: list[dict[str, Any]],
+    names: list[str],
+    title: str | None,
+    cache: bool | None,
+    parameters: str,
+    own: dict[str, str],
+) -> str:
+    """Rule 1: the request, its columns and their runs; the comparison's id."""
     comparison_id = uuid.uuid4().hex
     first = next((m["content"] for m in chat if isinstance(m.get("content"), str)), "")
     shown = title if title is not None else (first[:60] + ("…" if len(first) > 60 else ""))
-
-    def body(db: Any) -> None:
-        db.add(
-            Comparison(
-                id=comparison_id,
-                title=shown,
-                messages=json.dumps(chat),
-                parameters=parameters,
-                cache=cache,
-                created_at=time.time(),
-            )
+    db.add(
+        Comparison(
+            id=comparison_id,
+            title=shown,
+            messages=json.dumps(chat),
+            parameters=parameters,
+            cache=cache,
+            created_at=time.time(),
         )
-        for position, model in enumerate(names):
-            column = ComparisonColumn(
-                comparison_id=comparison_id,
-                position=position,
-                model=model,
-                parameters=own.get(model, "{}"),
-            )
-            db.add(column)
-            db.flush()
-            column.run_id = db.schedule(compare_column, column_id=column.id)
-
-    store.database.write(body)
-    return LiveComparison(comparison_id, store)
+    )
+    for position, model in enumerate(names):
+        column = ComparisonColumn(
+            comparison_id=comparison_id,
+            position=position,
+            model=model,
+            parameters=own.get(model, "{}"),
+        )
+        db.add(column)
+        db.flush()
+        column.run_id = db.schedule(compare_column, column_id=column.id)
+    return comparison_id
 
 
 def _check_models(models: Sequence[str], where: str) -> list[str]:

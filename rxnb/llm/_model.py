@@ -64,6 +64,8 @@ class Generation(SQLModel, table=True):
     """The details of `error`, where there are some."""
     tool_calls: str | None = None
     """JSON list of `{"id", "name", "arguments"}` the model asked for, if any."""
+    cached: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    """Answered from the LLM cache (`rx.llm.configure(cache=True)`): no provider call."""
     waiting: str | None = None
     """While it waits for a budget or a model limit (its row `waiting`), why: "rate
     limit openai/*: 500 requests/min", "budget reached ($2.10 of $2.00 today)"."""

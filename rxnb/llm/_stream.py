@@ -66,29 +66,26 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
-import sqlalchemy as sa
-from sqlmodel import select
-
 from rxnb.errors import ArgumentError, Cancelled, RxnbError
 from rxnb.execution import (
     ActionContext,
     Run,
-    error_details,
     error_line,
     one_line,
     redact,
     secrets_of,
 )
 from rxnb.llm._arguments import check_messages, check_row_id, check_target, check_throttle
+from rxnb.llm._cache import cache_key, lookup, replay, settings, store_answer, wanted
 from rxnb.llm._chunking import Chunker, Chunking
 from rxnb.llm._gate import Admission, Report
-from rxnb.llm._model import Generation, key_json
 from rxnb.llm._observe import (
     GENERATION_OBSERVERS,
     GenerationEvent,
     observed,
     public_parameters,
 )
+from rxnb.llm._row_writer import PAUSED_REASON, PENDING, RowWriter
 from rxnb.llm._usage import Usage, price, record_usage
 from rxnb.store import Writer
 
@@ -122,6 +119,7 @@ def stream(
     rate_limit_retries: int = 5,
     record: bool = True,
     on_wait: Callable[[str | None], None] | None = None,
+    cache: bool | None = None,
     **litellm_kwargs: Any,
 ) -> Iterator[str]:
     """Yield the text of a streamed completion; stop (closing the stream) on cancel.
@@ -133,7 +131,8 @@ def stream(
     (`rxnb.llm.add_to_run`). Over a budget or a model limit it waits first (rule 11),
     and a pause of the run holds it between chunks (rule 12), saying why in the run's
     progress, or to `on_wait(reason)` (`None` once it goes on; `PAUSED_REASON` for a
-    pause), for a caller that shows it in a row of its own.
+    pause), for a caller that shows it in a row of its own. `cache=True` answers an
+    identical request from the store (`rx.llm.configure`; None: the process's setting).
     """
     return _generate(
         ctx,
@@ -144,6 +143,7 @@ def stream(
         record=record,
         report=on_wait or _ProgressNote(ctx),
         litellm_kwargs=litellm_kwargs,
+        cache=cache,
     )
 
 
@@ -158,9 +158,11 @@ def _generate(
     report: Report,
     litellm_kwargs: dict[str, Any],
     paused: Callable[[bool], None] | None = None,
+    cache: bool | None = None,
 ) -> Generator[str, None, None]:
     """`stream`, telling `report` why it waits at the gate (rule 11), and `paused`
-    when a pause holds it and when it goes on (rule 12; by default, `report`)."""
+    when a pause holds it and when it goes on (rule 12; by default, `report`); a hit
+    of the LLM cache (`rxnb.llm._cache`) instead of the provider."""
     if paused is None:
         paused = _paused_as(report)
     retries: Any = rate_limit_retries
@@ -174,10 +176,18 @@ def _generate(
     usage = usage if usage is not None else Usage()
     litellm_kwargs.setdefault("max_retries", 0)  # rxnb retries rate limits itself (rule 5)
     secrets = secrets_of(litellm_kwargs)  # rule 8
+    looked_up = cache is _LOOKED_UP
+    key = cache_key(model, messages, litellm_kwargs) if looked_up or wanted(cache) else None
     admission = Admission(ctx, model, messages, litellm_kwargs, report)
     response = None
     started, failure = time.time(), None
     try:
+        entry = (
+            lookup(ctx, key) if key is not None and not looked_up and not ctx.cancelled else None
+        )
+        if entry is not None:  # no provider, no gate
+            yield from replay(ctx, entry, usage)
+            return
         if not ctx.cancelled:  # rule 7: a cancelled run opens no stream
             response = _open(
                 ctx, litellm, usage, model, messages, retries, litellm_kwargs, admission
@@ -186,6 +196,9 @@ def _generate(
         while response is not None:  # None: cancelled, before or while waiting out a 429
             try:
                 yield from _read(ctx, response, usage, paused)
+                if key is not None and not ctx.cancelled and ctx.handing_over is None:
+                    price(model, usage)
+                    store_answer(ctx, key, model, usage)
                 return
             except _ClosedWhilePausedError:
                 if continues == MAX_CONTINUES:
@@ -210,20 +223,7 @@ def _generate(
             record_usage(ctx, model, usage)
         else:
             price(model, usage)
-        if GENERATION_OBSERVERS:
-            observed(
-                GenerationEvent(
-                    ctx=ctx,
-                    model=model,
-                    messages=messages,
-                    parameters=public_parameters(litellm_kwargs),
-                    usage=usage,
-                    started_at=started,
-                    first_token_at=usage.first_at,
-                    ended_at=time.time(),
-                    error=failure,
-                )
-            )
+        _observe(ctx, model, messages, litellm_kwargs, usage, started, failure)
 
 
 def _read(
@@ -288,10 +288,6 @@ CONTINUE = {
 }
 """Rule 12: what a new call asks when the stream closed while the run was paused."""
 MAX_CONTINUES = 3
-
-
-PAUSED_REASON = "paused until rx.resume"
-"""Rule 12: why a paused generation waits, as its row's note or its run's progress."""
 
 
 def _paused_as(report: Report) -> Callable[[bool], None]:
@@ -413,6 +409,7 @@ def stream_into(
     chunking: Chunking = "clause",
     throttle_ms: float = 100,
     usage: Usage | None = None,
+    cache: bool | None = None,
     **litellm_kwargs: Any,
 ) -> str:
     """Stream a completion into `field` of row `row_id`; the whole text (rules 1-4).
@@ -421,12 +418,19 @@ def stream_into(
     storing the text received so far. Pass `usage=rx.llm.Usage()` to read the token
     counts and the model's tool calls afterwards. Once the row is marked `streaming`,
     anything that goes wrong (a bad `chunking=` included) marks it `failed`, with the
-    reason in its generation, so that a chat shows why.
+    reason in its generation, so that a chat shows why. `cache=True` answers an
+    identical request from the store (`rx.llm.configure`; None: the process's setting):
+    the row gets the stored text, in one write unless a `replay_rate` is set.
     """
     check_target(model_class, field)
     row_id = check_row_id(model_class, row_id)
     usage = usage if usage is not None else Usage()
-    writer = _RowWriter(ctx, model_class, row_id, field, model, usage)
+    writer = RowWriter(ctx, model_class, row_id, field, model, usage)
+    if wanted(cache) and not settings.replay_rate and not ctx.cancelled:
+        hit = _cached_whole(ctx, writer, model, messages, litellm_kwargs)
+        if hit is not None:
+            return hit
+        cache = _LOOKED_UP  # a miss: `_generate` asks the provider and stores the answer
     write = writer.write
     write("", "streaming")
     pending, first, last = "", True, 0.0
@@ -444,6 +448,7 @@ def stream_into(
             report=writer.waiting,
             litellm_kwargs=litellm_kwargs,
             paused=writer.paused,
+            cache=cache,
         )
         # Closed here, not whenever it is collected: its usage is recorded (rule 4)
         # while the store is surely open, also when a write below fails.
@@ -455,6 +460,8 @@ def stream_into(
                 else:
                     pending += chunker.push(text)
                 now = time.monotonic()
+                if usage.cached and not settings.replay_rate:  # at once: the last write
+                    continue
                 if pending and (first or (now - last) * 1000 >= throttle_ms):  # rule 1
                     write(pending, None)
                     pending, first, last = "", False, now
@@ -486,13 +493,62 @@ def stream_into(
     return usage.text
 
 
-PENDING = "pending"
-"""The row's status while its run waits to stream again (after a hand-over)."""
-WAITING = "waiting"
-"""The row's status while its generation waits at the gate (rule 11)."""
-PAUSED = "paused"
-"""The row's status while a pause of its run holds it (rule 12)."""
-HELD = ("streaming", WAITING, PAUSED)
+def _observe(
+    ctx: ActionContext,
+    model: str,
+    messages: list[dict[str, Any]],
+    litellm_kwargs: dict[str, Any],
+    usage: Usage,
+    started: float,
+    error: BaseException | None,
+) -> None:
+    """Tell the generation observers (`rx.llm.on_generation`) of one that ended."""
+    if GENERATION_OBSERVERS:
+        observed(
+            GenerationEvent(
+                ctx=ctx,
+                model=model,
+                messages=messages,
+                parameters=public_parameters(litellm_kwargs),
+                usage=usage,
+                started_at=started,
+                first_token_at=usage.first_at,
+                ended_at=time.time(),
+                error=error,
+                cached=usage.cached,
+            )
+        )
+
+
+_LOOKED_UP: Any = "looked up"
+"""`cache=` for `_generate` after `stream_into` found no entry: store, do not look."""
+
+
+def _cached_whole(
+    ctx: ActionContext,
+    writer: RowWriter,
+    model: str,
+    messages: list[dict[str, Any]],
+    litellm_kwargs: dict[str, Any],
+) -> str | None:
+    """A hit of the LLM cache stored whole, in one transaction besides its look-up
+    (`RowWriter.whole`); the text, or None on a miss."""
+    check_messages(messages)
+    started = time.time()
+    key = cache_key(model, messages, litellm_kwargs)
+    entry = lookup(ctx, key)
+    if entry is None:
+        return None
+    usage = writer.usage
+    text = "".join(replay(ctx, entry, usage))
+    price(model, usage)
+    final = writer.whole(text)
+    if final is None:
+        raise writer.gone()
+    _observe(ctx, model, messages, litellm_kwargs, usage, started, None)
+    if final != "done":  # rule 9
+        raise Cancelled("the generation was cancelled")
+    return text
 
 
 class _ProgressNote:
@@ -519,162 +575,3 @@ class _ProgressNote:
             return None if note is None else before
 
         self.before = self.ctx.store.database.write(body)
-
-
-class _RowWriter:
-    """The writes of one `stream_into`, each one transaction: a piece of text appended
-    and a status set, the generation started (first write) or finished (a status)."""
-
-    def __init__(
-        self,
-        ctx: ActionContext,
-        model_class: Any,
-        row_id: Any,
-        field: str,
-        model: str,
-        usage: Usage,
-    ) -> None:
-        self.ctx, self.model_class, self.row_id = ctx, model_class, row_id
-        self.field, self.model, self.usage = field, model, usage
-        self.has_status = "status" in model_class.model_fields
-        self.generation: int | None = None
-
-    def write(
-        self, piece: str, status: str | None, error: BaseException | str | None = None
-    ) -> str | None:
-        """Rule 2: a row deleted meanwhile still gets its generation finished, as
-        failed; RxnbError saying so (unless `error` is already being reported).
-        The status written: rule 9, `done` becomes `cancelled` if the run's cancel is
-        in the store."""
-        name, row_id = self.model_class.__name__, self.row_id
-        gone = RxnbError(
-            f"stream_into: the {name} row with id {row_id!r} was deleted while its text "
-            "streamed in; the generation stopped"
-            if self.generation is not None
-            else f"stream_into: no {name} row with id {row_id!r}; create the row first (in "
-            "the mutation that schedules the generation, say) and pass its primary key"
-        )
-
-        started = self.generation
-
-        def body(db: Writer) -> tuple[bool, int | None, str | None]:
-            # A mutation body may run twice (a serialization retry): it reads
-            # `started`, and the generation's id is kept only once committed.
-            final = "cancelled" if status == "done" and self._cancel_stored(db) else status
-            row = db.get(self.model_class, row_id)
-            if row is None:
-                if started is not None and final is not None:
-                    _finish_generation(db, started, "failed", self.usage, error or gone)
-                return False, started, final
-            if piece:
-                setattr(row, self.field, (getattr(row, self.field) or "") + piece)
-            if final is not None and self.has_status:
-                row.status = final
-            if started is None:
-                return True, _start_generation(db, self.ctx, row, self.field, self.model), final
-            if final is not None:
-                _finish_generation(db, started, final, self.usage, error)
-            return True, started, final
-
-        found, self.generation, final = self.ctx.store.database.write(body)
-        if not found and error is None:
-            raise gone
-        return final
-
-    def waiting(self, reason: str | None, status: str = "waiting") -> None:
-        """Rule 11: the row `waiting` (or `status`) and its generation saying why
-        (`reason`), or `streaming` again (None); only while the row streams or waits."""
-        generation_id = self.generation
-
-        def body(db: Writer) -> None:
-            row = db.get(self.model_class, self.row_id)
-            if row is not None and self.has_status and row.status in HELD:
-                row.status = "streaming" if reason is None else status
-            generation = db.get(Generation, generation_id) if generation_id is not None else None
-            if generation is not None and generation.status == "streaming":
-                generation.waiting = reason
-
-        self.ctx.store.database.write(body)
-
-    def paused(self, held: bool) -> None:
-        """Rule 12: the row `paused` while a pause holds it, then `streaming` again."""
-        self.waiting(PAUSED_REASON if held else None, PAUSED)
-
-    def _cancel_stored(self, db: Writer) -> bool:
-        """Rule 9: whether the run's cancel is in the store (read in the transaction
-        that ends the row, so that a cancel commits either before it or after)."""
-        if self.ctx.run_id is None:
-            return False
-        run = db.get(Run, self.ctx.run_id)
-        return run is not None and run.cancel_requested
-
-
-def _start_generation(db: Writer, ctx: ActionContext, row: Any, field: str, model: str) -> int:
-    """Record a generation into `row`; rule 6: a retry of a run replaces the text of
-    its earlier attempts (each kept in its generation, `replaced`), whether they
-    failed, were cancelled, or finished before the attempt failed."""
-    table, key = type(row).__tablename__, key_json(_row_key(row))
-    text = getattr(row, field) or ""
-    if ctx.run_id is not None and ctx.attempt > 1:
-        earlier = db.exec(
-            select(Generation)
-            .where(
-                Generation.run_id == ctx.run_id,
-                Generation.target == table,
-                Generation.row_key == key,
-                Generation.field == field,
-                Generation.attempt < ctx.attempt,
-                Generation.replaced == None,  # noqa: E711 - SQL IS NULL
-            )
-            .order_by(Generation.id)  # type: ignore[arg-type]
-        ).all()
-        if earlier:
-            ends = [g.offset for g in earlier[1:]] + [len(text)]
-            for old, end in zip(earlier, ends, strict=True):
-                old.replaced = text[old.offset : max(old.offset, end)]
-                if old.status == "streaming":  # its attempt died midway
-                    old.status, old.finished_at = "failed", time.time()
-                    old.error = old.error or f"attempt {old.attempt} ended before it did"
-            text = text[: earlier[0].offset]
-            setattr(row, field, text)
-    generation = Generation(
-        run_id=ctx.run_id,
-        target=table,
-        row_key=key,
-        field=field,
-        model=model,
-        attempt=ctx.attempt,
-        offset=len(text),
-        started_at=time.time(),
-    )
-    db.add(generation)
-    db.flush()
-    assert generation.id is not None
-    return generation.id
-
-
-def _row_key(row: Any) -> Any:
-    """The row's primary key value (a list for a composite key)."""
-    identity = sa.inspect(row).identity
-    if identity is None:
-        raise RxnbError(f"stream_into: the {type(row).__name__} row has no primary key yet")
-    return identity[0] if len(identity) == 1 else list(identity)
-
-
-def _finish_generation(
-    db: Writer, generation_id: int, status: str, usage: Usage, error: BaseException | str | None
-) -> None:
-    """End a generation as its row's `status` says (a row back to `pending`: the
-    generation was interrupted, rule 10); `error` is why, an exception or a line."""
-    row = db.get(Generation, generation_id)
-    if row is None:
-        return
-    row.status = "interrupted" if status == PENDING else status
-    row.finished_at, row.waiting = time.time(), None
-    row.usage, row.cost = json.dumps(usage.as_json()), usage.cost
-    if isinstance(error, str):
-        row.error = one_line(error)
-    elif error is not None:
-        row.error, row.traceback = error_line(error, where=False), error_details(error)
-    if usage.tool_calls:
-        row.tool_calls = json.dumps(usage.tool_calls)

@@ -24,6 +24,10 @@ class Usage:
         self.rate_limited = 0
         """How many times the provider answered 429 before streaming."""
         self.text = ""
+        self.cached = False
+        """Answered from the LLM cache: no provider was asked, it cost nothing."""
+        self.cost_saved: float | None = None
+        """A cached answer's cost when it was first generated."""
         self.first_at: float | None = None
         """When the first text or tool call arrived (epoch seconds), if one did."""
         self._calls: dict[int, dict[str, str]] = {}
@@ -56,13 +60,16 @@ class Usage:
         prompt, completion = self.prompt_tokens, self.completion_tokens
         if completion is None:  # the provider said nothing: estimate (~4 chars a token)
             completion, self.estimated = max(1, len(self.text) // 4) if self.text else 0, True
-        return {
+        value: dict[str, Any] = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": (prompt or 0) + completion,
             "estimated": self.estimated,
             "rate_limited": self.rate_limited,
         }
+        if self.cached:
+            value["cached"], value["cost_saved"] = True, self.cost_saved
+        return value
 
 
 def record_usage(ctx: ActionContext, model: str, usage: Usage) -> None:
@@ -74,7 +81,11 @@ def record_usage(ctx: ActionContext, model: str, usage: Usage) -> None:
 
 
 def price(model: str, usage: Usage) -> None:
-    """Set `usage.cost` from litellm's prices (None when the model has none)."""
+    """Set `usage.cost` from litellm's prices (None when the model has none; 0 for
+    an answer from the cache)."""
+    if usage.cached:
+        usage.cost = 0.0
+        return
     value = usage.as_json()
     try:
         import litellm
@@ -126,4 +137,8 @@ def _add_usage(before: Any, value: dict[str, Any]) -> dict[str, Any]:
         a, b = before.get(name), value.get(name)
         total[name] = b if a is None else a if b is None else a + b
     total["estimated"] = bool(before.get("estimated")) or bool(value.get("estimated"))
+    if "cached" in before or "cached" in value:  # cached: all of them were
+        total["cached"] = bool(before.get("cached")) and bool(value.get("cached"))
+        saved = [v for v in (before.get("cost_saved"), value.get("cost_saved")) if v is not None]
+        total["cost_saved"] = sum(saved) if saved else None
     return total

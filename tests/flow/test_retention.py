@@ -377,7 +377,8 @@ def test_vacuum_on_postgres_analyzes_the_store_tables(store: rx.Store) -> None:
 def test_every_table_keyed_by_run_id_is_pruned_with_its_run() -> None:
     """A new table of rxnb's with a `run_id` column must be registered with
     `delete_with_runs`, or be kept on purpose here."""
-    kept_on_purpose = {"rx_messages"}  # the user's conversations (see _retention rule 6)
+    # The user's conversations and the results they compare (see _retention rule 6).
+    kept_on_purpose = {"rx_messages", "rx_comparison_columns", "rx_eval_results"}
     registered = {(c.table.name, c.name) for c in _retention.RUN_KEYED}
     for name, t in SQLModel.metadata.tables.items():
         if name.startswith("rx_") and "run_id" in t.c and name not in kept_on_purpose:
