@@ -11,7 +11,7 @@ from rxnb.widgets._chat import ChatWidget, chat
 from rxnb.widgets._compare import compare, compare_rows
 from rxnb.widgets._dispatcher import Dispatcher
 from rxnb.widgets._live import LiveWidget, dispatcher_for, live, live_widgets, settle
-from rxnb.widgets._models import comparison_columns, comparison_view
+from rxnb.widgets._models import comparison_columns, comparison_view, models_view
 from rxnb.widgets._payload import Payload, encode, message
 from rxnb.widgets._runs import follow, runs, runs_table
 from rxnb.widgets._timeline import timeline, timeline_rows
@@ -36,6 +36,7 @@ __all__ = [
     "live",
     "live_widgets",
     "message",
+    "models_view",
     "owners",
     "runs",
     "runs_table",

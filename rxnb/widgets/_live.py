@@ -137,7 +137,9 @@ class LiveWidget(anywidget.AnyWidget):
         bind: Mapping[str, Callable[..., Any]] | None = None,
         view: Mapping[str, JSONValue] | None = None,
         frame_seconds: float = FRAME_SECONDS,
+        heading: str | None = None,
     ) -> None:
+        """`heading`: the title shown above the result, instead of the query's call."""
         # Taken first, on the thread of the cell that makes the widget (see `_flush`).
         self._origin = contextvars.copy_context()
         esm, css = _bundle()
@@ -147,7 +149,7 @@ class LiveWidget(anywidget.AnyWidget):
         self._lock = threading.Lock()
         self._store = store
         self._bound = bound
-        self._title = title(query, args)
+        self._title = heading if heading is not None else title(query, args)
         self._view = tuple(sorted((view or {}).items()))
         self._frame = frame_seconds
         self._pending: Payload | None = None

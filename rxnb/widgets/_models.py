@@ -75,6 +75,12 @@ def comparison_columns(db: Reader, comparison_id: str) -> list[dict[str, Any]]:
     return rows
 
 
+def models_view() -> dict[str, Any]:
+    """The view spec of the models view, for a `LiveWidget` of a query that returns
+    rows as `comparison_columns` does (a `%%ai` cell's)."""
+    return dict(VIEW)
+
+
 def comparison_view(comparison: LiveComparison) -> LiveWidget:
     """The live widget of `comparison` (what displaying it shows)."""
     return LiveWidget(

@@ -1,6 +1,8 @@
 """The notebook layer: `%load_ext rxnb`.
 
 - `%%live`: the cell's last line is a query call; the cell shows that query live.
+- `%%ai [MODEL] [--thread T] [--into NAME] [--live] [--compare M1,M2]`: the cell is a
+  prompt over the notebook's variables, answered persist-first (`_ai`).
 - `%rxnb` (or `%rxnb status`): the open stores, their subscriptions and live widgets.
 - Cell identity: before each cell runs, what its earlier runs created (widgets,
   subscriptions) is disposed, so re-running a cell never piles them up.
@@ -16,6 +18,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from rxnb.functions import Query
+from rxnb.ipython._ai import run_cell
 from rxnb.reactive import open_stores
 from rxnb.widgets import current_cell, live_widgets, owners
 
@@ -54,6 +57,14 @@ class RxnbMagics(Magics):
         )
         expression = ast.fix_missing_locations(ast.Expression(live_call))
         return eval(compile(expression, "<%%live>", "eval"), namespace)
+
+    @cell_magic
+    def ai(self, line: str, cell: str) -> None:
+        """A prompt, answered persist-first and shown live (`rxnb.ipython._ai`)."""
+        from IPython.display import display
+
+        assert self.shell is not None  # magics run inside a shell
+        run_cell(line, cell, self.shell.user_ns, display)
 
     @line_magic
     def rxnb(self, line: str) -> None:
