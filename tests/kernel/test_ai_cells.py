@@ -138,3 +138,20 @@ def test_live_asks_again_once_for_a_row_it_reads_and_not_for_another(
     assert len(asked) == 2
     assert "cherry" in json.loads(asked[1]["messages"])[-1]["content"]
     assert "cherry" not in json.loads(asked[0]["messages"])[-1]["content"]
+
+
+def test_compare_fans_a_cell_out_to_models_in_columns(
+    kernel: KernelSession, tmp_path: Path
+) -> None:
+    kernel.run(SETUP)
+    kernel.run(
+        "%%ai --compare rxnb/echo,rxnb/scripted --param script=Hello. --into both\n"
+        "About {topic}.",
+        cell_id="cmp",
+    )
+    assert kernel.eval("both") == repr({"rxnb/echo": "About rivers.", "rxnb/scripted": "Hello."})
+    columns = rows(tmp_path, "SELECT model, status FROM rx_comparison_columns ORDER BY position")
+    assert columns == [
+        {"model": "rxnb/echo", "status": "done"},
+        {"model": "rxnb/scripted", "status": "done"},
+    ]
