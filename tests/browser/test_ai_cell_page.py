@@ -49,9 +49,11 @@ def test_the_reply_streams_into_the_cell_and_survives_a_restart(
         columns = nb.page.evaluate(TEXT_JS)
         if columns:
             seen.append(columns[0])
-        return bool(columns) and columns[0]["status"] == "streaming" and len(
-            columns[0]["text"]
-        ) > len("Repeat: word0 word1")
+        return (
+            bool(columns)
+            and columns[0]["status"] == "streaming"
+            and len(columns[0]["text"]) > len("Repeat: word0 word1")
+        )
 
     wait_until(streaming_midway, "the reply to stream into the cell", 60)
     partial = seen[-1]["text"]

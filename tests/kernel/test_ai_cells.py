@@ -57,7 +57,9 @@ def comparisons(cwd: Path) -> list[dict[str, Any]]:
     return rows(cwd, "SELECT id, messages FROM rx_comparisons ORDER BY created_at")
 
 
-def test_a_prompt_over_variables_is_answered_and_bound(kernel: KernelSession, tmp_path: Path) -> None:
+def test_a_prompt_over_variables_is_answered_and_bound(
+    kernel: KernelSession, tmp_path: Path
+) -> None:
     kernel.run(SETUP)
     outputs = kernel.run("%%ai rxnb/echo --into answer\nTell me about {topic}.", cell_id="c1")
     assert "rivers" in kernel.eval("answer")
@@ -111,9 +113,9 @@ def test_a_bad_template_or_line_is_refused_and_nothing_is_written(
     kernel.wait_for(lambda: kernel.idle(msg_id))
     text = kernel.text(kernel.outputs(msg_id))
     assert "not a litellm model name" in text or "not a Python variable name" in text
-    assert rows(tmp_path, "SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'rx_ai_cells'")[
-        0
-    ]["n"] in (0, 1)
+    assert rows(tmp_path, "SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'rx_ai_cells'")[0][
+        "n"
+    ] in (0, 1)
     if rows(tmp_path, "SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'rx_ai_cells'")[0]["n"]:
         assert rows(tmp_path, "SELECT * FROM rx_ai_cells") == []
     assert kernel.eval("1 + 1") == "2"  # the kernel goes on
@@ -124,9 +126,7 @@ def test_live_asks_again_once_for_a_row_it_reads_and_not_for_another(
 ) -> None:
     kernel.run(SETUP)
     kernel.run("add(name='apple', color='red')")
-    kernel.run(
-        "%%ai rxnb/echo --live --debounce 0.3 --no-wait\nRed fruit: {red}", cell_id="live"
-    )
+    kernel.run("%%ai rxnb/echo --live --debounce 0.3 --no-wait\nRed fruit: {red}", cell_id="live")
     kernel.wait_for(lambda: len(comparisons(tmp_path)) == 1)
     kernel.run("add(name='banana', color='yellow')")  # not read by `red`
     kernel.run("add(name='cherry', color='red')")
@@ -145,8 +145,7 @@ def test_compare_fans_a_cell_out_to_models_in_columns(
 ) -> None:
     kernel.run(SETUP)
     kernel.run(
-        "%%ai --compare rxnb/echo,rxnb/scripted --param script=Hello. --into both\n"
-        "About {topic}.",
+        "%%ai --compare rxnb/echo,rxnb/scripted --param script=Hello. --into both\nAbout {topic}.",
         cell_id="cmp",
     )
     assert kernel.eval("both") == repr({"rxnb/echo": "About rivers.", "rxnb/scripted": "Hello."})
