@@ -127,5 +127,13 @@ def eval_grid(db: Reader, eval_id: str) -> list[dict[str, Any]]:
 
 
 def grid(report: Any) -> LiveWidget:
-    """The live grid of `report` (an `rx.evals.Report`: what displaying it shows)."""
-    return LiveWidget(eval_grid, {"eval_id": report.id}, store=report.store, view=VIEW)
+    """The live grid of `report` (an `rx.evals.Report`: what displaying it shows),
+    headed by the eval's name."""
+    stored = report.store.database.read(lambda db: db.get(Eval, report.id))[0]
+    return LiveWidget(
+        eval_grid,
+        {"eval_id": report.id},
+        store=report.store,
+        view=VIEW,
+        heading=None if stored is None else f"rx.evals · {stored.name}",
+    )

@@ -12,7 +12,7 @@ from typing import Any
 from sqlmodel import select
 
 from rxnb.functions import query
-from rxnb.llm import ComparisonColumn, LiveComparison
+from rxnb.llm import Comparison, ComparisonColumn, LiveComparison
 from rxnb.store import Reader
 from rxnb.widgets._live import LiveWidget
 
@@ -82,10 +82,12 @@ def models_view() -> dict[str, Any]:
 
 
 def comparison_view(comparison: LiveComparison) -> LiveWidget:
-    """The live widget of `comparison` (what displaying it shows)."""
+    """The live widget of `comparison` (what displaying it shows), headed by its title."""
+    stored = comparison.store.database.read(lambda db: db.get(Comparison, comparison.id))[0]
     return LiveWidget(
         comparison_columns,
         {"comparison_id": comparison.id},
         store=comparison.store,
         view=VIEW,
+        heading=None if stored is None else f"rx.llm.compare · {stored.title}",
     )

@@ -162,3 +162,21 @@ def test_without_a_kernel_the_snapshot_shows_each_column_inert(store: rx.Store) 
     assert "rxnb/echo" in html and "rxnb/missing" in html
     assert "NotFoundError: rxnb has no offline model" in html
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_with_the_cache_a_second_comparison_sends_no_request(
+    store: rx.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    server = FakeOpenAI(plan=[Ok(["over ", "the ", "wire"])])
+    try:
+        first = rx.llm.compare("hi", models=["openai/fake"], api_base=server.api_base, cache=True)
+        assert first.result(30) == {"openai/fake": "over the wire"}
+        again = rx.llm.compare("hi", models=["openai/fake"], api_base=server.api_base, cache=True)
+        assert again.result(30) == {"openai/fake": "over the wire"}
+        fresh = rx.llm.compare("hi", models=["openai/fake"], api_base=server.api_base, cache=False)
+        assert fresh.result(30) == {"openai/fake": "over the wire"}
+    finally:
+        server.close()
+    assert server.requests == 2  # the first and the uncached one
+    assert again.columns()[0].cost == 0.0 and again.columns()[0].status == "done"
