@@ -7,6 +7,7 @@ import json
 import queue
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlmodel import select
@@ -161,8 +162,10 @@ def run_text(db: Reader, run_id: str) -> dict[str, Any]:
 def follow(handle: RunHandle, timeout: float | None = None) -> str | None:
     """Show `handle`'s run live until it ends (see `RunHandle.follow`).
 
-    In a notebook the run's row shows live (status, Cancel); a generation's text is
-    printed as it reaches the store, like a plain streaming call. Interrupting stops
+    In a notebook the run's row shows live (status, Cancel) and a generation's text
+    shows as it reaches the store, in one output that the kernel updates in place, so
+    a saved or exported notebook (nbclient, nbconvert) holds the whole text as one
+    block; outside a kernel the text is printed as it grows. Interrupting stops
     following only.
     """
     try:
@@ -171,6 +174,7 @@ def follow(handle: RunHandle, timeout: float | None = None) -> str | None:
         shell = get_ipython()
     except ImportError:  # pragma: no cover - IPython is a dependency of the widgets
         shell = None
+    show = _print
     if shell is not None and getattr(shell, "kernel", None) is not None:
         from IPython.display import display
 
@@ -182,15 +186,41 @@ def follow(handle: RunHandle, timeout: float | None = None) -> str | None:
             view=VIEW,
         )
         display(widget)  # type: ignore[no-untyped-call]
+        show = _TextOutput().show
     try:
-        return _print_text(handle, timeout)
+        return _follow_text(handle, timeout, show)
     except KeyboardInterrupt:
         print(f"\nstopped following run {handle.id}; it goes on (rx.cancel to stop it)")
         return None
 
 
-def _print_text(handle: RunHandle, timeout: float | None) -> str:
-    """Print the run's text as it grows, until the run ends; its final status."""
+class _TextOutput:
+    """One text output of the cell, displayed at the first text and updated in place
+    (an `update_display_data` per change, which every saved copy keeps as one block,
+    where printed fragments are kept one stream output each)."""
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+
+    def show(self, text: str, shown: str) -> None:
+        from IPython.display import display
+
+        if self._handle is None:
+            self._handle = display({"text/plain": text}, raw=True, display_id=True)  # type: ignore[no-untyped-call]
+        else:
+            self._handle.update({"text/plain": text}, raw=True)
+
+
+def _print(text: str, shown: str) -> None:
+    """Print what `text` adds to `shown` (all of it, on a new line, if it was rewritten)."""
+    grown = text.startswith(shown)
+    sys.stdout.write(text[len(shown) :] if grown else "\n" + text)
+    sys.stdout.flush()
+
+
+def _follow_text(handle: RunHandle, timeout: float | None, show: Callable[[str, str], None]) -> str:
+    """Show the run's text with `show(text, shown)` as it grows, until the run ends;
+    its final status."""
     handle.run()  # RunNotFoundError rather than following a run that does not exist
     updates: queue.Queue[dict[str, Any]] = queue.Queue()
     sub = handle.store.subscribe(run_text, {"run_id": handle.id}, updates.put)
@@ -207,13 +237,11 @@ def _print_text(handle: RunHandle, timeout: float | None) -> str:
                 continue
             text = state["text"] or ""
             if text != shown:
-                grown = text.startswith(shown)
-                sys.stdout.write(text[len(shown) :] if grown else "\n" + text)
-                sys.stdout.flush()
+                show(text, shown)
                 shown = text
             status = state["status"]
             if status is not None and RunStatus(status) in TERMINAL:
-                if shown and not shown.endswith("\n"):
+                if show is _print and shown and not shown.endswith("\n"):
                     sys.stdout.write("\n")
                 return str(status)
     finally:
