@@ -325,6 +325,8 @@ def compare_in(
     where = "rx.llm.compare"
     chat = as_messages(messages, where)
     names = _check_models(models, where)
+    if cache is not None and not isinstance(cache, bool):
+        raise ArgumentError(f"{where}: cache={cache!r}; pass True, False or None")
     parameters = check_parameters(litellm_kwargs, where)
     return _insert(db, chat, names, title, cache, parameters, {})
 

@@ -93,7 +93,8 @@ _UNSTORABLE = re.compile("[\ud800-\udfff\x00]")
 
 
 def load_litellm() -> Any:
-    """litellm, imported on first use (seconds of CPU), offline cost map, rxnb models."""
+    """litellm, imported on first use (seconds of CPU), offline cost map, rxnb models;
+    its per-chunk logging off while nothing listens to it (`_quiet_logging`)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     # litellm appends a link for reporting bugs to litellm to some errors: users of
     # rxnb see the error in a chat, where that link is noise.
@@ -107,7 +108,31 @@ def load_litellm() -> Any:
     # is on the run and the generation.
     litellm.suppress_debug_info = True
     _offline.register()
+    _quiet_logging(litellm)
     return litellm
+
+
+_quieted = False
+"""Whether rxnb turned litellm's per-chunk success logging off (`_quiet_logging`)."""
+
+
+def _quiet_logging(litellm: Any) -> None:
+    """litellm hands every chunk of a stream to a thread that runs its success logging
+    (a new event loop each time) for callbacks and its own cache. rxnb records usage
+    and cost itself: with no litellm callback or cache configured, that work is off
+    (it took as much CPU as rxnb's own store work per agent step); once one is, it is
+    on again, as litellm has it."""
+    global _quieted
+    listening = bool(
+        litellm.success_callback
+        or litellm._async_success_callback
+        or litellm.callbacks
+        or litellm.cache is not None
+    )
+    if not listening and not litellm.disable_streaming_logging:
+        litellm.disable_streaming_logging, _quieted = True, True
+    elif listening and _quieted:
+        litellm.disable_streaming_logging, _quieted = False, False
 
 
 def stream(

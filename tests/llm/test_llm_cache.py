@@ -232,3 +232,28 @@ def test_bad_settings_are_refused_with_the_fix(store: rx.Store) -> None:
     with pytest.raises(rx.ArgumentError, match=r"replay_rate=-1.*>= 0"):
         llm.configure(replay_rate=-1)
     assert llm.configure().cache is False
+
+
+def test_litellm_logging_runs_only_while_someone_listens(
+    store: rx.Store, server: FakeOpenAI
+) -> None:
+    """litellm's per-chunk success logging is off while no litellm callback or cache is
+    configured (rxnb records usage itself), and on again for a user's callback."""
+    import litellm
+
+    _answer(server)
+    assert litellm.disable_streaming_logging is True
+    heard: list[str] = []
+
+    def callback(kwargs: Any, response: Any, start: Any, end: Any) -> None:
+        heard.append(str(kwargs.get("model")))
+
+    litellm.success_callback = [callback]
+    try:
+        _answer(server)
+        assert litellm.disable_streaming_logging is False
+        until(lambda: heard, timeout=10)
+    finally:
+        litellm.success_callback = []
+    _answer(server)
+    assert litellm.disable_streaming_logging is True
