@@ -98,7 +98,11 @@ def _worker(url: str | None, modules: list[str], concurrency: int | None) -> int
     for module in modules:
         importlib.import_module(module)
     actions = [f for f in registry.all() if isinstance(f, Action)]
-    if not actions:
+    # rxnb's own actions (a comparison's columns) are served too, but a worker that
+    # found none of the user's was most likely started without its module.
+    own = [a for a in actions if a.name.startswith("rxnb.")]
+    users = [a for a in actions if a not in own]
+    if not users:
         print("rxnb worker: no @rx.action found; pass --import MODULE", file=sys.stderr)
         return 2
     if concurrency is not None:
@@ -109,7 +113,8 @@ def _worker(url: str | None, modules: list[str], concurrency: int | None) -> int
         executor.register(action)
     print(
         f"rxnb worker {executor.id}: {store.url}, {executor.workers} thread(s), "
-        f"actions: {', '.join(a.name for a in actions)}",
+        f"actions: {', '.join(a.name for a in users)}"
+        + (f" (and rxnb's own: {', '.join(a.name for a in own)})" if own else ""),
         flush=True,
     )
     threading.Thread(
