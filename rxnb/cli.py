@@ -27,7 +27,7 @@ from sqlmodel import select
 
 from rxnb.execution import Action, Executor, Owner, Run, clock, executor_for, run_note, waits
 from rxnb.functions import registry
-from rxnb.llm import load_litellm
+from rxnb.llm import column_action, load_litellm
 from rxnb.reactive import open as open_store
 
 
@@ -97,6 +97,7 @@ def _worker(url: str | None, modules: list[str], concurrency: int | None) -> int
     sys.path.insert(0, os.getcwd())
     for module in modules:
         importlib.import_module(module)
+    column_action()  # a worker also streams the columns of rx.llm.compare and %%ai cells
     actions = [f for f in registry.all() if isinstance(f, Action)]
     # rxnb's own actions (a comparison's columns) are served too, but a worker that
     # found none of the user's was most likely started without its module.

@@ -52,7 +52,7 @@ from IPython.core.error import UsageError
 from sqlmodel import Field, SQLModel, select
 
 from rxnb.functions import Query, query
-from rxnb.llm import ComparisonColumn, LiveComparison, compare_in
+from rxnb.llm import ComparisonColumn, LiveComparison, column_action, compare_in
 from rxnb.reactive import Store, current_store, to_jsonable
 from rxnb.store import Reader, Writer, own_table
 from rxnb.widgets import LiveWidget, comparison_columns, current_cell, models_view, owners
@@ -427,6 +427,7 @@ def run_cell(
     """What `%%ai` does (see the module's docstring)."""
     options = parse(line)
     store = current_store()
+    column_action()  # so that this kernel takes a reply left queued by the last one
     run = AiCellRun(store, cell, namespace, options)
     display(run.widget)
     if not options.wait:

@@ -22,6 +22,10 @@ Persist first, like every generation of rxnb:
    variable (`OPENAI_API_KEY`, ...).
 5. `cache=` (True, False; None: the process's setting, `rx.llm.configure(cache=)`) is
    passed to each generation.
+6. The columns' action is defined when a process first uses it (`column_action`:
+   `compare`, a `%%ai` cell, `rxnb worker`), not by `import rxnb`: a process that never
+   compares starts no executor for it. A column queued by a process that stopped is
+   taken by the next one that defines it.
 
 The widget is made by the widgets layer, which registers itself here
 (`set_comparison_view`): this layer imports no widget.
@@ -38,7 +42,7 @@ from typing import Any
 from sqlmodel import Field, SQLModel, select
 
 from rxnb.errors import ArgumentError, Cancelled, RxnbError
-from rxnb.execution import SECRET_NAME, ActionContext, RunHandle, action, error_line
+from rxnb.execution import SECRET_NAME, Action, ActionContext, RunHandle, action, error_line
 from rxnb.llm._arguments import check_messages
 from rxnb.llm._stream import load_litellm, stream_into
 from rxnb.llm._usage import Usage
@@ -152,7 +156,17 @@ class _FirstToken(Usage):
             self._ctx.store.database.write(body)
 
 
-@action
+_COLUMN_ACTION: list[Action[..., str]] = []
+
+
+def column_action() -> Action[..., str]:
+    """The action streaming one column (`compare_column`), defined on first use (rule 6):
+    by `compare`, a `%%ai` cell, or `rxnb worker`."""
+    if not _COLUMN_ACTION:
+        _COLUMN_ACTION.append(action(compare_column))
+    return _COLUMN_ACTION[0]
+
+
 def compare_column(ctx: ActionContext, column_id: int) -> str:
     """Stream one column's model into it (rule 2); its text."""
     column, comparison = ctx.store.database.read(lambda db: _column_and_request(db, column_id))[0]
@@ -363,7 +377,7 @@ def _insert(
         )
         db.add(column)
         db.flush()
-        column.run_id = db.schedule(compare_column, column_id=column.id)
+        column.run_id = db.schedule(column_action(), column_id=column.id)
     return comparison_id
 
 
