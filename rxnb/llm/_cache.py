@@ -31,7 +31,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -40,8 +39,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from rxnb.errors import ArgumentError
+from rxnb.errors import ArgumentError, Cancelled
 from rxnb.execution import DAY, PASS_TASKS, ActionContext, read_retention
+from rxnb.llm._arguments import check_messages
+from rxnb.llm._observe import PRIVATE_NAME, tell
+from rxnb.llm._row_writer import RowWriter
+from rxnb.llm._usage import price
 from rxnb.reactive import Store, current_store
 from rxnb.store import Writer, own_table
 
@@ -132,7 +135,6 @@ _NOT_IN_KEY = frozenset(
         "stream_options",
     }
 )
-_PRIVATE = re.compile(r"key|secret|passw|credential|auth|header|token_provider", re.IGNORECASE)
 
 
 def cache_key(model: str, messages: list[dict[str, Any]], parameters: dict[str, Any]) -> str:
@@ -143,7 +145,7 @@ def cache_key(model: str, messages: list[dict[str, Any]], parameters: dict[str, 
         "parameters": {
             name: value
             for name, value in sorted(parameters.items())
-            if name not in _NOT_IN_KEY and not _PRIVATE.search(name)
+            if name not in _NOT_IN_KEY and not PRIVATE_NAME.search(name)
         },
     }
     text = json.dumps(request, sort_keys=True, default=_keyable, ensure_ascii=False)
@@ -244,6 +246,32 @@ def store_answer(ctx: ActionContext, key: str, model: str, usage: Any) -> None:
 
     with contextlib.suppress(sa.exc.IntegrityError):  # another process stored it first
         ctx.store.database.write(put)
+
+
+def answer_whole(
+    ctx: ActionContext,
+    writer: RowWriter,
+    model: str,
+    messages: list[dict[str, Any]],
+    litellm_kwargs: dict[str, Any],
+) -> str | None:
+    """`stream_into` answered by a hit (rule 4), stored whole in one transaction besides
+    its look-up (`RowWriter.whole`); the text, or None on a miss."""
+    check_messages(messages)
+    started = time.time()
+    entry = lookup(ctx, cache_key(model, messages, litellm_kwargs))
+    if entry is None:
+        return None
+    usage = writer.usage
+    text = "".join(replay(ctx, entry, usage))
+    price(model, usage)
+    final = writer.whole(text)
+    if final is None:
+        raise writer.gone()
+    tell(ctx, model, messages, litellm_kwargs, usage, started, None)
+    if final != "done":  # `stream_into`'s rule 9
+        raise Cancelled("the generation was cancelled")
+    return text
 
 
 def clear_cache(*, model: str | None = None, store: Store | None = None) -> int:

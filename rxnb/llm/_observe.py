@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -67,14 +68,42 @@ def observed(event: GenerationEvent) -> None:
             traceback.print_exc()
 
 
-_PRIVATE = re.compile(r"key|secret|passw|credential|auth|header", re.IGNORECASE)
+PRIVATE_NAME = re.compile(r"key|secret|passw|credential|auth|header|token_provider", re.IGNORECASE)
+"""Names of litellm parameters that may hold a secret (a name with `token` in it is
+not one: `max_tokens` is a parameter); neither traced nor part of a cache key."""
 
 
 def public_parameters(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """`kwargs` without what may hold a secret: keys, credentials, headers (a name
-    with `token` in it stays: `max_tokens` is a parameter, not a secret)."""
+    """`kwargs` without what may hold a secret (`PRIVATE_NAME`) or a header dict."""
     return {
         name: value
         for name, value in kwargs.items()
-        if not _PRIVATE.search(name) and not isinstance(value, dict)
+        if not PRIVATE_NAME.search(name) and not isinstance(value, dict)
     }
+
+
+def tell(
+    ctx: ActionContext,
+    model: str,
+    messages: list[dict[str, Any]],
+    litellm_kwargs: dict[str, Any],
+    usage: Usage,
+    started: float,
+    error: BaseException | None,
+) -> None:
+    """Tell the observers of a generation that ended (nothing to do without any)."""
+    if GENERATION_OBSERVERS:
+        observed(
+            GenerationEvent(
+                ctx=ctx,
+                model=model,
+                messages=messages,
+                parameters=public_parameters(litellm_kwargs),
+                usage=usage,
+                started_at=started,
+                first_token_at=usage.first_at,
+                ended_at=time.time(),
+                error=error,
+                cached=usage.cached,
+            )
+        )

@@ -76,15 +76,18 @@ from rxnb.execution import (
     secrets_of,
 )
 from rxnb.llm._arguments import check_messages, check_row_id, check_target, check_throttle
-from rxnb.llm._cache import cache_key, lookup, replay, settings, store_answer, wanted
+from rxnb.llm._cache import (
+    answer_whole,
+    cache_key,
+    lookup,
+    replay,
+    settings,
+    store_answer,
+    wanted,
+)
 from rxnb.llm._chunking import Chunker, Chunking
 from rxnb.llm._gate import Admission, Report
-from rxnb.llm._observe import (
-    GENERATION_OBSERVERS,
-    GenerationEvent,
-    observed,
-    public_parameters,
-)
+from rxnb.llm._observe import tell
 from rxnb.llm._row_writer import PAUSED_REASON, PENDING, RowWriter
 from rxnb.llm._usage import Usage, price, record_usage
 from rxnb.store import Writer
@@ -248,7 +251,7 @@ def _generate(
             record_usage(ctx, model, usage)
         else:
             price(model, usage)
-        _observe(ctx, model, messages, litellm_kwargs, usage, started, failure)
+        tell(ctx, model, messages, litellm_kwargs, usage, started, failure)
 
 
 def _read(
@@ -452,7 +455,7 @@ def stream_into(
     usage = usage if usage is not None else Usage()
     writer = RowWriter(ctx, model_class, row_id, field, model, usage)
     if wanted(cache) and not settings.replay_rate and not ctx.cancelled:
-        hit = _cached_whole(ctx, writer, model, messages, litellm_kwargs)
+        hit = answer_whole(ctx, writer, model, messages, litellm_kwargs)
         if hit is not None:
             return hit
         cache = _LOOKED_UP  # a miss: `_generate` asks the provider and stores the answer
@@ -518,62 +521,8 @@ def stream_into(
     return usage.text
 
 
-def _observe(
-    ctx: ActionContext,
-    model: str,
-    messages: list[dict[str, Any]],
-    litellm_kwargs: dict[str, Any],
-    usage: Usage,
-    started: float,
-    error: BaseException | None,
-) -> None:
-    """Tell the generation observers (`rx.llm.on_generation`) of one that ended."""
-    if GENERATION_OBSERVERS:
-        observed(
-            GenerationEvent(
-                ctx=ctx,
-                model=model,
-                messages=messages,
-                parameters=public_parameters(litellm_kwargs),
-                usage=usage,
-                started_at=started,
-                first_token_at=usage.first_at,
-                ended_at=time.time(),
-                error=error,
-                cached=usage.cached,
-            )
-        )
-
-
 _LOOKED_UP: Any = "looked up"
 """`cache=` for `_generate` after `stream_into` found no entry: store, do not look."""
-
-
-def _cached_whole(
-    ctx: ActionContext,
-    writer: RowWriter,
-    model: str,
-    messages: list[dict[str, Any]],
-    litellm_kwargs: dict[str, Any],
-) -> str | None:
-    """A hit of the LLM cache stored whole, in one transaction besides its look-up
-    (`RowWriter.whole`); the text, or None on a miss."""
-    check_messages(messages)
-    started = time.time()
-    key = cache_key(model, messages, litellm_kwargs)
-    entry = lookup(ctx, key)
-    if entry is None:
-        return None
-    usage = writer.usage
-    text = "".join(replay(ctx, entry, usage))
-    price(model, usage)
-    final = writer.whole(text)
-    if final is None:
-        raise writer.gone()
-    _observe(ctx, model, messages, litellm_kwargs, usage, started, None)
-    if final != "done":  # rule 9
-        raise Cancelled("the generation was cancelled")
-    return text
 
 
 class _ProgressNote:
