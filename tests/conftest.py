@@ -31,6 +31,7 @@ BOTH_DIALECTS = (
     "pg",
     "data",
     "otel",
+    "evals",
 )
 TESTS = Path(__file__).parent
 

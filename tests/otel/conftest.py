@@ -13,15 +13,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "execution"))
 
 from run_procs import Processes
 
-import rxnb as rx
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[rx.Store]:
-    s = rx.open(url)
-    yield s
-    s.close()
-
 
 @pytest.fixture
 def procs(tmp_path: Path) -> Iterator[Processes]:
