@@ -7,6 +7,7 @@ tool call a journaled step, an approval a durable wait).
     rx.agents.stop(message_id)          # a mutation: cancel the turn writing it
     rx.agents.fork("t1", at_message=12) # a new thread: copies of messages <= 12
     rx.Agent(..., retrieve=rx.agents.search(Doc.embedding, text=Doc.body, k=5))
+    rx.Agent(..., retrieve=rx.agents.search_thread(k=5))  # the thread's older messages
 """
 
 from rxnb.agents import _budgets  # noqa: F401  (registers the agent and thread budgets)
@@ -25,6 +26,7 @@ from rxnb.agents._fork import fork
 from rxnb.agents._model import Message, MessageStatus, Role, Thread
 from rxnb.agents._pages import CURSOR, PAGE_SIZE, AgentChatPages
 from rxnb.agents._retrieve import Retrieval, search
+from rxnb.agents._thread_search import MessageEmbedding, ThreadSearch, search_thread
 from rxnb.agents._threads import approve, messages, stop, stop_in, usage_of_thread
 from rxnb.agents._tools import Tool, ToolInputError, tool
 
@@ -41,10 +43,12 @@ __all__ = [
     "AgentChatQuery",
     "ChatQuery",
     "Message",
+    "MessageEmbedding",
     "MessageStatus",
     "Retrieval",
     "Role",
     "Thread",
+    "ThreadSearch",
     "Tool",
     "ToolInputError",
     "TurnHandle",
@@ -55,6 +59,7 @@ __all__ = [
     "fork",
     "messages",
     "search",
+    "search_thread",
     "send_mutation",
     "set_chat_view",
     "stop",

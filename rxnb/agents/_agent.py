@@ -16,6 +16,7 @@ from typing import Any
 import pydantic
 
 from rxnb.agents._retrieve import Retrieval
+from rxnb.agents._thread_search import ThreadSearch
 from rxnb.agents._threads import HISTORY, ContextFn, send_in
 from rxnb.agents._tools import Tool, as_tools
 from rxnb.agents._turn import run_turn
@@ -29,6 +30,9 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 _agents: dict[str, Agent] = {}
 _lock = threading.Lock()
+
+Search = Retrieval | ThreadSearch
+"""What `retrieve=` takes: `rx.agents.search(...)`, `rx.agents.search_thread(...)`."""
 
 ChatView = Callable[..., Any]
 _chat_view: list[ChatView] = []
@@ -80,7 +84,9 @@ class Agent:
     `context=` (a function of a reader and the thread id, returning messages) decides
     instead. `retrieve=rx.agents.search(Doc.embedding, text=Doc.body, k=5)` searches
     stored documents for each user message before the turn's first model call, as a
-    journaled step, and sends the model the nearest ones as a `system` message.
+    journaled step, and sends the model the nearest ones as a `system` message;
+    `retrieve=rx.agents.search_thread(k=5)` searches the thread's own earlier messages
+    (those older than `history`), and a list runs several searches.
     `queue=` (an `rx.Queue` or its name) holds its turns' starts to the
     queue's limits, like any workflow's.
     """
@@ -95,7 +101,7 @@ class Agent:
         max_steps: int = 10,
         output_type: type[pydantic.BaseModel] | None = None,
         context: ContextFn | None = None,
-        retrieve: Retrieval | None = None,
+        retrieve: Search | Sequence[Search] | None = None,
         history: int = HISTORY,
         queue: Any = None,
         **litellm_kwargs: Any,
@@ -132,18 +138,15 @@ class Agent:
                 f"rx.Agent({name!r}): context= is a function (db, thread_id) -> messages, "
                 f"not {context!r}"
             )
-        if retrieve is not None and not isinstance(retrieve, Retrieval):
-            raise ArgumentError(
-                f"rx.Agent({name!r}): retrieve= is what rx.agents.search(Doc.embedding, "
-                f"text=Doc.body) returns, not {retrieve!r:.80}"
-            )
+        searches = _searches(name, retrieve)
         if not isinstance(instructions, str):
             raise ArgumentError(f"rx.Agent({name!r}): instructions= is a str, not {instructions!r}")
         self.name, self.model, self.instructions = name, model, instructions
         self.tools = as_tools(tools)
         self.max_steps, self.history = max_steps, history
         self.output_type, self.context = output_type, context
-        self.retrieve = retrieve
+        self.retrieve = searches
+        """The searches each turn runs before its first model call, or None."""
         self.litellm_kwargs = litellm_kwargs
         self.workflow = Workflow(_turn_function(self), queue=queue)
         with _lock:
@@ -216,6 +219,24 @@ class Agent:
     def __repr__(self) -> str:
         tools = ", ".join(t.name for t in self.tools) or "no tools"
         return f"<rx.Agent {self.name} {self.model} ({tools})>"
+
+
+def _searches(name: str, retrieve: Any) -> tuple[Search, ...] | None:
+    """`retrieve=` as the searches a turn runs, in order (None for none)."""
+    given = [retrieve] if isinstance(retrieve, Retrieval | ThreadSearch) else retrieve
+    if given is None:
+        return None
+    if (
+        isinstance(given, Sequence)
+        and not isinstance(given, str)
+        and all(isinstance(s, Retrieval | ThreadSearch) for s in given)
+    ):
+        return tuple(given) or None
+    raise ArgumentError(
+        f"rx.Agent({name!r}): retrieve= is what rx.agents.search(Doc.embedding, "
+        f"text=Doc.body) or rx.agents.search_thread() returns, or a list of them, not "
+        f"{retrieve!r:.80}"
+    )
 
 
 def _turn_function(agent: Agent) -> Callable[..., Any]:

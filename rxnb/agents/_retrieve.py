@@ -12,6 +12,10 @@ call (`rx.Agent(..., retrieve=rx.agents.search(Doc.embedding, text=Doc.body))`).
    the turn's first reply, its `note` listing the sources (the chat shows it). The
    model is sent it just before that reply (`_threads`, rule 2), in this turn's model
    calls and, within `history`, later turns'. No hits: no message.
+
+`retrieve=` may list several searches (`rx.agents.search_thread` searches the turn's
+own thread, `_thread_search`): one step runs them in order and one message holds all
+their hits, the documents first.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from rxnb.errors import ArgumentError
 from rxnb.execution import ActionContext
 from rxnb.functions import Mutation
 from rxnb.llm import OFFLINE_MODEL, embed
-from rxnb.store import Reader, Vector, Writer
+from rxnb.store import Database, Reader, Vector, Writer
 
 if TYPE_CHECKING:
     from rxnb.agents._agent import Agent
@@ -68,6 +72,16 @@ class Retrieval:
             .limit(1)
         ).first()
         return row.text if row is not None else ""
+
+    def find(
+        self, database: Database, agent: Agent, thread_id: str, reply_id: int
+    ) -> list[dict[str, Any]]:
+        """Rules 1-2: the hits the turn's `retrieve` step journals."""
+        question = database.read(lambda db: self.question(db, thread_id, reply_id))[0]
+        if not question.strip():
+            return []
+        vector = embed([question], model=self.model, **self.embed_kwargs)[0]
+        return database.read(lambda db: self.hits(db, vector))[0]
 
     def hits(self, db: Reader, vector: list[float]) -> list[dict[str, Any]]:
         """Rule 2's search, as what the step journals."""
@@ -150,40 +164,62 @@ def cut(text: str, chars: int) -> str:
 
 
 def retrieve(ctx: ActionContext, agent: Agent, thread_id: str, reply_id: int) -> list[Any]:
-    """Rule 2: the step; the hits it journals."""
-    retrieval = agent.retrieve
-    assert retrieval is not None
-    database = ctx.store.database
-    question = database.read(lambda db: retrieval.question(db, thread_id, reply_id))[0]
-    if not question.strip():
-        return []
-    vector = embed([question], model=retrieval.model, **retrieval.embed_kwargs)[0]
-    return database.read(lambda db: retrieval.hits(db, vector))[0]
+    """Rule 2: the step; the hits it journals, each search's in the order given."""
+    searches = agent.retrieve
+    assert searches is not None
+    hits: list[Any] = []
+    for search in searches:
+        hits.extend(search.find(ctx.store.database, agent, thread_id, reply_id))
+    return hits
 
 
 def context_text(hits: list[dict[str, Any]]) -> str:
-    """Rule 3: what the model is told."""
-    parts = [
-        "Context retrieved for the user's next message (the nearest stored documents, "
-        "nearest first). Answer from it where it is relevant and name the sources you use."
-    ]
-    for i, hit in enumerate(hits, 1):
-        parts.append(f"[{i}] {hit['source']}\n{hit['text']}")
+    """Rule 3: what the model is told: the documents, then the thread's own earlier
+    messages (`rx.agents.search_thread`, hits with a `role`)."""
+    documents = [h for h in hits if "role" not in h]
+    earlier = [h for h in hits if "role" in h]
+    parts = []
+    if documents:
+        parts.append(
+            "Context retrieved for the user's next message (the nearest stored documents, "
+            "nearest first). Answer from it where it is relevant and name the sources you use."
+        )
+        parts += [f"[{i}] {h['source']}\n{h['text']}" for i, h in enumerate(documents, 1)]
+    if earlier:
+        parts.append(
+            "Earlier messages of this conversation, retrieved for the user's next message "
+            "(the nearest, nearest first; older than the messages you are sent). Use them "
+            "where they are relevant."
+        )
+        first = len(documents) + 1
+        parts += [f"[{i}] {h['source']}\n{h['text']}" for i, h in enumerate(earlier, first)]
     return "\n\n".join(parts)
+
+
+def _note(hits: list[dict[str, Any]]) -> str:
+    """Rule 3: the context message's note, naming the sources."""
+    parts = []
+    for what, found in (
+        ("document", [h for h in hits if "role" not in h]),
+        ("earlier message", [h for h in hits if "role" in h]),
+    ):
+        if found:
+            sources = ", ".join(str(h["source"]) for h in found)
+            parts.append(f"{len(found)} {what}{'s' if len(found) != 1 else ''}: {sources}")
+    return "retrieved " + "; ".join(parts)
 
 
 def _add_context(
     db: Writer, thread_id: str, reply_id: int, run_id: str | None, hits: list[dict[str, Any]]
 ) -> int:
     """Rule 3: the context as a `system` message for reply `reply_id`; its id."""
-    sources = ", ".join(str(h["source"]) for h in hits)
     message = Message(
         thread_id=thread_id,
         role=Role.SYSTEM.value,
         text=context_text(hits),
         run_id=run_id,
         parent_id=reply_id,
-        note=f"retrieved {len(hits)} document{'s' if len(hits) != 1 else ''}: {sources}",
+        note=_note(hits),
     )
     db.add(message)
     db.flush()
