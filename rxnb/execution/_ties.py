@@ -83,9 +83,25 @@ def _set(session: Session, run_id: str, bits: int) -> None:
         if run.ties is not None:
             run.ties |= bits
         return
-    session.connection().execute(_SET_BITS, {"run": run_id, "bits": bits})
+    if _known.get(run_id, 0) & bits != bits:
+        session.connection().execute(_SET_BITS, {"run": run_id, "bits": bits})
+        if isinstance(session, Writer):
+            session.after_commit(lambda: _remember(run_id, bits))
     if isinstance(run, Run) and run.ties is not None:
         sa.orm.attributes.set_committed_value(run, "ties", run.ties | bits)
+
+
+_known: dict[str, int] = {}
+"""Bits this process has committed on runs' `ties`. Bits are only ever set, so a
+write that would set them again skips its statement: an agent's turn adds a message
+at each step, and each would otherwise update the run's row to no effect."""
+_KNOWN_MAX = 10_000
+
+
+def _remember(run_id: str, bits: int) -> None:
+    if len(_known) >= _KNOWN_MAX:
+        _known.clear()
+    _known[run_id] = _known.get(run_id, 0) | bits
 
 
 _RUNS = Run.__table__  # type: ignore[attr-defined]

@@ -138,6 +138,16 @@ def _quiet_logging(litellm: Any) -> None:
         litellm.disable_streaming_logging, _quieted = False, False
 
 
+def _unlogged(response: Any) -> None:
+    """While nothing listens to litellm's logging (`_quiet_logging`), its success
+    handler for this stream is marked as run: at the stream's end litellm would run it
+    on a thread of its own (pricing and assembling the answer again for no one), at the
+    very moment rxnb records the answer, contending with that write for the GIL."""
+    details = getattr(getattr(response, "logging_obj", None), "model_call_details", None)
+    if _quieted and isinstance(details, dict):
+        details["has_logged_sync_success"] = True
+
+
 def stream(
     ctx: ActionContext,
     *,
@@ -261,6 +271,7 @@ def _read(
     the stream closed either way. A pause holds it between chunks (rule 12): an error
     reading on after one is `_ClosedWhilePausedError`."""
     stop_watching = _shut_on_cancel(ctx, response)
+    _unlogged(response)
     held = ""  # rule 3: a high surrogate waiting for its pair
     pauses: list[float] = []  # when a pause held it
     try:

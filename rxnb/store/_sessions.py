@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar, overload
 
+from sqlalchemy import event
 from sqlmodel import Session
 from sqlmodel.sql.expression import Select, SelectOfScalar
 
@@ -117,6 +118,12 @@ class Writer(Reader):
             raise RxnbError("db.schedule needs rxnb's runs layer; `import rxnb` loads it")
         return scheduler(self, action, args)
 
+    def after_commit(self, fn: Callable[[], Any]) -> None:
+        """Call `fn()` once this transaction has committed (never if it rolls back or
+        is retried: a retry runs in a new session). Cheaper than a SQLAlchemy event
+        listener per session, which costs tens of µs to add."""
+        self.info.setdefault(_AFTER_COMMIT, []).append(fn)
+
     def flush(self, objects: Any = None) -> None:
         # The ORM flush reports each row through mapper events; statements it runs
         # must not also count as table-level writes.
@@ -128,3 +135,16 @@ class Writer(Reader):
         finally:
             if tracker is not None:
                 tracker.flushing -= 1
+
+
+_AFTER_COMMIT = "rx_after_commit"
+
+
+def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint released: the transaction goes on
+        return
+    for fn in session.info.pop(_AFTER_COMMIT, ()):
+        fn()
+
+
+event.listen(Writer, "after_commit", _after_commit)

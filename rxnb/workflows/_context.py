@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from sqlmodel import select
 
 from rxnb.errors import NonDeterminismError, ResultError, StepError, WorkflowError
@@ -216,7 +215,7 @@ class WorkflowContext(ActionContext):
         entry = self._entry(seq, "step", label, output, None, started, attempt)
         insert_row(db, JOURNAL, as_row(entry))
         steps = self._steps
-        sa.event.listen(db, "after_commit", lambda _: setattr(steps, "ended", entry), once=True)
+        db.after_commit(lambda: setattr(steps, "ended", entry))
 
     def parallel(
         self, calls: Sequence[Callable[[], Any] | tuple[Any, ...]], *, retries: int = 0

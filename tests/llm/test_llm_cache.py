@@ -4,6 +4,7 @@ store, counted at a loopback OpenAI-compatible server through litellm's real HTT
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -237,12 +238,27 @@ def test_bad_settings_are_refused_with_the_fix(store: rx.Store) -> None:
 def test_litellm_logging_runs_only_while_someone_listens(
     store: rx.Store, server: FakeOpenAI
 ) -> None:
-    """litellm's per-chunk success logging is off while no litellm callback or cache is
+    """litellm's per-chunk success logging, and the success handler it runs on a
+    thread of its own as a stream ends, are off while no litellm callback or cache is
     configured (rxnb records usage itself), and on again for a user's callback."""
     import litellm
+    from litellm.litellm_core_utils.litellm_logging import Logging
 
-    _answer(server)
+    priced: list[str] = []  # the handler's work: pricing the answer again
+    real = Logging.response_cost_calculator
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        priced.append(threading.current_thread().name)
+        return real(self, *args, **kwargs)
+
+    Logging.response_cost_calculator = counted  # type: ignore[method-assign]
+    try:
+        _answer(server)
+        _answer(server)
+    finally:
+        Logging.response_cost_calculator = real  # type: ignore[method-assign]
     assert litellm.disable_streaming_logging is True
+    assert not [name for name in priced if name.startswith("litellm")]
     heard: list[str] = []
 
     def callback(kwargs: Any, response: Any, start: Any, end: Any) -> None:

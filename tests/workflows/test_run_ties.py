@@ -116,6 +116,49 @@ def test_rows_written_as_rows_mark_their_run_as_orm_rows_do(store: rx.Store) -> 
     assert marks == [], "its run was marked when the row was inserted"
 
 
+def test_a_mark_committed_once_is_not_written_again_and_one_rolled_back_is(
+    store: rx.Store,
+) -> None:
+    """Bits are only ever set: once this process has committed one, a new row naming
+    the run writes no mark (an agent adds a message at every step); a mark whose
+    transaction rolled back is not taken as set."""
+    run_id = _queued_run(store)
+    marks: list[str] = []
+    sa.event.listen(store.database.engines()[1], "before_cursor_execute", note_marks(marks))
+
+    def add_then_fail(db: rx.Writer) -> None:
+        _new_message(db, run_id=run_id)
+        raise ValueError("rolled back")
+
+    def nested_then_fail(db: rx.Writer) -> None:  # a savepoint released, then a rollback
+        store.database.write(lambda inner: _new_message(inner, run_id=run_id))
+        raise ValueError("rolled back")
+
+    for failing in (add_then_fail, nested_then_fail):
+        with pytest.raises(ValueError, match="rolled back"):
+            store.database.write(failing)
+    assert _ties_of(store, run_id) == 0
+    assert len(marks) == 2
+    store.database.write(lambda db: _new_message(db, run_id=run_id))
+    assert _ties_of(store, run_id) == ties.MESSAGES
+    assert len(marks) == 3
+    for _ in range(3):
+        store.database.write(lambda db: _new_message(db, run_id=run_id))
+        store.database.write(
+            lambda db: insert_row(
+                db, MESSAGES, {"thread_id": "t", "role": "tool", "run_id": run_id}
+            )
+        )
+    assert len(marks) == 3
+    store.database.write(
+        lambda db: db.add(
+            Generation(run_id=run_id, target="x", row_key="1", field="f", model="m", started_at=0)
+        )
+    )
+    assert _ties_of(store, run_id) == ties.MESSAGES | ties.GENERATIONS  # another bit: marked
+    assert len(marks) == 4
+
+
 def _new_message(db: rx.Writer, run_id: str | None) -> int:
     row = Message(thread_id="t", role="assistant", status="done", run_id=run_id)
     db.add(row)
