@@ -82,6 +82,8 @@ def _set(session: Session, run_id: str, bits: int) -> None:
     if isinstance(run, Run) and run in session.new:
         if run.ties is not None:
             run.ties |= bits
+            if isinstance(session, Writer):
+                session.after_commit(lambda: _remember(run_id, run.ties or 0))
         return
     if _known.get(run_id, 0) & bits != bits:
         session.connection().execute(_SET_BITS, {"run": run_id, "bits": bits})

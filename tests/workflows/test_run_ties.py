@@ -185,6 +185,10 @@ def test_a_run_and_its_rows_in_one_transaction_are_marked(store: rx.Store) -> No
 
     store.database.write(write)
     assert _ties_of(store, run_id) == ties.GENERATIONS | ties.MESSAGES
+    marks: list[str] = []
+    sa.event.listen(store.database.engines()[1], "before_cursor_execute", note_marks(marks))
+    store.database.write(lambda db: _add_rows(db, run_id))  # an agent's next step
+    assert marks == [], "the marks it was created with are known to be set"
 
 
 def test_a_marked_run_ends_its_rows(store: rx.Store) -> None:
