@@ -19,6 +19,7 @@ from rxnb.store._rows import (
     load_rows,
     on_row_written,
     update_row,
+    update_rows,
 )
 from rxnb.store._schema import DataProblem, own_table
 from rxnb.store._sessions import Reader, Writer
@@ -73,6 +74,7 @@ __all__ = [
     "postgres_url",
     "provide_indexes",
     "update_row",
+    "update_rows",
 ]
 
 

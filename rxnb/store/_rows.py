@@ -6,10 +6,10 @@ known rows per step (an agent's reply and tool calls, a run's usage) uses these
 instead, in the same tracked transaction:
 
 1. `load_rows` reads whole rows as dicts; `insert_row`, `update_row` and `delete_row`
-   write one row and record the same `RowWrite` an ORM flush records for it (the
-   whole row before and after, each value normalized by its column's kind), so
-   subscriptions, the change log and other processes see the write exactly as an
-   ORM write.
+   write one row (`update_rows` several) and record the same `RowWrite` an ORM flush
+   records for it (the whole row before and after, each value normalized by its
+   column's kind), so subscriptions, the change log and other processes see the
+   write exactly as an ORM write.
 2. `update_row` writes only the columns whose values change, and nothing when none does.
 3. Statements are built once per table and compiled once per set of columns.
 4. A row written here must not also be held as an ORM object in the same session: that
@@ -117,6 +117,40 @@ def update_row(db: Writer, table: sa.Table, row: Row, changes: Mapping[str, Any]
     now = {**old, **{name: _normal(value, kinds[name]) for name, value in changed.items()}}
     tracker.record(RowWrite(table.fullname, key, old, now))
     return new
+
+
+def update_rows(
+    db: Writer, table: sa.Table, updates: Sequence[tuple[Row, Mapping[str, Any]]]
+) -> None:
+    """`update_row` for several rows (each `(row as loaded, changes)`): the rows whose
+    changed columns are the same are written by one statement run with each row's
+    values (on PostgreSQL one round trip, psycopg pipelines them), not by one
+    statement each. Rows with nothing changed are not written."""
+    groups: dict[tuple[str, ...], list[tuple[Row, Row]]] = {}
+    for row, changes in updates:
+        changed = {k: v for k, v in changes.items() if row.get(k, _ABSENT) != v}
+        if changed:
+            groups.setdefault(tuple(changed), []).append((row, changed))
+    if not groups:
+        return
+    kinds = _kinds(table)
+    driver = _Driver.of(db)
+    with _Untracked(db) as tracker:
+        for members in groups.values():
+            if driver is not None and not _plan(driver.dialect, table).on_update:
+                for row, changed in members:
+                    driver.update(table, _key(table, row)[0], changed)
+            else:
+                params = [{"_rx_key": _key(table, row)[0], **changed} for row, changed in members]
+                db.connection().execute(_statement(table, "update"), params)
+            for row, changed in members:
+                for hook in _HOOKS.get(table, ()):
+                    hook(db, {**row, **changed}, row)
+    for members in groups.values():
+        for row, changed in members:
+            old = _image(table, row)
+            now = {**old, **{name: _normal(value, kinds[name]) for name, value in changed.items()}}
+            tracker.record(RowWrite(table.fullname, _key(table, row), old, now))
 
 
 def delete_row(db: Writer, table: sa.Table, row: Row) -> None:
