@@ -7,7 +7,8 @@ R3  trivial runs/s on SQLite, 1 worker process vs 4 worker processes (reported)
 Runs in R1 are due at known times, spaced apart so that each is scheduled on its
 own. R2 and R3 queue runs by writing `rx_runs` rows from this process, which does
 not register their actions, so every run is claimed and executed by `rxnb worker`
-subprocesses (8 threads each). Exits 0 whether targets pass or fail (the table
+subprocesses (8 threads each); R3's burst is queued once they have settled
+(`Bench.settle`). Exits 0 whether targets pass or fail (the table
 says which); an exception exits nonzero.
 """
 
@@ -111,6 +112,26 @@ class Bench:
 
         poll(lambda: registered() >= count, "workers to register")
 
+    def settle(self) -> float:
+        """Wait until every worker process has finished starting up: a worker that
+        runs nothing imports litellm (2-4 s of CPU, once), and a burst queued while
+        it does measures that import, not the drain (with 4 new workers on 2 cores,
+        most of the burst's CPU). Settled: each uses under 2% of a core over 0.5 s.
+        Returns the seconds it took (0 where /proc does not tell CPU time)."""
+        started = time.monotonic()
+        before = _cpu_seconds([proc.pid for proc in self.workers])
+        while before is not None:
+            time.sleep(SETTLE_WINDOW)  # the window CPU use is measured over
+            after = _cpu_seconds([proc.pid for proc in self.workers])
+            if after is None or all(
+                b - a < SETTLED * SETTLE_WINDOW for a, b in zip(before, after, strict=True)
+            ):
+                break
+            if time.monotonic() - started > WAIT:
+                raise TimeoutError(f"workers still busy after {WAIT:.0f} s with nothing queued")
+            before = after
+        return time.monotonic() - started
+
     def stop_workers(self) -> None:
         for proc in self.workers:
             proc.send_signal(signal.SIGTERM)
@@ -128,6 +149,25 @@ class Bench:
                 proc.kill()
                 proc.wait(10)
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+SETTLE_WINDOW = 0.5
+SETTLED = 0.02
+"""A worker using less than this share of a core over `SETTLE_WINDOW` has settled."""
+
+
+def _cpu_seconds(pids: list[int]) -> list[float] | None:
+    """CPU seconds (user + system) each of `pids` has used; None without Linux /proc."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        out.append((int(fields[11]) + int(fields[12])) / ticks)
+    return out
 
 
 def poll(condition: object, what: str, timeout: float = WAIT) -> None:
@@ -244,6 +284,7 @@ def throughput(bench: Bench, workers: int, n: int) -> float:
         warm = insert_runs(store, "_runs_jobs.trivial", [time.time()] * (8 * workers), {"n": 0})
         for run_id in warm:
             rx.RunHandle(run_id, store).wait(WAIT)
+        print(f"  {workers} worker(s) settled in {bench.settle():.1f} s")
 
         def finished() -> int:
             return int(
