@@ -25,10 +25,11 @@ from rxnb.llm._compare import (
 )
 from rxnb.llm._embed import OFFLINE_MODEL, embed, offline_embedding
 from rxnb.llm._limits import limit
+from rxnb.llm._litellm import load_litellm
 from rxnb.llm._model import Generation, end_generations, key_json, target_row
 from rxnb.llm._observe import GenerationEvent, on_generation
 from rxnb.llm._row_writer import PAUSED_REASON
-from rxnb.llm._stream import load_litellm, stream, stream_into
+from rxnb.llm._stream import stream, stream_into
 from rxnb.llm._usage import Usage, add_to_run
 
 # Retention (`rx.retention`) deletes a pruned run's generations with it.

@@ -44,7 +44,8 @@ from sqlmodel import Field, SQLModel, select
 from rxnb.errors import ArgumentError, Cancelled, RxnbError
 from rxnb.execution import SECRET_NAME, Action, ActionContext, RunHandle, action, error_line
 from rxnb.llm._arguments import check_messages
-from rxnb.llm._stream import load_litellm, stream_into
+from rxnb.llm._litellm import load_litellm
+from rxnb.llm._stream import stream_into
 from rxnb.llm._usage import Usage
 from rxnb.reactive import Store, current_store
 from rxnb.store import own_table

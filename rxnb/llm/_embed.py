@@ -61,7 +61,7 @@ def embed(
     (384 dimensions; `size=` changes it, as litellm refuses `dimensions=` for custom
     providers). A single string is a list of one.
     """
-    from rxnb.llm._stream import load_litellm
+    from rxnb.llm._litellm import load_litellm
 
     batch = [texts] if isinstance(texts, str) else list(texts)
     if not all(isinstance(t, str) for t in batch):
