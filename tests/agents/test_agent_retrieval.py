@@ -19,7 +19,7 @@ from run_procs import Processes
 from sqlmodel import select
 
 import rxnb as rx
-from rxnb.agents import Message, _model_call, _retrieve
+from rxnb.agents import Message
 from rxnb.workflows import JournalEntry
 
 DOCS = [
@@ -38,34 +38,6 @@ def add_docs(db: rx.Writer, docs: list[list[str]], vectors: list[list[float]]) -
 
 def store_docs(docs: list[tuple[str, str, str]]) -> None:
     add_docs(docs=[list(d) for d in docs], vectors=rx.llm.embed([d[2] for d in docs]))
-
-
-@pytest.fixture
-def requests(monkeypatch: pytest.MonkeyPatch) -> list[list[dict[str, Any]]]:
-    """The messages of each request the agents' model calls send litellm."""
-    seen: list[list[dict[str, Any]]] = []
-    real = _model_call.stream
-
-    def recording(*args: Any, **kwargs: Any) -> Any:
-        seen.append([dict(m) for m in kwargs["messages"]])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_model_call, "stream", recording)
-    return seen
-
-
-@pytest.fixture
-def embeds(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The texts each retrieval step embedded."""
-    seen: list[list[str]] = []
-    real = _retrieve.embed
-
-    def counting(texts: list[str], **kwargs: Any) -> list[list[float]]:
-        seen.append(list(texts))
-        return real(texts, **kwargs)
-
-    monkeypatch.setattr(_retrieve, "embed", counting)
-    return seen
 
 
 def test_the_model_is_sent_the_nearest_documents(

@@ -16,40 +16,12 @@ from polling import until
 from sqlmodel import col, select
 
 import rxnb as rx
-from rxnb.agents import Message, MessageEmbedding, _model_call, _thread_search
+from rxnb.agents import Message, MessageEmbedding
 from rxnb.workflows import JournalEntry
 
 FACT = "My sister Zelda moved to Reykjavik last spring."
 DECOY = "My sister Brunhilde moved to Oslo last spring."
 QUESTION = "Where did my sister Zelda move to?"
-
-
-@pytest.fixture
-def requests(monkeypatch: pytest.MonkeyPatch) -> list[list[dict[str, Any]]]:
-    """The messages of each request the agents' model calls send litellm."""
-    seen: list[list[dict[str, Any]]] = []
-    real = _model_call.stream
-
-    def recording(*args: Any, **kwargs: Any) -> Any:
-        seen.append([dict(m) for m in kwargs["messages"]])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_model_call, "stream", recording)
-    return seen
-
-
-@pytest.fixture
-def embeds(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The texts of each embedding request the thread searches made."""
-    seen: list[list[str]] = []
-    real = _thread_search.embed
-
-    def counting(texts: list[str], **kwargs: Any) -> list[list[float]]:
-        seen.append(list(texts))
-        return real(texts, **kwargs)
-
-    monkeypatch.setattr(_thread_search, "embed", counting)
-    return seen
 
 
 def seed(store: rx.Store, thread_id: str, count: int, fact: str) -> None:
