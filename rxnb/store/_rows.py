@@ -99,24 +99,11 @@ def insert_row(db: Writer, table: sa.Table, values: Mapping[str, Any]) -> Row:
 def update_row(db: Writer, table: sa.Table, row: Row, changes: Mapping[str, Any]) -> Row:
     """Set `changes` on `row` (as loaded); the row as it is now. Unchanged values are
     not written; when none changes, nothing is."""
-    changed = {k: v for k, v in changes.items() if row.get(k, _ABSENT) != v}
+    changed = _changed(row, changes)
     if not changed:
         return row
-    new = {**row, **changed}
-    key = _key(table, row)
-    with _Untracked(db) as tracker:
-        driver = _Driver.of(db)
-        if driver is not None and not _plan(driver.dialect, table).on_update:
-            driver.update(table, key[0], changed)
-        else:
-            db.connection().execute(_statement(table, "update"), {"_rx_key": key[0], **changed})
-        for hook in _HOOKS.get(table, ()):
-            hook(db, new, row)
-    old = _image(table, row)
-    kinds = _kinds(table)
-    now = {**old, **{name: _normal(value, kinds[name]) for name, value in changed.items()}}
-    tracker.record(RowWrite(table.fullname, key, old, now))
-    return new
+    _write_updates(db, table, [(row, changed)])
+    return {**row, **changed}
 
 
 def update_rows(
@@ -128,29 +115,38 @@ def update_rows(
     statement each. Rows with nothing changed are not written."""
     groups: dict[tuple[str, ...], list[tuple[Row, Row]]] = {}
     for row, changes in updates:
-        changed = {k: v for k, v in changes.items() if row.get(k, _ABSENT) != v}
+        changed = _changed(row, changes)
         if changed:
             groups.setdefault(tuple(changed), []).append((row, changed))
-    if not groups:
-        return
-    kinds = _kinds(table)
+    for members in groups.values():
+        _write_updates(db, table, members)
+
+
+def _changed(row: Row, changes: Mapping[str, Any]) -> Row:
+    return {k: v for k, v in changes.items() if row.get(k, _ABSENT) != v}
+
+
+def _write_updates(db: Writer, table: sa.Table, members: Sequence[tuple[Row, Row]]) -> None:
+    """Write each `(row as loaded, changed values)` of `members` (the same columns
+    changed in each), run the table's row hooks, and record the writes."""
     driver = _Driver.of(db)
     with _Untracked(db) as tracker:
-        for members in groups.values():
-            if driver is not None and not _plan(driver.dialect, table).on_update:
-                for row, changed in members:
-                    driver.update(table, _key(table, row)[0], changed)
-            else:
-                params = [{"_rx_key": _key(table, row)[0], **changed} for row, changed in members]
-                db.connection().execute(_statement(table, "update"), params)
+        if driver is not None and not _plan(driver.dialect, table).on_update:
             for row, changed in members:
-                for hook in _HOOKS.get(table, ()):
-                    hook(db, {**row, **changed}, row)
-    for members in groups.values():
+                driver.update(table, _key(table, row)[0], changed)
+        else:
+            params = [{"_rx_key": _key(table, row)[0], **changed} for row, changed in members]
+            db.connection().execute(
+                _statement(table, "update"), params if len(params) > 1 else params[0]
+            )
         for row, changed in members:
-            old = _image(table, row)
-            now = {**old, **{name: _normal(value, kinds[name]) for name, value in changed.items()}}
-            tracker.record(RowWrite(table.fullname, _key(table, row), old, now))
+            for hook in _HOOKS.get(table, ()):
+                hook(db, {**row, **changed}, row)
+    kinds = _kinds(table)
+    for row, changed in members:
+        old = _image(table, row)
+        now = {**old, **{name: _normal(value, kinds[name]) for name, value in changed.items()}}
+        tracker.record(RowWrite(table.fullname, _key(table, row), old, now))
 
 
 def delete_row(db: Writer, table: sa.Table, row: Row) -> None:
